@@ -1,0 +1,469 @@
+"""Camera geometry: poses, projection, depth-based warping and re-blurring.
+
+Conventions (fixed for the whole package; every one is pinned by a test in ``tests/test_geometry.py``):
+
+* **Camera axes** are OpenCV's: x right, y down, z forward.
+* **Pixels**: pixel ``(u, v) = (0, 0)`` is the *centre* of the top-left pixel; ``u`` grows to the right, ``v`` down.
+  An image of width ``W`` spans ``u`` in ``[-0.5, W - 0.5]``.
+* **Depth** is z-depth (the point's z coordinate in the camera frame) in metres, not the distance along the ray.
+* **Intrinsics** ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` in pixels of the image they go with.
+* **Poses**: the pose ``T_k`` of frame ``k`` is the 4x4 rigid transform that maps a point from the *reference*
+  camera's coordinates into frame ``k``'s camera coordinates, ``X_k = R_k X_ref + t_k``. A reference pixel ``p``
+  with depth ``D(p)`` therefore lands at ``p_k ~ K T_k D(p) K^-1 p`` (the paper's Eq. 2 and 6).
+* **Pose parameters**: ``u`` is the axis-angle vector of ``R_k`` in radians, ``v = t_k`` in metres (the paper's u and v).
+* **Trajectories**: an exposure is ``2n + 1`` instants; the reference is the middle one (index ``n``, pose = identity)
+  and the ``2n`` other poses are stored in time order without it: ``poses[j]`` is instant ``j`` for ``j < n`` and
+  instant ``j + 1`` for ``j >= n``. Reversing time reverses that list.
+
+All functions take batched tensors, hold no state and are differentiable where that makes sense. Public functions
+check shapes and say which argument is wrong; the value checks (finite, positive depth, invertible K) can be turned
+off with ``validate=False`` inside training loops, where they would force a device synchronisation every step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from kornia.geometry.camera.perspective import project_points, unproject_points
+from kornia.geometry.conversions import (
+    axis_angle_to_rotation_matrix,
+    normalize_pixel_coordinates,
+    rotation_matrix_to_axis_angle,
+)
+try:  # kornia >= 0.8.3 moved it; older releases only have kornia.utils
+    from kornia.geometry import create_meshgrid
+except ImportError:  # pragma: no cover
+    from kornia.utils import create_meshgrid
+
+from .imaging import linear_to_srgb, srgb_to_linear
+
+__all__ = [
+    "GeometryError",
+    "pose_from_uv",
+    "uv_from_pose",
+    "invert_pose",
+    "scale_intrinsics",
+    "backproject",
+    "project",
+    "forward_flow",
+    "warp",
+    "trajectory_with_reference",
+    "interpolate_trajectory",
+    "reblur",
+    "point_cloud",
+]
+
+
+class GeometryError(ValueError):
+    """Raised when an argument to a geometry function has the wrong shape or an impossible value."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# argument checks
+
+
+def _check_shape(name: str, x: torch.Tensor, pattern: str) -> None:
+    """Check ``x`` against a pattern such as ``"B,1,H,W"`` (letters free, digits fixed, ``...`` any leading dims)."""
+    if not torch.is_tensor(x):
+        raise GeometryError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    dims = [d.strip() for d in pattern.split(",")]
+    fixed = dims[1:] if dims[0] == "..." else dims
+    ok = x.dim() >= len(fixed) if dims[0] == "..." else x.dim() == len(fixed)
+    if ok:
+        for d, s in zip(fixed, x.shape[x.dim() - len(fixed):]):
+            if d.isdigit() and int(d) != s:
+                ok = False
+    if not ok:
+        raise GeometryError(f"{name} must have shape ({pattern}), got {tuple(x.shape)}")
+
+
+def _check_intrinsics(K: torch.Tensor, batch: int | None, validate: bool) -> torch.Tensor:
+    """Return K as (B, 3, 3), broadcasting a single (3, 3) matrix; check it can be inverted."""
+    if torch.is_tensor(K) and K.dim() == 2:
+        K = K.unsqueeze(0)
+    _check_shape("K", K, "B,3,3")
+    if batch is not None and K.shape[0] not in (1, batch):
+        raise GeometryError(f"K has batch size {K.shape[0]} but the images have {batch}; pass one K or one per image")
+    if batch is not None and K.shape[0] == 1 and batch > 1:
+        K = K.expand(batch, 3, 3)
+    if validate:
+        if not torch.isfinite(K).all():
+            raise GeometryError("K has non-finite entries; pass finite intrinsics in pixels")
+        fx, fy = K[:, 0, 0], K[:, 1, 1]
+        bottom = K.new_tensor([0.0, 0.0, 1.0])
+        if (fx.abs() < 1e-9).any() or (fy.abs() < 1e-9).any() or not torch.allclose(K[:, 2], bottom.expand_as(K[:, 2])):
+            raise GeometryError("K is singular or not a pinhole matrix: need fx != 0, fy != 0 and a last row (0, 0, 1)")
+    return K
+
+
+def _check_depth(depth: torch.Tensor, validate: bool, name: str = "depth_ref") -> None:
+    _check_shape(name, depth, "B,1,H,W")
+    if validate:
+        if not torch.isfinite(depth).all():
+            raise GeometryError(f"{name} has non-finite values (NaN or inf); fill holes before warping")
+        if (depth <= 0).any():
+            raise GeometryError(f"{name} has values <= 0; depth must be positive z-depth in metres everywhere")
+
+
+def _check_pose(name: str, T: torch.Tensor, validate: bool) -> None:
+    _check_shape(name, T, "...,4,4")
+    if validate and not torch.isfinite(T).all():
+        raise GeometryError(f"{name} has non-finite entries")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# poses
+
+
+def pose_from_uv(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Build 4x4 rigid transforms from axis-angle rotations ``u`` (radians) and translations ``v`` (metres).
+
+    Args:
+        u: (..., 3) axis-angle vectors.
+        v: (..., 3) translations.
+
+    Returns:
+        (..., 4, 4) transforms ``[[R(u), v], [0, 1]]``.
+
+    Example:
+        >>> T = pose_from_uv(torch.zeros(3), torch.tensor([0.1, 0.0, 0.0]))
+        >>> T[:3, 3].tolist()
+        [0.10000000149011612, 0.0, 0.0]
+    """
+    _check_shape("u", u, "...,3")
+    _check_shape("v", v, "...,3")
+    if u.shape != v.shape:
+        raise GeometryError(f"u and v must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}")
+    lead = u.shape[:-1]
+    R = axis_angle_to_rotation_matrix(u.reshape(-1, 3)).reshape(*lead, 3, 3)
+    top = torch.cat([R, v.unsqueeze(-1)], dim=-1)
+    bottom = torch.zeros(*lead, 1, 4, dtype=u.dtype, device=u.device)
+    bottom[..., 0, 3] = 1.0
+    return torch.cat([top, bottom], dim=-2)
+
+
+def uv_from_pose(T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split 4x4 rigid transforms into axis-angle rotation ``u`` (radians) and translation ``v`` (metres).
+
+    Args:
+        T: (..., 4, 4) transforms.
+
+    Returns:
+        ``(u, v)``, each (..., 3).
+    """
+    _check_pose("T", T, validate=False)
+    lead = T.shape[:-2]
+    u = rotation_matrix_to_axis_angle(T[..., :3, :3].reshape(-1, 3, 3)).reshape(*lead, 3)
+    return u, T[..., :3, 3]
+
+
+def invert_pose(T: torch.Tensor) -> torch.Tensor:
+    """Invert rigid transforms (..., 4, 4) using ``R^T`` rather than a general matrix inverse."""
+    _check_pose("T", T, validate=False)
+    R_inv = T[..., :3, :3].transpose(-1, -2)
+    t_inv = -(R_inv @ T[..., :3, 3:4])
+    out = torch.zeros_like(T)
+    out[..., :3, :3] = R_inv
+    out[..., :3, 3:4] = t_inv
+    out[..., 3, 3] = 1.0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# intrinsics and projection
+
+
+def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+    """Intrinsics for an image resized by factors ``sx`` (width) and ``sy`` (height).
+
+    With pixel centres at integer coordinates, a resize maps ``u' = sx (u + 0.5) - 0.5``, so
+    ``fx' = sx fx`` and ``cx' = sx (cx + 0.5) - 0.5`` (likewise for y). This is what
+    ``torch.nn.functional.interpolate(..., align_corners=False)`` and PIL's ``resize`` do to an image.
+
+    Args:
+        K: (..., 3, 3) intrinsics.
+        sx: new width / old width.
+        sy: new height / old height.
+
+    Example:
+        >>> K = torch.tensor([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
+        >>> scale_intrinsics(K, 0.5, 0.5)[:2].tolist()
+        [[250.0, 0.0, 159.5], [0.0, 250.0, 119.5]]
+    """
+    _check_shape("K", K, "...,3,3")
+    if not (sx > 0 and sy > 0):
+        raise GeometryError(f"scale factors must be positive, got sx={sx}, sy={sy}")
+    out = K.clone()
+    out[..., 0, :] = K[..., 0, :] * sx
+    out[..., 1, :] = K[..., 1, :] * sy
+    out[..., 0, 2] = sx * (K[..., 0, 2] + 0.5) - 0.5
+    out[..., 1, 2] = sy * (K[..., 1, 2] + 0.5) - 0.5
+    return out
+
+
+def _pixel_grid(H: int, W: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, H, W, 2) pixel coordinates (u, v) of pixel centres."""
+    return create_meshgrid(H, W, normalized_coordinates=False, device=like.device, dtype=like.dtype)
+
+
+def backproject(depth: torch.Tensor, K: torch.Tensor, validate: bool = True) -> torch.Tensor:
+    """Lift every pixel to 3D in its camera's frame: ``X = D(p) K^-1 p``.
+
+    Args:
+        depth: (B, 1, H, W) z-depth in metres.
+        K: (B, 3, 3) or (3, 3) intrinsics.
+
+    Returns:
+        (B, H, W, 3) points in metres, camera coordinates.
+    """
+    _check_shape("depth", depth, "B,1,H,W")
+    if validate and not torch.isfinite(depth).all():
+        raise GeometryError("depth has non-finite values (NaN or inf)")
+    B, _, H, W = depth.shape
+    K = _check_intrinsics(K, B, validate)
+    grid = _pixel_grid(H, W, depth).expand(B, H, W, 2)
+    return unproject_points(grid, depth.permute(0, 2, 3, 1), K[:, None, None])
+
+
+def project(points: torch.Tensor, K: torch.Tensor, validate: bool = True) -> torch.Tensor:
+    """Project camera-frame points to pixels: ``p ~ K X``.
+
+    Args:
+        points: (B, ..., 3) points in camera coordinates with z > 0.
+        K: (B, 3, 3) or (3, 3) intrinsics.
+
+    Returns:
+        (B, ..., 2) pixel coordinates (u, v).
+    """
+    _check_shape("points", points, "...,3")
+    if points.dim() < 2:
+        raise GeometryError(f"points must have shape (B, ..., 3), got {tuple(points.shape)}")
+    K = _check_intrinsics(K, points.shape[0], validate)
+    Kb = K.reshape(K.shape[0], *([1] * (points.dim() - 2)), 3, 3)
+    return project_points(points, Kb)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# warping
+
+
+def _sample(x: torch.Tensor, pix: torch.Tensor, padding_mode: str) -> torch.Tensor:
+    """Bilinearly sample (B, C, H, W) at pixel coordinates (B, H', W', 2)."""
+    H, W = x.shape[-2:]
+    grid = normalize_pixel_coordinates(pix, H, W)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+
+
+def forward_flow(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each reference pixel lands in frame ``k``: the paper's ``p' = K T D(p) K^-1 p`` minus ``p``.
+
+    Args:
+        depth_ref: (B, 1, H, W) reference z-depth, metres.
+        T: (B, 4, 4) reference-to-frame-k poses.
+        K: (B, 3, 3) intrinsics.
+
+    Returns:
+        ``(flow, z_k)``: flow (B, 2, H, W) in pixels and the points' depth in frame k, (B, 1, H, W).
+    """
+    B, _, H, W = depth_ref.shape
+    X = backproject(depth_ref, K, validate=False)  # (B, H, W, 3)
+    X_k = torch.einsum("bij,bhwj->bhwi", T[:, :3, :3], X) + T[:, None, None, :3, 3]
+    z_k = X_k[..., 2:3]
+    # Points behind frame k's camera have no image there; keep the division finite and let `warp` mark them invalid.
+    safe = torch.where(z_k > 1e-6, z_k, torch.full_like(z_k, 1e-6))
+    X_k = torch.cat([X_k[..., :2], safe], dim=-1)
+    p_k = project_points(X_k, K[:, None, None])
+    flow = (p_k - _pixel_grid(H, W, depth_ref)).permute(0, 3, 1, 2)
+    return flow, z_k.permute(0, 3, 1, 2)
+
+
+def warp(
+    image_ref: torch.Tensor,
+    depth_ref: torch.Tensor,
+    T: torch.Tensor,
+    K: torch.Tensor,
+    iterations: int = 8,
+    padding_mode: str = "zeros",
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image that frame ``k`` sees, built from the reference frame, its depth and the pose ``T_k``.
+
+    Only the *reference* depth is known, so the paper's mapping ``g(p) = K T D(p) K^-1 p`` goes forward, from
+    reference pixels to frame ``k``. To get a dense image without holes we invert it per target pixel ``q``: find the
+    reference pixel ``p`` with ``g(p) = q`` by the fixed-point iteration ``p <- q - f(p)``, where ``f = g - id`` is the
+    forward flow sampled bilinearly. The first step (``p = q - f(q)``) is the common approximation that borrows the
+    depth at ``q``; the further steps remove its error, exactly where depth is smooth. The iteration converges when
+    the flow changes by less than a pixel per pixel (true for hand-held blur); where it does not (depth edges with
+    occlusion), or ``p`` falls outside the reference image, or the point is behind camera ``k``, ``valid`` is 0.
+    Disoccluded regions, which the reference never saw, are therefore invalid rather than invented.
+
+    Args:
+        image_ref: (B, C, H, W) reference image.
+        depth_ref: (B, 1, H, W) reference z-depth, metres, > 0.
+        T: (B, 4, 4) pose of frame k (reference-to-frame-k).
+        K: (B, 3, 3) or (3, 3) intrinsics.
+        iterations: fixed-point steps after the first guess.
+        padding_mode: ``"zeros"`` (invalid pixels read 0) or ``"border"`` (they repeat the nearest edge).
+        validate: check values (finite, positive depth, invertible K); turn off in training loops.
+
+    Returns:
+        ``(image_k, valid)``: (B, C, H, W) and a (B, 1, H, W) mask of 0/1 in ``image_ref``'s dtype.
+        Differentiable with respect to ``image_ref``, ``depth_ref`` and ``T``.
+
+    Example:
+        >>> img, depth = torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8)
+        >>> K = torch.tensor([[8.0, 0, 3.5], [0, 8.0, 3.5], [0, 0, 1]])
+        >>> out, valid = warp(img, depth, torch.eye(4)[None], K)
+        >>> bool(torch.allclose(out, img, atol=1e-5)), bool(valid.all())
+        (True, True)
+    """
+    _check_shape("image_ref", image_ref, "B,C,H,W")
+    _check_depth(depth_ref, validate)
+    _check_pose("T", T, validate)
+    _check_shape("T", T, "B,4,4")
+    B, _, H, W = image_ref.shape
+    if depth_ref.shape[0] != B or depth_ref.shape[-2:] != (H, W):
+        raise GeometryError(f"depth_ref {tuple(depth_ref.shape)} does not match image_ref {tuple(image_ref.shape)}")
+    if T.shape[0] != B:
+        raise GeometryError(f"T has batch size {T.shape[0]} but image_ref has {B}")
+    if iterations < 0:
+        raise GeometryError(f"iterations must be >= 0, got {iterations}")
+    K = _check_intrinsics(K, B, validate)
+
+    flow, z_k = forward_flow(depth_ref, T, K)
+    q = _pixel_grid(H, W, image_ref).expand(B, H, W, 2)
+    p = q - flow.permute(0, 2, 3, 1)
+    for _ in range(iterations):
+        p = q - _sample(flow, p, "border").permute(0, 2, 3, 1)
+
+    image_k = _sample(image_ref, p, padding_mode)
+    # How well p solves g(p) = q, and whether the point is in front of camera k and inside the reference image.
+    residual = (p + _sample(flow, p, "border").permute(0, 2, 3, 1) - q).norm(dim=-1, keepdim=True)
+    inside = (p[..., :1] >= -0.5) & (p[..., :1] <= W - 0.5) & (p[..., 1:] >= -0.5) & (p[..., 1:] <= H - 0.5)
+    in_front = _sample(z_k, p, "border").permute(0, 2, 3, 1) > 1e-6
+    valid = (inside & in_front & (residual < 0.05)).permute(0, 3, 1, 2).to(image_ref.dtype)
+    if padding_mode == "zeros":
+        image_k = image_k * valid
+    return image_k, valid.detach()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# trajectories and re-blurring
+
+
+def trajectory_with_reference(poses: torch.Tensor) -> torch.Tensor:
+    """Insert the reference (identity) pose in the middle: (B, 2n, 4, 4) -> (B, 2n + 1, 4, 4)."""
+    _check_shape("poses", poses, "B,M,4,4")
+    M = poses.shape[1]
+    if M % 2:
+        raise GeometryError(f"poses must hold an even number 2n of poses (reference excluded), got {M}")
+    eye = torch.eye(4, dtype=poses.dtype, device=poses.device).expand(poses.shape[0], 1, 4, 4)
+    return torch.cat([poses[:, : M // 2], eye, poses[:, M // 2:]], dim=1)
+
+
+def interpolate_trajectory(trajectory: torch.Tensor, subframes: int) -> torch.Tensor:
+    """Sample ``subframes`` instants per interval of a (B, 2n + 1, 4, 4) trajectory: (B, 2n * subframes + 1, 4, 4).
+
+    Between two consecutive instants the rotation vector ``u`` and translation ``v`` are interpolated linearly.
+    The synthetic data engine draws its sub-frame instants with the same rule, so ``reblur(..., subframes=s)``
+    re-creates its exposure integral exactly. ``subframes=1`` returns the input.
+    """
+    _check_shape("trajectory", trajectory, "B,M,4,4")
+    if subframes < 1:
+        raise GeometryError(f"subframes must be >= 1, got {subframes}")
+    if subframes == 1:
+        return trajectory
+    u, v = uv_from_pose(trajectory)
+    lam = torch.arange(subframes, dtype=u.dtype, device=u.device) / subframes  # (s,)
+    lam = lam[None, None, :, None]
+
+    def fill(x: torch.Tensor) -> torch.Tensor:
+        a, b = x[:, :-1, None], x[:, 1:, None]
+        inner = ((1 - lam) * a + lam * b).flatten(1, 2)
+        return torch.cat([inner, x[:, -1:]], dim=1)
+
+    return pose_from_uv(fill(u), fill(v))
+
+
+def reblur(
+    image_ref: torch.Tensor,
+    depth_ref: torch.Tensor,
+    poses: torch.Tensor,
+    K: torch.Tensor,
+    subframes: int = 1,
+    linear_light: bool = False,
+    iterations: int = 8,
+    return_valid: bool = False,
+    validate: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Re-create the blurred image: the mean of the reference frame and its warps (the paper's B-hat of Eq. 7).
+
+    With ``subframes=1`` this is the paper's average of ``2n + 1`` frames. With ``subframes=s`` each interval between
+    two instants is sampled ``s`` times (see :func:`interpolate_trajectory`), which removes the ghosting of a plain
+    7-frame average when motion is fast. With ``linear_light=True`` the frames are averaged in linear light (sRGB
+    decoded, averaged, encoded), as a camera sensor integrates light.
+
+    Pixels that some warp cannot fill (see :func:`warp`) take that frame's nearest in-image value; the returned
+    ``valid`` mask (with ``return_valid=True``) is 1 only where every frame had a true source, for masking losses.
+
+    Args:
+        image_ref: (B, C, H, W) sharp reference frame, sRGB in [0, 1] when ``linear_light``.
+        depth_ref: (B, 1, H, W) reference z-depth, metres.
+        poses: (B, 2n, 4, 4) poses of the other instants in time order (see the module docstring).
+        K: (B, 3, 3) or (3, 3) intrinsics.
+
+    Returns:
+        (B, C, H, W) blurred image, and (B, 1, H, W) validity when ``return_valid``.
+    """
+    _check_shape("image_ref", image_ref, "B,C,H,W")
+    _check_depth(depth_ref, validate)
+    _check_shape("poses", poses, "B,M,4,4")
+    _check_pose("poses", poses, validate)
+    B, C, H, W = image_ref.shape
+    if poses.shape[0] != B:
+        raise GeometryError(f"poses has batch size {poses.shape[0]} but image_ref has {B}")
+    K = _check_intrinsics(K, B, validate)
+
+    traj = interpolate_trajectory(trajectory_with_reference(poses), subframes)
+    M = traj.shape[1]
+    src = srgb_to_linear(image_ref) if linear_light else image_ref
+    # All instants in one batched warp: (B * M) images. The reference instant warps to itself exactly.
+    frames, valid = warp(
+        src.repeat_interleave(M, dim=0),
+        depth_ref.repeat_interleave(M, dim=0),
+        traj.reshape(B * M, 4, 4),
+        K.repeat_interleave(M, dim=0),
+        iterations=iterations,
+        padding_mode="border",
+        validate=False,
+    )
+    blurred = frames.reshape(B, M, C, H, W).mean(dim=1)
+    if linear_light:
+        blurred = linear_to_srgb(blurred)
+    if return_valid:
+        return blurred, valid.reshape(B, M, 1, H, W).amin(dim=1)
+    return blurred
+
+
+def point_cloud(
+    image: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, validate: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Coloured 3D points of every pixel, in the reference camera's frame (metres).
+
+    Args:
+        image: (B, C, H, W) colours.
+        depth: (B, 1, H, W) z-depth in metres; pixels with depth <= 0 or non-finite are marked invalid.
+        K: (B, 3, 3) or (3, 3) intrinsics.
+
+    Returns:
+        ``(points, colors, valid)``: (B, H*W, 3), (B, H*W, C) and a boolean (B, H*W) in row-major pixel order.
+    """
+    _check_shape("image", image, "B,C,H,W")
+    _check_shape("depth", depth, "B,1,H,W")
+    if image.shape[0] != depth.shape[0] or image.shape[-2:] != depth.shape[-2:]:
+        raise GeometryError(f"depth {tuple(depth.shape)} does not match image {tuple(image.shape)}")
+    valid = torch.isfinite(depth) & (depth > 0)
+    safe = torch.where(valid, depth, torch.ones_like(depth))
+    pts = backproject(safe, K, validate=validate)
+    B = image.shape[0]
+    return pts.reshape(B, -1, 3), image.flatten(2).transpose(1, 2), valid.reshape(B, -1)

@@ -1,0 +1,75 @@
+"""Image formation: the sRGB transfer curve and blur synthesis from a stack of sharp frames.
+
+A camera integrates *light* over the exposure (the paper's Eq. 1). Pixel values in an 8-bit photograph are not
+light: they went through the sRGB curve. Averaging those values, as the paper does, darkens blurred highlights and
+makes streaks of bright objects too faint. :func:`blur_frames` offers both: ``linear_light=True`` (undo the curve,
+average, redo it; the default for data the package builds) and ``linear_light=False`` (the paper's plain average).
+
+Functions here accept NumPy arrays or torch tensors and return the same kind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["srgb_to_linear", "linear_to_srgb", "blur_frames"]
+
+
+def _where(x):
+    return torch.where if torch.is_tensor(x) else np.where
+
+
+def srgb_to_linear(x):
+    """Decode sRGB values in [0, 1] to linear light (IEC 61966-2-1). Values are clipped to [0, 1] first.
+
+    Example:
+        >>> round(float(srgb_to_linear(np.float64(0.5))), 4)
+        0.214
+    """
+    x = x.clip(0.0, 1.0)
+    return _where(x)(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x):
+    """Encode linear light in [0, 1] to sRGB values. Values are clipped to [0, 1] first; the gradient is finite at 0.
+
+    Example:
+        >>> round(float(linear_to_srgb(srgb_to_linear(np.float64(0.3)))), 6)
+        0.3
+    """
+    x = x.clip(0.0, 1.0)
+    # Clip inside the power branch so its (unused) gradient at 0 is not infinite, which would poison autograd.
+    return _where(x)(x <= 0.0031308, x * 12.92, 1.055 * x.clip(0.0031308, 1.0) ** (1 / 2.4) - 0.055)
+
+
+def blur_frames(frames, dim: int = 0, linear_light: bool = True, weights=None):
+    """Average sharp frames into a blurred image.
+
+    Args:
+        frames: sRGB frames in [0, 1] stacked along ``dim`` (for example (T, C, H, W) or (B, T, C, H, W)).
+        dim: the time dimension.
+        linear_light: average in linear light (True) or average the sRGB values as the paper does (False).
+        weights: optional 1-D weights over time (normalised here); equal weights by default.
+
+    Returns:
+        The blurred sRGB image, with ``dim`` removed.
+
+    Example:
+        >>> f = np.stack([np.zeros((1, 2, 2)), np.ones((1, 2, 2))])
+        >>> float(blur_frames(f, linear_light=False)[0, 0, 0]), round(float(blur_frames(f)[0, 0, 0]), 3)
+        (0.5, 0.735)
+    """
+    x = srgb_to_linear(frames) if linear_light else frames
+    n = x.shape[dim]
+    if weights is None:
+        mean = x.mean(dim) if torch.is_tensor(x) else x.mean(axis=dim)
+    else:
+        w = torch.as_tensor(weights, dtype=x.dtype, device=x.device) if torch.is_tensor(x) else np.asarray(weights, x.dtype)
+        if w.shape != (n,):
+            raise ValueError(f"weights must have shape ({n},) to match the {n} frames, got {tuple(w.shape)}")
+        shape = [1] * x.ndim
+        shape[dim] = n
+        w = (w / w.sum()).reshape(shape)
+        mean = (x * w).sum(dim) if torch.is_tensor(x) else (x * w).sum(axis=dim)
+    return linear_to_srgb(mean) if linear_light else mean
