@@ -1,0 +1,1 @@
+"""The ``wfb`` command line."""

@@ -1,0 +1,46 @@
+"""Entry point of the ``wfb`` command: one sub-command per job, each in its own module.
+
+A sub-command module exposes ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
+parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import WfbError
+from . import demo, make_dataset
+
+COMMANDS = [make_dataset, demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wfb",
+        description="World from Blur: camera motion, a sharp frame, metric depth and 3D points from one blurred photo.",
+    )
+    parser.add_argument("--version", action="version", version=f"world-from-blur {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except WfbError as err:
+        print(f"wfb: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wfb: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Render one synthetic training sample: a hand-held exposure in a procedural room, integrated sub-frame by sub-frame.
+
+Motion model. Each sample draws a *shake level* s in [0, 1] (density 2s) and from it an angular speed (log-uniform between the
+``rot_speed`` bounds, deg/s) and a linear speed (log-uniform between the ``trans_speed`` bounds, m/s), each jittered,
+with random directions (roll weaker than pitch and yaw, as for a hand-held camera), a random acceleration and a
+6-12 Hz tremor. The camera's motion relative to the reference instant is ``r(t)``, ``c(t)`` (rotation vector and
+position in the reference camera's frame); the pose of instant ``t`` in the package convention is
+``T(t) = [R(r)^T | -R(r)^T c]``. The exposure spans ``2n + 1`` frame instants at ``fps``; between two frame instants
+the pose parameters (u, v) of ``T`` are interpolated linearly, exactly as
+:func:`worldfromblur.geometry.interpolate_trajectory` does.
+
+Exposure. The blur is the average of ``2n * subframes + 1`` equally weighted instants. ``subframes`` is chosen per
+sample so that no pixel of the reference frame moves more than ``subframe_px`` pixels between two instants (capped at
+``max_subframes``): a still camera costs 7 renders, strong shake up to ``6 * max_subframes + 1``. Each instant is
+rendered exactly and clipped to the sensor's range; the instants are averaged in linear light (or as sRGB values,
+the paper's way, with ``averaging="srgb"``). Optional noise is added to the blurred image only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ...imaging import linear_to_srgb, srgb_to_linear
+from ..cameras import NYU_KINECT_RGB, scale_intrinsics_np
+from .scene import camera_rotation, inside_any, make_scene, render
+from .textures import Texture
+
+
+@dataclass
+class SyntheticOptions:
+    """Everything that decides what a synthetic build contains (saved in the dataset; a resume must match)."""
+
+    width: int = 320
+    height: int = 240
+    n: int = 3  # 2n + 1 frame instants per exposure
+    fps: float = 30.0
+    intrinsics: list[float] | None = None  # fx fy cx cy in pixels of width x height; None = NYU Kinect, scaled
+    rot_speed: tuple[float, float] = (1.0, 60.0)  # deg/s, log-uniform over the shake level
+    trans_speed: tuple[float, float] = (0.02, 0.6)  # m/s
+    subframe_px: float = 1.0
+    max_subframes: int = 8
+    averaging: str = "linear"  # or "srgb" (the paper's plain average)
+    noise: float = 0.0  # std of shot-plus-read noise, see render_sample
+    psf_sigma: float = 0.5  # optical blur of every rendered instant, pixels
+    samples_per_scene: int = 4
+    keep_frames: bool = False
+    textures: str | None = None  # folder of photographs to use as textures
+
+    def K(self) -> np.ndarray:
+        if self.intrinsics is not None:
+            fx, fy, cx, cy = self.intrinsics
+            return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
+        K, (w0, h0) = NYU_KINECT_RGB
+        return scale_intrinsics_np(K, self.width / w0, self.height / h0)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rot_speed"], d["trans_speed"] = list(self.rot_speed), list(self.trans_speed)
+        return d
+
+
+@dataclass
+class RenderedSample:
+    blurred: np.ndarray  # (H, W, 3) uint8 sRGB
+    sharp: np.ndarray  # (H, W, 3) uint8 sRGB, the reference instant
+    depth: np.ndarray  # (H, W) float64 metres
+    poses: np.ndarray  # (2n, 4, 4) reference-to-instant, time order, reference excluded
+    K: np.ndarray  # (3, 3)
+    subframes: int
+    frames: np.ndarray | None  # (2n + 1, H, W, 3) uint8 when kept
+    stats: dict = field(default_factory=dict)
+
+
+def rodrigues(u: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) from axis-angle vectors (..., 3)."""
+    theta = np.linalg.norm(u, axis=-1, keepdims=True)[..., None]
+    k = u / np.maximum(theta[..., 0], 1e-12)
+    Kx = np.zeros(u.shape[:-1] + (3, 3))
+    Kx[..., 0, 1], Kx[..., 0, 2], Kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
+    Kx = Kx - np.swapaxes(Kx, -1, -2)
+    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * (Kx @ Kx)
+
+
+def draw_motion(rng: np.random.Generator, opts: SyntheticOptions) -> tuple[np.ndarray, np.ndarray, float]:
+    """Pose parameters (u, v), each (2n + 1, 3), of the frame instants, and the shake level."""
+    n = opts.n
+    t = (np.arange(2 * n + 1) - n) / opts.fps
+    level = float(np.sqrt(rng.random()))  # density 2s: near-still exposures occur, shaken ones dominate
+
+    def speed(lo_hi):
+        lo, hi = np.log(lo_hi[0]), np.log(lo_hi[1])
+        return float(np.exp(np.clip(lo + level * (hi - lo) + rng.normal(0, 0.3), lo, hi)))
+
+    def path(mag: float, axis_scale) -> np.ndarray:
+        direction = rng.normal(0, axis_scale)
+        vel = mag * direction / max(np.linalg.norm(direction), 1e-12)
+        acc = mag * rng.normal(0, 3.0, 3)  # changes speed over about a third of a second
+        f_tremor, phase = rng.uniform(6, 12), rng.uniform(0, 2 * np.pi)
+        amp = mag * rng.uniform(0, 0.3) / (2 * np.pi * f_tremor) * rng.normal(0, 1, 3)
+        tremor = amp * (np.sin(2 * np.pi * f_tremor * t + phase) - np.sin(phase))[:, None]
+        return vel * t[:, None] + 0.5 * acc * t[:, None] ** 2 + tremor
+
+    r = path(np.deg2rad(speed(opts.rot_speed)), [1.0, 1.0, 0.4])  # pitch, yaw dominate hand shake
+    c = path(speed(opts.trans_speed), [1.0, 1.0, 0.7])
+    # T(t) = [R(r)^T | -R(r)^T c]: u = -r exactly, v = -R(r)^T c.
+    u = -r
+    v = -np.einsum("kji,kj->ki", rodrigues(r), c)
+    return u, v, level
+
+
+def interpolate_uv(u: np.ndarray, v: np.ndarray, subframes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of (u, v) between frame instants (same rule as geometry.interpolate_trajectory)."""
+    lam = (np.arange(subframes) / subframes)[None, :, None]
+
+    def fill(x):
+        inner = ((1 - lam) * x[:-1, None] + lam * x[1:, None]).reshape(-1, 3)
+        return np.concatenate([inner, x[-1:]])
+
+    return fill(u), fill(v)
+
+
+def _pixel_paths(depth: np.ndarray, K: np.ndarray, u: np.ndarray, v: np.ndarray, step: int = 8) -> np.ndarray:
+    """Where a grid of reference pixels lands at each instant: (instants, P, 2)."""
+    H, W = depth.shape
+    ys, xs = np.mgrid[step // 2 : H : step, step // 2 : W : step]
+    z = depth[ys, xs].ravel()
+    X = np.stack([(xs.ravel() - K[0, 2]) / K[0, 0] * z, (ys.ravel() - K[1, 2]) / K[1, 1] * z, z], 1)
+    Xk = np.einsum("kij,pj->kpi", rodrigues(u), X) + v[:, None]
+    zk = np.maximum(Xk[..., 2], 1e-6)
+    return np.stack([K[0, 0] * Xk[..., 0] / zk + K[0, 2], K[1, 1] * Xk[..., 1] / zk + K[1, 2]], -1)
+
+
+def place_camera(rng: np.random.Generator, scene, bank, K: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """A camera pose inside the room, not in an object, with nothing closer than 0.35 m in view."""
+    room = scene.room
+    stride = max(min(H, W) // 24, 1)
+    for _ in range(50):
+        yaw = rng.uniform(0, 2 * np.pi)
+        if scene.objects and rng.random() < 0.4:  # look at an object from close by
+            target = scene.objects[int(rng.integers(len(scene.objects)))].center
+            C = target - rng.uniform(0.6, 2.5) * np.array([np.sin(yaw), 0, np.cos(yaw)])
+            C[1] = -rng.uniform(0.9, 1.8)
+            pitch = np.arctan2(target[1] - C[1], np.hypot(target[0] - C[0], target[2] - C[2]))
+        else:
+            C = np.array([rng.uniform(-room.half_x + 0.3, room.half_x - 0.3), -rng.uniform(1.0, 1.8),
+                          rng.uniform(-room.half_z + 0.3, room.half_z - 0.3)])
+            pitch = np.deg2rad(rng.uniform(-10, 30))
+        if abs(C[0]) > room.half_x - 0.3 or abs(C[2]) > room.half_z - 0.3 or inside_any(scene, C, 0.3):
+            continue
+        R = camera_rotation(yaw, pitch + np.deg2rad(rng.normal(0, 5)), np.deg2rad(rng.normal(0, 3)))
+        _, depth = render(scene, bank, R, C, K, H, W, stride=stride)
+        if depth.min() >= 0.35:
+            return R, C
+    raise RuntimeError("could not place a camera in this scene")  # practically unreachable
+
+
+def optics(linear: np.ndarray, sigma: float) -> np.ndarray:
+    """The lens and sensor's point spread: a small Gaussian (sigma in pixels) on an (H, W, 3) linear image.
+
+    Rendering samples each pixel at its centre, which leaves stair-stepped edges; real optics do not.
+    """
+    if sigma <= 0:
+        return linear
+    r = int(np.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k = (k / k.sum()).astype(linear.dtype)
+    pad = np.pad(linear, ((r, r), (r, r), (0, 0)), mode="edge")
+    rows = sum(w * pad[i : i + linear.shape[0]] for i, w in enumerate(k))
+    return sum(w * rows[:, i : i + linear.shape[1]] for i, w in enumerate(k))
+
+
+def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Texture]) -> RenderedSample:
+    """Render sample ``index`` of the build with ``seed``; depends on nothing else, so builds are reproducible."""
+    scene_id, _ = divmod(index, opts.samples_per_scene)
+    scene = make_scene(np.random.default_rng([seed, scene_id, 0]), len(bank))
+    rng = np.random.default_rng([seed, scene_id, 1, index])
+    H, W = opts.height, opts.width
+    K = opts.K()
+    R_wc, C = place_camera(rng, scene, bank, K, H, W)
+
+    u, v, level = draw_motion(rng, opts)
+    n = opts.n
+    radiance_ref, depth = render(scene, bank, R_wc, C, K, H, W)
+    depth = depth.astype(np.float64)
+    paths = _pixel_paths(depth, K, u, v)
+    step_px = np.linalg.norm(np.diff(paths, axis=0), axis=-1)  # (2n, P)
+    subframes = int(np.clip(np.ceil(step_px.max() / opts.subframe_px), 1, opts.max_subframes))
+
+    # Auto-exposure on the reference frame: its 60th percentile maps to 0.25 in linear light (highlights may clip).
+    exposure = 0.25 / max(float(np.percentile(radiance_ref.mean(-1), 60)), 1e-4)
+
+    def expose(radiance: np.ndarray) -> np.ndarray:
+        return np.clip(optics(radiance * np.float32(exposure), opts.psf_sigma), 0, 1)
+
+    uu, vv = interpolate_uv(u, v, subframes)
+    acc = np.zeros((H, W, 3), np.float32)
+    keep = [] if opts.keep_frames else None
+    sharp_lin = expose(radiance_ref)
+    for i in range(len(uu)):
+        if i == n * subframes:
+            lin = sharp_lin
+        else:
+            R_k = rodrigues(uu[i])  # T = [R_k | v]; camera-to-world = R_wc R_k^T, centre C - R_wc R_k^T v
+            R_w = R_wc @ R_k.T
+            lin = expose(render(scene, bank, R_w, C - R_w @ vv[i], K, H, W)[0])
+        acc += lin if opts.averaging == "linear" else linear_to_srgb(lin)
+        if keep is not None and i % subframes == 0:
+            keep.append(_to_u8(linear_to_srgb(lin.astype(np.float64))))
+    mean = acc.astype(np.float64) / len(uu)
+    if opts.noise > 0:
+        lin = mean if opts.averaging == "linear" else srgb_to_linear(mean)
+        lin = lin + rng.normal(0, 1, lin.shape) * opts.noise * np.sqrt(0.2 + lin)
+        mean = lin if opts.averaging == "linear" else linear_to_srgb(lin)
+    blurred = linear_to_srgb(mean) if opts.averaging == "linear" else mean
+    sharp = _to_u8(linear_to_srgb(sharp_lin.astype(np.float64)))
+
+    T = np.zeros((2 * n + 1, 4, 4))
+    T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = rodrigues(u), v, 1.0
+    poses = np.delete(T, n, axis=0)
+    path_len = np.linalg.norm(np.diff(paths, axis=0), axis=-1).sum(0)
+    stats = {
+        "shake_level": float(level),
+        "rotation_deg_per_frame": float(np.rad2deg(np.linalg.norm(np.diff(u, axis=0), axis=1)).mean()),
+        "translation_cm_per_frame": float(100 * np.linalg.norm(np.diff(v, axis=0), axis=1).mean()),
+        "blur_px_median": float(np.median(path_len)),
+        "blur_px_max": float(path_len.max()),
+        "depth_min_m": float(depth.min()),
+        "depth_max_m": float(depth.max()),
+    }
+    return RenderedSample(
+        blurred=_to_u8(blurred),
+        sharp=sharp,
+        depth=depth,
+        poses=poses,
+        K=K,
+        subframes=subframes,
+        frames=np.stack(keep) if keep is not None else None,
+        stats=stats,
+    )
+
+
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
