@@ -259,22 +259,50 @@ def forward_flow(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> t
 
     Args:
         depth_ref: (B, 1, H, W) reference z-depth, metres.
-        T: (B, 4, 4) reference-to-frame-k poses.
+        T: (B, 4, 4) reference-to-frame-k poses, or (B, M, 4, 4) for M frames at once.
         K: (B, 3, 3) intrinsics.
 
     Returns:
-        ``(flow, z_k)``: flow (B, 2, H, W) in pixels and the points' depth in frame k, (B, 1, H, W).
+        ``(flow, z_k)``: flow (B, 2, H, W) in pixels and the points' depth in frame k, (B, 1, H, W);
+        with M poses, (B, M, 2, H, W) and (B, M, 1, H, W).
     """
+    single = T.dim() == 3
+    T = T[:, None] if single else T
     B, _, H, W = depth_ref.shape
-    X = backproject(depth_ref, K, validate=False)  # (B, H, W, 3)
-    X_k = torch.einsum("bij,bhwj->bhwi", T[:, :3, :3], X) + T[:, None, None, :3, 3]
+    X = backproject(depth_ref, K, validate=False)  # (B, H, W, 3), computed once for all poses
+    X_k = torch.einsum("bmij,bhwj->bmhwi", T[..., :3, :3], X) + T[:, :, None, None, :3, 3]
     z_k = X_k[..., 2:3]
     # Points behind frame k's camera have no image there; keep the division finite and let `warp` mark them invalid.
     safe = torch.where(z_k > 1e-6, z_k, torch.full_like(z_k, 1e-6))
     X_k = torch.cat([X_k[..., :2], safe], dim=-1)
-    p_k = project_points(X_k, K[:, None, None])
-    flow = (p_k - _pixel_grid(H, W, depth_ref)).permute(0, 3, 1, 2)
-    return flow, z_k.permute(0, 3, 1, 2)
+    p_k = project_points(X_k, K[:, None, None, None])
+    flow = (p_k - _pixel_grid(H, W, depth_ref)).permute(0, 1, 4, 2, 3)
+    z_k = z_k.permute(0, 1, 4, 2, 3)
+    return (flow[:, 0], z_k[:, 0]) if single else (flow, z_k)
+
+
+def _warp_many(
+    image_ref: torch.Tensor, depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor, iterations: int, padding_mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp one reference image to M poses: T (B, M, 4, 4) -> images (B, M, C, H, W), valid (B, M, 1, H, W)."""
+    B, C, H, W = image_ref.shape
+    M = T.shape[1]
+    flow, z_k = forward_flow(depth_ref, T, K)  # (B, M, 2, H, W)
+    flow = flow.reshape(B * M, 2, H, W)
+    q = _pixel_grid(H, W, image_ref).expand(B * M, H, W, 2)
+    p = q - flow.permute(0, 2, 3, 1)
+    for _ in range(iterations):
+        p = q - _sample(flow, p, "border").permute(0, 2, 3, 1)
+    # All M frames read the same source: stack their sampling grids along the height instead of copying the image.
+    image_k = _sample(image_ref, p.reshape(B, M * H, W, 2), padding_mode).reshape(B, C, M, H, W).transpose(1, 2)
+    # How well p solves g(p) = q, and whether the point is in front of camera k and inside the reference image.
+    residual = (p + _sample(flow, p, "border").permute(0, 2, 3, 1) - q).norm(dim=-1, keepdim=True)
+    inside = (p[..., :1] >= -0.5) & (p[..., :1] <= W - 0.5) & (p[..., 1:] >= -0.5) & (p[..., 1:] <= H - 0.5)
+    in_front = _sample(z_k.reshape(B * M, 1, H, W), p, "border").permute(0, 2, 3, 1) > 1e-6
+    valid = (inside & in_front & (residual < 0.05)).permute(0, 3, 1, 2).to(image_ref.dtype).reshape(B, M, 1, H, W)
+    if padding_mode == "zeros":
+        image_k = image_k * valid
+    return image_k, valid.detach()
 
 
 def warp(
@@ -282,7 +310,7 @@ def warp(
     depth_ref: torch.Tensor,
     T: torch.Tensor,
     K: torch.Tensor,
-    iterations: int = 8,
+    iterations: int = 3,
     padding_mode: str = "zeros",
     validate: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -329,22 +357,8 @@ def warp(
     if iterations < 0:
         raise GeometryError(f"iterations must be >= 0, got {iterations}")
     K = _check_intrinsics(K, B, validate)
-
-    flow, z_k = forward_flow(depth_ref, T, K)
-    q = _pixel_grid(H, W, image_ref).expand(B, H, W, 2)
-    p = q - flow.permute(0, 2, 3, 1)
-    for _ in range(iterations):
-        p = q - _sample(flow, p, "border").permute(0, 2, 3, 1)
-
-    image_k = _sample(image_ref, p, padding_mode)
-    # How well p solves g(p) = q, and whether the point is in front of camera k and inside the reference image.
-    residual = (p + _sample(flow, p, "border").permute(0, 2, 3, 1) - q).norm(dim=-1, keepdim=True)
-    inside = (p[..., :1] >= -0.5) & (p[..., :1] <= W - 0.5) & (p[..., 1:] >= -0.5) & (p[..., 1:] <= H - 0.5)
-    in_front = _sample(z_k, p, "border").permute(0, 2, 3, 1) > 1e-6
-    valid = (inside & in_front & (residual < 0.05)).permute(0, 3, 1, 2).to(image_ref.dtype)
-    if padding_mode == "zeros":
-        image_k = image_k * valid
-    return image_k, valid.detach()
+    image_k, valid = _warp_many(image_ref, depth_ref, T[:, None], K, iterations, padding_mode)
+    return image_k[:, 0], valid[:, 0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -392,7 +406,7 @@ def reblur(
     K: torch.Tensor,
     subframes: int = 1,
     linear_light: bool = False,
-    iterations: int = 8,
+    iterations: int = 3,
     return_valid: bool = False,
     validate: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -427,21 +441,13 @@ def reblur(
     traj = interpolate_trajectory(trajectory_with_reference(poses), subframes)
     M = traj.shape[1]
     src = srgb_to_linear(image_ref) if linear_light else image_ref
-    # All instants in one batched warp: (B * M) images. The reference instant warps to itself exactly.
-    frames, valid = warp(
-        src.repeat_interleave(M, dim=0),
-        depth_ref.repeat_interleave(M, dim=0),
-        traj.reshape(B * M, 4, 4),
-        K.repeat_interleave(M, dim=0),
-        iterations=iterations,
-        padding_mode="border",
-        validate=False,
-    )
-    blurred = frames.reshape(B, M, C, H, W).mean(dim=1)
+    # All instants in one batched warp; the reference instant warps to itself exactly.
+    frames, valid = _warp_many(src, depth_ref, traj, K, iterations, "border")
+    blurred = frames.mean(dim=1)
     if linear_light:
         blurred = linear_to_srgb(blurred)
     if return_valid:
-        return blurred, valid.reshape(B, M, 1, H, W).amin(dim=1)
+        return blurred, valid.amin(dim=1)
     return blurred
 
 

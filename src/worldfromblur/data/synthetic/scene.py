@@ -85,7 +85,7 @@ def _yaw_matrix(yaw: float) -> np.ndarray:
 def make_scene(rng: np.random.Generator, bank_size: int) -> Scene:
     """A random furnished room: 3-8 m wide, 3.5-10 m deep, 2.4-3.2 m high, with 4-14 objects and 0-4 panels."""
     hx, hz, h = rng.uniform(1.5, 4.0), rng.uniform(1.75, 5.0), rng.uniform(2.4, 3.2)
-    room = Room(hx, hz, h, [_surface(rng, bank_size, (0.003, 0.015)) for _ in range(6)])
+    room = Room(hx, hz, h, [_surface(rng, bank_size, (0.002, 0.008)) for _ in range(6)])
     objects: list = []
     for _ in range(int(rng.integers(4, 15))):
         kind = rng.choice(["box", "cylinder", "sphere"], p=[0.55, 0.25, 0.2])
@@ -314,9 +314,12 @@ def render(
             n_i, st_i = _attributes(scene.objects[sid - 6], p[sel])
             normal[sel], st[sel] = n_i, st_i
 
-    ray_len = np.sqrt((dirs * dirs).sum(1))
-    facing = (normal * dirs).sum(1)
-    normal *= np.where(facing > 0, np.float32(-1), np.float32(1))[:, None]
+    dx, dy, dz = (c.ravel() for c in d)
+    nx, ny, nz = normal[:, 0].copy(), normal[:, 1].copy(), normal[:, 2].copy()
+    ray_len = np.sqrt(dx * dx + dy * dy + dz * dz)
+    facing = nx * dx + ny * dy + nz * dz
+    flip = np.where(facing > 0, np.float32(-1), np.float32(1))  # normals turned to face the viewer
+    nx, ny, nz = nx * flip, ny * flip, nz * flip
     cos_in = np.abs(facing) / ray_len
     footprint = t_flat * ray_len * (stride / K[0, 0]) / np.maximum(cos_in, 0.25)  # metres one pixel covers
     albedo = np.empty((len(p), 3), np.float32)
@@ -328,9 +331,10 @@ def render(
         albedo[sel] = sample_texture(tex, coords[:, 0], coords[:, 1], level) * s.tint.astype(np.float32)
 
     # Lambertian shading under point lights with a soft distance fall-off, plus ambient light.
+    px, py, pz = (C[i] + t_flat * c for i, c in enumerate((dx, dy, dz)))
     light = np.full(len(p), scene.ambient, np.float32)
     for pos, power in zip(scene.lights.astype(np.float32), scene.light_power):
-        L = pos - p
-        dist2 = (L * L).sum(1)
-        light += np.float32(power) * np.maximum((normal * L).sum(1), 0) / (np.sqrt(dist2) * (1.0 + dist2 / 4.0))
+        lx, ly, lz = pos[0] - px, pos[1] - py, pos[2] - pz
+        dist2 = lx * lx + ly * ly + lz * lz
+        light += np.float32(power) * np.maximum(nx * lx + ny * ly + nz * lz, 0) / (np.sqrt(dist2) * (1.0 + dist2 / 4.0))
     return (albedo * light[:, None]).reshape(h, w, 3), t_best.reshape(h, w)

@@ -38,7 +38,7 @@ class Texture:
 def _palette(rng: np.random.Generator, k: int) -> np.ndarray:
     """k sRGB colours: a random base hue with varied saturation and value, as in real rooms."""
     base = rng.random(3)
-    cols = np.clip(base + rng.normal(0, 0.25, (k, 3)), 0, 1)
+    cols = np.clip(base + rng.normal(0, 0.35, (k, 3)), 0, 1)
     grey = cols.mean(1, keepdims=True)
     sat = rng.uniform(0.2, 1.0, (k, 1))
     return np.clip(grey + sat * (cols - grey), 0.03, 0.97)
@@ -86,7 +86,7 @@ def dead_leaves(rng: np.random.Generator, size: int = TEXTURE_SIZE) -> np.ndarra
 
 
 def fractal(rng: np.random.Generator, size: int = TEXTURE_SIZE) -> np.ndarray:
-    t = _fractal_noise(rng, size, rng.uniform(1.0, 2.0))
+    t = _fractal_noise(rng, size, rng.uniform(0.8, 1.6))
     fine = _fractal_noise(rng, size, 0.8)
     t = np.clip(0.85 * t + 0.15 * fine, 0, 1)
     return _ramp(t, _palette(rng, int(rng.integers(2, 5)))).astype(np.float32)

@@ -1,0 +1,296 @@
+"""The synthetic engine, the dataset format, the builder's folder rules, and BlurDataset."""
+
+import filecmp
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from worldfromblur.data import BlurDataset, DatasetError, SampleRecord, read_sample, write_sample
+from worldfromblur.data.build import run_build
+from worldfromblur.data.synthetic import SyntheticOptions, plan_synthetic
+from worldfromblur.errors import WfbError
+from worldfromblur.geometry import reblur
+
+from .helpers import psnr
+
+SMALL = SyntheticOptions(width=160, height=120)
+
+
+def build(out, num, seed=0, workers=2, opts=SMALL, **kw):
+    return run_build(Path(out), plan_synthetic(opts, num, seed), workers=workers, progress=False, **kw)
+
+
+@pytest.fixture(scope="session")
+def dataset20(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic") / "ds"
+    build(root, 20, seed=3, opts=SyntheticOptions())  # the defaults a user gets: 320x240
+    return root
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    files = all_files(a)
+    return files == all_files(b) and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files)
+
+
+# ------------------------------------------------------------------------------------------------- data agrees with geometry
+
+
+def test_reblur_of_stored_sample_reproduces_stored_blur(dataset20):
+    ds = BlurDataset(dataset20, split="all")
+    assert len(ds) == 20
+    m = 16
+    scores, raw = [], []
+    for i in range(len(ds)):
+        it = ds[i]
+        out = reblur(it["sharp"][None], it["depth"][None], it["poses"][None], it["K"],
+                     subframes=int(it["subframes"]), linear_light=bool(it["linear_light"]))
+        scores.append(psnr(out[..., m:-m, m:-m], it["blurred"][None, :, m:-m, m:-m]))
+        raw.append(psnr(it["sharp"][:, m:-m, m:-m], it["blurred"][:, m:-m, m:-m]))
+    assert np.mean(scores) >= 30.0, scores
+    # The blur is real: the blurred image is far from the sharp one, and re-blurring explains the difference.
+    assert np.mean(raw) < 28.0, raw
+    assert np.mean(scores) > np.mean(raw) + 10
+
+
+def test_inverted_poses_fail_the_consistency_check(dataset20):
+    ds = BlurDataset(dataset20, split="all")
+    m, good, bad = 16, [], []
+    for i in range(len(ds)):
+        it = ds[i]
+        if it["subframes"] < 3:  # near-still samples cannot tell a pose from its inverse
+            continue
+        args = (it["sharp"][None], it["depth"][None])
+        kw = dict(subframes=int(it["subframes"]), linear_light=True)
+        ref = it["blurred"][None, :, m:-m, m:-m]
+        good.append(psnr(reblur(*args, it["poses"][None], it["K"], **kw)[..., m:-m, m:-m], ref))
+        inv = torch.linalg.inv(it["poses"])
+        bad.append(psnr(reblur(*args, inv[None], it["K"], **kw)[..., m:-m, m:-m], ref))
+    assert len(good) >= 3
+    assert np.mean(bad) < np.mean(good) - 5
+
+
+def test_manifest_statistics_show_the_documented_spread(dataset20):
+    manifest = json.loads((dataset20 / "manifest.json").read_text())
+    stats = manifest["statistics"]
+    rot, blur = stats["rotation_deg_per_frame"], stats["blur_px_median"]
+    assert rot["min"] < 0.3 and rot["max"] > 0.8  # from near-still to strong shake
+    assert blur["min"] < 5 and blur["max"] > 15
+    assert stats["depth_min_m"]["min"] >= 0.35 and stats["depth_max_m"]["max"] <= 12
+    assert 1 <= stats["subframes"]["min"] and stats["subframes"]["max"] <= SMALL.max_subframes
+
+
+def test_splits_keep_scenes_together(dataset20):
+    manifest = json.loads((dataset20 / "manifest.json").read_text())
+    scene_split = {}
+    for split, ids in manifest["splits"].items():
+        for sid in ids:
+            scene = manifest["scenes"][sid]
+            assert scene_split.setdefault(scene, split) == split
+    assert all(len(manifest["splits"][s]) > 0 for s in ("train", "val", "test"))
+
+
+def test_dataset_items(dataset20):
+    ds = BlurDataset(dataset20, split="train")
+    it = ds[0]
+    assert it["blurred"].shape == (3, 240, 320) and it["sharp"].shape == (3, 240, 320)
+    assert it["depth"].shape == (1, 240, 320) and it["poses"].shape == (6, 4, 4) and it["K"].shape == (3, 3)
+    assert 0 <= float(it["blurred"].min()) and float(it["blurred"].max()) <= 1
+    assert bool(it["valid_depth"].all()) and float(it["depth"].min()) > 0.3
+    R = it["poses"][:, :3, :3]
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(6, 3, 3), atol=1e-5)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    batch = next(iter(loader))
+    assert batch["blurred"].shape == (4, 3, 240, 320)
+    with pytest.raises(DatasetError, match="unknown split"):
+        BlurDataset(dataset20, split="training")
+
+
+# ------------------------------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_gives_byte_identical_dataset_whatever_the_workers(tmp_path):
+    build(tmp_path / "a", 4, seed=11, workers=1)
+    build(tmp_path / "b", 4, seed=11, workers=2)
+    assert same_tree(tmp_path / "a", tmp_path / "b")
+    build(tmp_path / "c", 4, seed=12, workers=2)
+    a, c = tmp_path / "a" / "samples" / "000000", tmp_path / "c" / "samples" / "000000"
+    assert not filecmp.cmp(a / "blurred.png", c / "blurred.png", shallow=False)
+    assert not filecmp.cmp(a / "depth.png", c / "depth.png", shallow=False)
+
+
+# ------------------------------------------------------------------------------------------------- the format
+
+
+def random_record(rng, H=12, W=16, frames=True):
+    from worldfromblur.data.synthetic.engine import rodrigues
+
+    poses = np.tile(np.eye(4), (6, 1, 1))
+    poses[:, :3, :3] = rodrigues(rng.normal(0, 0.05, (6, 3)))
+    poses[:, :3, 3] = rng.normal(0, 0.02, (6, 3))
+    depth = rng.uniform(0.5, 9.0, (H, W))
+    depth[0, 0] = 0.0
+    return SampleRecord(
+        blurred=rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+        sharp=rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+        depth=depth,
+        poses=poses,
+        K=np.array([[20.0, 0, 7.5], [0, 21.0, 5.5], [0, 0, 1]]),
+        meta={"n": 3, "subframes": 2, "averaging": "srgb", "scene": "x"},
+        frames=rng.integers(0, 256, (7, H, W, 3), dtype=np.uint8) if frames else None,
+    )
+
+
+def test_format_round_trip(tmp_path):
+    rec = random_record(np.random.default_rng(0))
+    write_sample(tmp_path, "000000", rec)
+    back = read_sample(tmp_path / "000000", load_frames=True)
+    assert np.array_equal(back.blurred, rec.blurred) and np.array_equal(back.sharp, rec.sharp)
+    assert np.abs(back.depth - rec.depth).max() <= 0.0005 + 1e-12 and back.depth[0, 0] == 0
+    assert np.allclose(back.poses, rec.poses, atol=1e-9) and np.allclose(back.K, rec.K)
+    assert np.array_equal(back.frames, rec.frames)
+    assert back.meta["subframes"] == 2 and back.meta["size"] == [16, 12]
+    assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
+
+
+def corrupt_truncated_png(d: Path):
+    data = (d / "blurred.png").read_bytes()
+    (d / "blurred.png").write_bytes(data[: len(data) // 2])
+    return "blurred.png: unreadable image"
+
+
+def corrupt_missing_poses(d: Path):
+    (d / "poses.txt").unlink()
+    return "poses.txt: missing pose file"
+
+
+def corrupt_nan_depth(d: Path):
+    from PIL import Image
+
+    depth = np.full((12, 16), 2.0, np.float32)
+    depth[3, 4] = np.nan
+    (d / "depth.png").unlink()
+    Image.fromarray(depth).save(d / "depth.tiff")
+    return "depth.tiff: depth has NaN"
+
+
+def corrupt_improper_rotation(d: Path):
+    rows = np.loadtxt(d / "poses.txt", ndmin=2)
+    rows[2, 0] = 3.0
+    np.savetxt(d / "poses.txt", rows)
+    return "poses.txt: rotations are not proper"
+
+
+def corrupt_bad_K(d: Path):
+    meta = json.loads((d / "meta.json").read_text())
+    meta["K"][0][0] = -5
+    (d / "meta.json").write_text(json.dumps(meta))
+    return "meta.json: K is not sane"
+
+
+def corrupt_wrong_depth_bits(d: Path):
+    from PIL import Image
+
+    Image.fromarray(np.full((12, 16), 100, np.uint8)).save(d / "depth.png")
+    return "depth.png: expected a 16-bit"
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [corrupt_truncated_png, corrupt_missing_poses, corrupt_nan_depth, corrupt_improper_rotation, corrupt_bad_K,
+     corrupt_wrong_depth_bits],
+)
+def test_corrupted_sample_names_the_bad_file(tmp_path, corrupt):
+    d = write_sample(tmp_path, "000000", random_record(np.random.default_rng(1), frames=False))
+    expected = corrupt(d)
+    with pytest.raises(DatasetError) as err:
+        read_sample(d)
+    assert str(d) in str(err.value) and expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------- folder rules
+
+
+def test_refuses_to_overwrite_and_never_touches_foreign_folders(tmp_path):
+    out = tmp_path / "ds"
+    build(out, 2, workers=1)
+    before = (out / "samples" / "000000" / "blurred.png").read_bytes()
+    with pytest.raises(WfbError, match="already holds a dataset; pass --overwrite"):
+        build(out, 2, seed=5, workers=1)
+    assert (out / "samples" / "000000" / "blurred.png").read_bytes() == before
+    build(out, 2, seed=5, workers=1, overwrite=True)
+    assert (out / "samples" / "000000" / "blurred.png").read_bytes() != before
+
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"precious")
+    for overwrite in (False, True):
+        with pytest.raises(WfbError, match="not a world-from-blur dataset"):
+            build(foreign, 2, workers=1, overwrite=overwrite)
+    assert (foreign / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_killed_build_resumes_to_the_same_dataset(tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "worldfromblur.cli.main", "make-dataset", "synthetic", "--out", str(out), "--num", "6",
+           "--size", "160x120", "--seed", "4", "--workers", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not (out / "samples" / "000001").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "the build finished before it could be interrupted"
+    with pytest.raises(DatasetError, match="interrupted"):
+        BlurDataset(out)
+    # A half-written sample left behind by the kill is never listed, and is cleaned up on resume.
+    (out / "samples" / ".tmp-000005").mkdir(exist_ok=True)
+    (out / "samples" / ".tmp-000005" / "blurred.png").write_bytes(b"half")
+    with pytest.raises(WfbError, match="differs in: num"):
+        run_build(out, plan_synthetic(SMALL, 7, 4), workers=1, progress=False)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    build(tmp_path / "fresh", 6, seed=4, workers=1)
+    assert same_tree(out, tmp_path / "fresh")
+
+
+def test_cli_reports_bad_options_in_one_line(tmp_path, capsys):
+    from worldfromblur.cli.main import main
+
+    code = main(["make-dataset", "synthetic", "--out", str(tmp_path / "x"), "--splits", "0.5", "0.5", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--splits must be three non-negative fractions" in err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["make-dataset", "--help"], ["make-dataset", "synthetic", "--help"],
+                                  ["demo", "--help"]])
+def test_help(argv, capsys):
+    from worldfromblur.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0 and "usage: wfb" in capsys.readouterr().out
+
+
+def test_demo_writes_a_preview(tmp_path):
+    from PIL import Image
+
+    from worldfromblur.cli.main import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--num", "2", "--rows", "2", "--workers", "1"]) == 0
+    with Image.open(tmp_path / "demo" / "preview.png") as im:
+        assert im.size[0] > 3 * 320 and im.size[1] > 2 * 240
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--num", "2", "--workers", "1"]) == 2  # no silent overwrite
