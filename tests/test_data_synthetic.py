@@ -29,13 +29,6 @@ def build(out, num, seed=0, workers=2, opts=SMALL, **kw):
     return run_build(Path(out), plan_synthetic(opts, num, seed), workers=workers, progress=False, **kw)
 
 
-@pytest.fixture(scope="session")
-def dataset20(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic") / "ds"
-    build(root, 20, seed=3, opts=SyntheticOptions())  # the defaults a user gets: 320x240
-    return root
-
-
 def all_files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 

@@ -1,0 +1,74 @@
+"""Typed model configuration: modules are chosen by name, so an experiment is a config file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..errors import WfbError
+
+
+@dataclass
+class ModelConfig:
+    """Which modules make up the cycle, and how the cycle re-blurs."""
+
+    deblur: str = "compact"
+    """Deblurring module: "compact" (U-Net, residual) or "cnn_l15" (the paper's)."""
+    depth: str = "compact"
+    """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6) or "eigen" (Eigen et al. 2014)."""
+    motion: str = "compact"
+    """Motion module: "compact" (joint encoder of both images) or "resnet_lstm" (the paper's, Fig. 3)."""
+    n: int = 3
+    """Half window: 2n poses around the reference instant (the paper: n = 3)."""
+    min_depth: float = 0.1
+    """Floor added to every depth output, metres (a warp needs positive depth everywhere)."""
+    subframes: int = 1
+    """Instants per frame interval when the cycle re-blurs (1 = the paper's 2n + 1 frame average)."""
+    linear_light: bool = True
+    """Average the re-blurred instants in linear light (False = the paper's plain average)."""
+    warp_iterations: int = 3
+    """Fixed-point steps of the depth warp (see geometry.warp)."""
+    backbone_weights: dict = field(default_factory=dict)
+    """Optional local ImageNet weights per backbone, e.g. {"resnet152": "path.pth", "vgg16": "path.pth"}."""
+    use_torchvision_cache: bool = True
+    """Use ImageNet weights for the paper's backbones when torchvision's cache already holds them (never downloads)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise WfbError(f"unknown model config keys: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+def load_model_config(path: str | Path) -> ModelConfig:
+    """A ModelConfig from a YAML or JSON file: a preset name under ``preset`` and/or any field to override."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise WfbError(f"{path}: cannot read the model config ({err})") from None
+    if not isinstance(data, dict):
+        raise WfbError(f"{path}: a model config must be a mapping of field names to values")
+    base = preset(data.pop("preset", "compact")).to_dict()
+    base.update(data)
+    return ModelConfig.from_dict(base)
+
+
+PRESETS = {
+    "compact": ModelConfig(),
+    "paper": ModelConfig(deblur="cnn_l15", depth="two_branch", motion="resnet_lstm", subframes=1, linear_light=False),
+    "paper-eigen": ModelConfig(deblur="cnn_l15", depth="eigen", motion="resnet_lstm", subframes=1, linear_light=False),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    if name not in PRESETS:
+        raise WfbError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return ModelConfig.from_dict(PRESETS[name].to_dict())

@@ -1,0 +1,116 @@
+"""The three modules joined in the self-supervised cycle of the paper's Fig. 5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from ..errors import WfbError
+from ..geometry import pose_from_uv, reblur
+from .compact import CompactDeblur, CompactDepth, CompactMotion
+from .config import ModelConfig
+from .paper import CNNL15, EigenCoarseFine, ResNetLSTMMotion, TwoBranchDepth, load_backbone_weights
+
+
+def build_deblur(cfg: ModelConfig) -> nn.Module:
+    options = {"compact": CompactDeblur, "cnn_l15": CNNL15}
+    if cfg.deblur not in options:
+        raise WfbError(f"unknown deblur module {cfg.deblur!r}; choose one of {', '.join(options)}")
+    return options[cfg.deblur]()
+
+
+def cached_torchvision_weights(weights) -> Path | None:
+    """The local file of a torchvision weights entry if torchvision's cache holds it (nothing is downloaded)."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    return path if path.is_file() else None
+
+
+def _backbone_file(cfg: ModelConfig, name: str, weights) -> Path | None:
+    if name in cfg.backbone_weights:
+        return Path(cfg.backbone_weights[name])
+    return cached_torchvision_weights(weights) if cfg.use_torchvision_cache else None
+
+
+def build_depth(cfg: ModelConfig) -> nn.Module:
+    options = {"compact": CompactDepth, "two_branch": TwoBranchDepth, "eigen": EigenCoarseFine}
+    if cfg.depth not in options:
+        raise WfbError(f"unknown depth module {cfg.depth!r}; choose one of {', '.join(options)}")
+    module = options[cfg.depth](min_depth=cfg.min_depth)
+    weights = _backbone_file(cfg, "vgg16", torchvision.models.VGG16_Weights.IMAGENET1K_V1) if cfg.depth == "two_branch" else None
+    if weights is not None:
+        # torchvision's VGG-16 keys are "features.<i>..."; branch (b) holds the first 14 of those children.
+        load_backbone_weights(_Prefixed(module.branch_b, "features."), weights)
+    return module
+
+
+def build_motion(cfg: ModelConfig) -> nn.Module:
+    options = {"compact": CompactMotion, "resnet_lstm": ResNetLSTMMotion}
+    if cfg.motion not in options:
+        raise WfbError(f"unknown motion module {cfg.motion!r}; choose one of {', '.join(options)}")
+    module = options[cfg.motion](n=cfg.n)
+    weights = (_backbone_file(cfg, "resnet152", torchvision.models.ResNet152_Weights.IMAGENET1K_V1)
+               if cfg.motion == "resnet_lstm" else None)
+    if weights is not None:
+        load_backbone_weights(module.backbone, weights)
+    return module
+
+
+class _Prefixed(nn.Module):
+    """Expose a module's parameters under a key prefix, to load a larger network's state dict into a part of it."""
+
+    def __init__(self, inner: nn.Module, prefix: str):
+        super().__init__()
+        self.inner = inner
+        self.prefix = prefix
+
+    def state_dict(self, *args, **kwargs):
+        return {self.prefix + k: v for k, v in self.inner.state_dict().items()}
+
+    def load_state_dict(self, state, strict: bool = True):
+        return self.inner.load_state_dict({k[len(self.prefix):]: v for k, v in state.items()}, strict=strict)
+
+
+class WorldFromBlur(nn.Module):
+    """Blurred image -> deblurred reference frame, metric depth, 2n poses, and the re-blurred image.
+
+    ``forward(blurred, K)`` runs the cycle: deblur, estimate depth and motion from the deblurred frame, warp it to
+    every instant and average (the paper's B-hat). Stage-1 training calls the modules directly (``deblur``,
+    ``depth``, ``motion``) with clean inputs.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.deblur = build_deblur(cfg)
+        self.depth = build_depth(cfg)
+        self.motion = build_motion(cfg)
+
+    def render(self, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor):
+        """Re-blur a sharp frame with a depth map and pose parameters; returns (blurred, valid)."""
+        return reblur(sharp, depth, pose_from_uv(u, v), K, subframes=self.cfg.subframes,
+                      linear_light=self.cfg.linear_light, iterations=self.cfg.warp_iterations, return_valid=True,
+                      validate=False)
+
+    def forward(self, blurred: torch.Tensor, K: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
+        """Run the cycle.
+
+        Args:
+            blurred: (B, 3, H, W) sRGB in [0, 1].
+            K: (B, 3, 3) intrinsics of this image size.
+            reference: optional clean reference frame for the motion module (stage 1); the deblurred one otherwise.
+
+        Returns:
+            dict with ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres, ``u`` and ``v`` (B, 2n, 3),
+            ``poses`` (B, 2n, 4, 4), ``reblurred`` (B, 3, H, W) and ``valid`` (B, 1, H, W), where every instant
+            of the re-blur had a source pixel.
+        """
+        deblurred = self.deblur(blurred)
+        depth = self.depth(deblurred)
+        u, v = self.motion(blurred, deblurred if reference is None else reference)
+        reblurred, valid = self.render(deblurred, depth, u, v, K)
+        return {"deblurred": deblurred, "depth": depth, "u": u, "v": v, "poses": pose_from_uv(u, v),
+                "reblurred": reblurred, "valid": valid}

@@ -1,0 +1,156 @@
+"""The networks, their presets, the losses and the cycle."""
+
+import numpy as np
+import pytest
+import torch
+
+from worldfromblur.data import BlurDataset
+from worldfromblur.geometry import pose_from_uv, reblur, uv_from_pose
+from worldfromblur.losses import cycle_loss, deblur_loss, depth_loss, motion_loss
+from worldfromblur.models import ModelConfig, WorldFromBlur, preset
+from worldfromblur.models.paper import CNN_L15_CHANNELS, CNN_L15_GROUPS, CNN_L15_KERNELS, CNNL15
+
+from .helpers import psnr
+
+
+def batch(B=2, H=48, W=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(B, 6, 3, generator=g) * 0.01
+    v = torch.randn(B, 6, 3, generator=g) * 0.01
+    K = torch.tensor([[W * 0.8, 0, (W - 1) / 2], [0, W * 0.8, (H - 1) / 2], [0, 0, 1]]).expand(B, 3, 3)
+    return {"blurred": torch.rand(B, 3, H, W, generator=g), "sharp": torch.rand(B, 3, H, W, generator=g),
+            "depth": 1 + 3 * torch.rand(B, 1, H, W, generator=g), "poses": pose_from_uv(u, v), "K": K}
+
+
+@pytest.mark.parametrize("name, size", [("compact", (48, 64)), ("paper", (24, 32)), ("paper-eigen", (24, 32))])
+def test_preset_shapes_and_ranges(name, size):
+    torch.manual_seed(0)
+    model = WorldFromBlur(preset(name)).eval()
+    b = batch(2, *size)
+    with torch.no_grad():
+        out = model(b["blurred"], b["K"])
+        deb = model.deblur(b["blurred"])
+        depth = model.depth(b["sharp"])
+        u, v = model.motion(b["blurred"], b["sharp"])
+    H, W = size
+    assert deb.shape == (2, 3, H, W) and 0 <= float(deb.min()) and float(deb.max()) <= 1
+    assert depth.shape == (2, 1, H, W) and float(depth.min()) >= 0.1 and torch.isfinite(depth).all()
+    assert u.shape == (2, 6, 3) and v.shape == (2, 6, 3)
+    assert out["poses"].shape == (2, 6, 4, 4) and out["reblurred"].shape == (2, 3, H, W)
+    assert out["valid"].shape == (2, 1, H, W) and torch.isfinite(out["reblurred"]).all()
+
+
+@pytest.mark.parametrize("name, size", [("compact", (48, 64)), ("paper", (24, 32))])
+def test_cycle_loss_reaches_every_parameter(name, size):
+    torch.manual_seed(0)
+    model = WorldFromBlur(preset(name)).train()
+    b = batch(2, *size)
+    out = model(b["blurred"], b["K"])
+    loss, details = cycle_loss(out, b)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert not missing, missing
+    assert set(details) >= {"L_u", "L_v", "L_r", "total"}
+
+
+def test_reversal_invariant_motion_loss():
+    b = batch()
+    gt = b["poses"]
+    u, v = uv_from_pose(gt)
+    assert float(motion_loss(u, v, gt)[0]) < 1e-12
+    # A prediction of the reversed trajectory explains the same blur: it costs nothing under "min" ...
+    loss, details = motion_loss(u.flip(1), v.flip(1), gt)
+    assert float(loss) < 1e-12 and float(details["reversed"]) == 1.0
+    # ... and is penalised by the paper's ordered loss.
+    assert float(motion_loss(u.flip(1), v.flip(1), gt, reversal="ordered")[0]) > 1e-5
+    # A wrong trajectory costs under both.
+    assert float(motion_loss(-u, -v, gt)[0]) > 1e-5
+    # Per sample: one sample reversed, one not; hand-computed value for a shifted prediction.
+    mixed_u = torch.stack([u[0].flip(0), u[1] + 0.01])
+    loss, details = motion_loss(mixed_u, torch.stack([v[0].flip(0), v[1]]), gt)
+    assert float(details["reversed"]) == 0.5
+    assert float(details["L_u"]) == pytest.approx((18 * 0.01**2) / 2, rel=1e-4)
+
+
+def test_pixel_losses_by_hand():
+    a, b = torch.zeros(2, 3, 4, 5), torch.full((2, 3, 4, 5), 0.5)
+    assert float(deblur_loss(a, b)[0]) == pytest.approx(60 * 0.25)
+    gt = torch.full((1, 1, 2, 2), 2.0)
+    gt[0, 0, 0, 0] = 0  # no measurement: ignored
+    assert float(depth_loss(torch.ones(1, 1, 2, 2), gt)[0]) == pytest.approx(3.0)
+
+
+def test_paper_deblur_layers_match_the_published_table():
+    assert CNN_L15_KERNELS == (19, 1, 1, 1, 1, 3, 1, 5, 5, 3, 5, 5, 1, 7, 7)
+    assert CNN_L15_CHANNELS == (128, 320, 320, 320, 128, 128, 512, 128, 128, 128, 128, 128, 256, 64, 3)
+    net = CNNL15()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size[0] for c in convs] == list(CNN_L15_KERNELS)
+    assert [c.out_channels for c in convs] == list(CNN_L15_CHANNELS)
+    groups = {i + 1: c.groups for i, c in enumerate(convs) if c.groups > 1}
+    assert groups == {8: 4, 9: 2, 11: 2, 12: 2, 14: 2} and list(CNN_L15_GROUPS).count(1) == 10
+    assert all(c.padding[0] == c.kernel_size[0] // 2 for c in convs)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 14  # every layer but the last
+    x = torch.rand(1, 3, 20, 24)
+    assert net.eval()(x).shape == x.shape
+
+
+def test_unknown_module_names_are_rejected():
+    from worldfromblur.errors import WfbError
+
+    with pytest.raises(WfbError, match="unknown depth module 'dpt'"):
+        WorldFromBlur(ModelConfig(depth="dpt"))
+    with pytest.raises(WfbError, match="unknown model config keys: colour"):
+        ModelConfig.from_dict({"colour": 1})
+
+
+def test_cycle_with_ground_truth_adds_no_error(dataset20):
+    ds = BlurDataset(dataset20, split="all")
+    m, cycle_scores = 16, []
+    for i in range(0, len(ds), 2):
+        it = ds[i]
+        s = int(it["subframes"])
+        model = WorldFromBlur(ModelConfig(subframes=s, linear_light=bool(it["linear_light"])))
+        u, v = uv_from_pose(it["poses"][None])
+        with torch.no_grad():
+            out, _ = model.render(it["sharp"][None], it["depth"][None], u, v, it["K"][None])
+            direct = reblur(it["sharp"][None], it["depth"][None], it["poses"][None], it["K"], subframes=s, linear_light=True)
+        target = it["blurred"][None, :, m:-m, m:-m]
+        cycle_scores.append(psnr(out[..., m:-m, m:-m], target))
+        assert abs(cycle_scores[-1] - psnr(direct[..., m:-m, m:-m], target)) < 0.05
+    assert np.mean(cycle_scores) >= 30.0
+
+
+def test_backbone_weights_come_from_a_local_file_only(tmp_path, monkeypatch):
+    import torchvision
+    from safetensors.torch import save_file
+
+    from worldfromblur.models.cycle import build_motion, cached_torchvision_weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache: nothing is fetched
+    assert cached_torchvision_weights(torchvision.models.ResNet152_Weights.IMAGENET1K_V1) is None
+    torch.manual_seed(1)
+    source = torchvision.models.resnet152(weights=None)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "r152.safetensors"))
+    motion = build_motion(ModelConfig(motion="resnet_lstm", backbone_weights={"resnet152": str(tmp_path / "r152.safetensors")}))
+    assert torch.equal(motion.backbone.conv1.weight, source.conv1.weight)
+    # The cache is used when it holds torchvision's file.
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    name = torchvision.models.ResNet152_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1]
+    torch.save(source.state_dict(), cache / name)
+    motion = build_motion(ModelConfig(motion="resnet_lstm"))
+    assert torch.equal(motion.backbone.conv1.weight, source.conv1.weight)
+
+
+def test_model_config_from_yaml(tmp_path):
+    from worldfromblur.errors import WfbError
+    from worldfromblur.models import load_model_config
+
+    (tmp_path / "exp.yaml").write_text("preset: paper\nsubframes: 4\n")
+    cfg = load_model_config(tmp_path / "exp.yaml")
+    assert cfg.deblur == "cnn_l15" and cfg.subframes == 4 and cfg.motion == "resnet_lstm"
+    (tmp_path / "bad.yaml").write_text("preset: paper\nsubframe: 4\n")
+    with pytest.raises(WfbError, match="unknown model config keys: subframe"):
+        load_model_config(tmp_path / "bad.yaml")
