@@ -287,3 +287,16 @@ def test_demo_writes_a_preview(tmp_path):
     with Image.open(tmp_path / "demo" / "preview.png") as im:
         assert im.size[0] > 3 * 320 and im.size[1] > 2 * 240
     assert main(["demo", "--out", str(tmp_path / "demo"), "--num", "2", "--workers", "1"]) == 2  # no silent overwrite
+
+
+def test_kept_frames_are_the_exposure_instants(tmp_path):
+    opts = SyntheticOptions(width=160, height=120, keep_frames=True, averaging="srgb", rot_speed=(1.0, 2.0),
+                            trans_speed=(0.02, 0.03))
+    build(tmp_path / "f", 2, seed=2, workers=1, opts=opts)
+    ds = BlurDataset(tmp_path / "f", split="all", load_frames=True)
+    for i in range(len(ds)):
+        it = ds[i]
+        assert it["frames"].shape == (7, 3, 120, 160)
+        assert torch.equal(it["frames"][3], it["sharp"])  # the middle instant is the reference
+        if int(it["subframes"]) == 1:  # then the exposure is exactly the 7 frames, averaged as sRGB values
+            assert psnr(it["frames"].mean(0), it["blurred"]) > 45

@@ -154,3 +154,23 @@ def test_model_config_from_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("preset: paper\nsubframe: 4\n")
     with pytest.raises(WfbError, match="unknown model config keys: subframe"):
         load_model_config(tmp_path / "bad.yaml")
+
+
+def test_frozen_modules_get_no_gradient_and_keep_their_statistics():
+    torch.manual_seed(0)
+    model = WorldFromBlur(ModelConfig(train=["motion"])).train()
+    assert not model.deblur.training and not model.depth.training and model.motion.training
+    before = {k: v.clone() for k, v in model.depth.state_dict().items()}
+    b = batch()
+    cycle_loss(model(b["blurred"], b["K"]), b)[0].backward()
+    assert all(p.grad is None for p in model.deblur.parameters()) and all(p.grad is None for p in model.depth.parameters())
+    assert all(p.grad is not None for p in model.motion.parameters())
+    assert all(torch.equal(v, model.depth.state_dict()[k]) for k, v in before.items())
+
+
+def test_eigen_depth_trains_in_the_cycle():
+    torch.manual_seed(0)
+    model = WorldFromBlur(ModelConfig(depth="eigen")).train()
+    b = batch(2, 48, 64)
+    cycle_loss(model(b["blurred"], b["K"]), b)[0].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.depth.parameters())

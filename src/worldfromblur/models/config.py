@@ -32,6 +32,8 @@ class ModelConfig:
     """Fixed-point steps of the depth warp (see geometry.warp)."""
     backbone_weights: dict = field(default_factory=dict)
     """Optional local ImageNet weights per backbone, e.g. {"resnet152": "path.pth", "vgg16": "path.pth"}."""
+    train: list = field(default_factory=lambda: ["deblur", "depth", "motion"])
+    """Modules whose weights train; the others are frozen (weights fixed, batch-norm statistics kept)."""
     use_torchvision_cache: bool = True
     """Use ImageNet weights for the paper's backbones when torchvision's cache already holds them (never downloads)."""
 

@@ -88,6 +88,19 @@ class WorldFromBlur(nn.Module):
         self.deblur = build_deblur(cfg)
         self.depth = build_depth(cfg)
         self.motion = build_motion(cfg)
+        unknown = sorted(set(cfg.train) - {"deblur", "depth", "motion"})
+        if unknown:
+            raise WfbError(f"unknown module(s) in train: {', '.join(unknown)}; choose from deblur, depth, motion")
+        for name in ("deblur", "depth", "motion"):
+            getattr(self, name).requires_grad_(name in cfg.train)
+
+    def train(self, mode: bool = True) -> "WorldFromBlur":
+        """Train mode for the modules that train; frozen modules stay in eval mode (fixed batch-norm statistics)."""
+        super().train(mode)
+        for name in ("deblur", "depth", "motion"):
+            if name not in self.cfg.train:
+                getattr(self, name).eval()
+        return self
 
     def render(self, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor):
         """Re-blur a sharp frame with a depth map and pose parameters; returns (blurred, valid)."""
