@@ -23,8 +23,8 @@ ALPHA = 1e-3  # the paper's weight of the cycle's reconstruction loss (Eq. 8)
 
 
 def _per_sample_sq(err: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Squared L2 norm of each sample's error, (B, ...) -> (B,)."""
-    sq = err.pow(2)
+    """Squared L2 norm of each sample's error, (B, ...) -> (B,), accumulated in float32 (also under autocast)."""
+    sq = err.float().pow(2)
     if mask is not None:
         sq = sq * mask
     return sq.flatten(1).sum(1)

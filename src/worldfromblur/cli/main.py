@@ -11,9 +11,9 @@ import sys
 
 from .. import __version__
 from ..errors import WfbError
-from . import demo, make_dataset
+from . import demo, make_dataset, train
 
-COMMANDS = [make_dataset, demo]
+COMMANDS = [make_dataset, train, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `wfb train` takes key=value overrides anywhere on the line, also after its options.
+    if getattr(args, "overrides", None) is not None and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except WfbError as err:

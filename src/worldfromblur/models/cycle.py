@@ -103,10 +103,15 @@ class WorldFromBlur(nn.Module):
         return self
 
     def render(self, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor):
-        """Re-blur a sharp frame with a depth map and pose parameters; returns (blurred, valid)."""
-        return reblur(sharp, depth, pose_from_uv(u, v), K, subframes=self.cfg.subframes,
-                      linear_light=self.cfg.linear_light, iterations=self.cfg.warp_iterations, return_valid=True,
-                      validate=False)
+        """Re-blur a sharp frame with a depth map and pose parameters; returns (blurred, valid).
+
+        Always in float32, also under bf16 autocast: pixel coordinates of a few hundred need more than bf16's
+        8-bit mantissa (a 1-2 pixel error at x = 300).
+        """
+        with torch.autocast(sharp.device.type, enabled=False):
+            return reblur(sharp.float(), depth.float(), pose_from_uv(u.float(), v.float()), K.float(),
+                          subframes=self.cfg.subframes, linear_light=self.cfg.linear_light,
+                          iterations=self.cfg.warp_iterations, return_valid=True, validate=False)
 
     def forward(self, blurred: torch.Tensor, K: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
         """Run the cycle.

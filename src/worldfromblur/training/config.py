@@ -1,0 +1,200 @@
+"""Typed training configuration, read from YAML, overridable from the command line, saved with every run.
+
+A config names a ``stage``: ``deblur``, ``depth`` or ``motion`` (stage 1: one module, trained apart with ground
+truth, as in the paper's section 4.1) or ``cycle`` (stage 2: the modules joined, with motion supervision only).
+The shipped configs live in ``worldfromblur/configs``; ``wfb train compact-deblur`` finds them by name.
+
+Overrides are ``key=value`` or ``section.key=value``; values are read as YAML (``optim.lr=1e-4``,
+``model.train=[deblur,depth]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from ..errors import WfbError
+from ..models.config import ModelConfig, preset
+
+STAGES = ("deblur", "depth", "motion", "cycle")
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synth"
+    """Dataset folder made by ``wfb make-dataset``."""
+    split: str = "train"
+    """Split to train on."""
+    workers: int = 2
+    """DataLoader worker processes."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    """Peak learning rate of AdamW (not given by the paper)."""
+    weight_decay: float = 1e-4
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    schedule: str = "cosine"
+    """"cosine" (to 5% of the peak at max_steps) or "constant", both after a linear warm-up."""
+    warmup_steps: int = 50
+    grad_clip: float = 0.0
+    """Clip the gradient's global norm to this (0 = no clipping)."""
+
+
+@dataclass
+class LossConfig:
+    alpha: float = 1e-3
+    """Weight of the cycle's reconstruction loss (the paper's Eq. 8)."""
+    reversal: str = "min"
+    """Motion loss: "min" takes the better of the two time orders per sample; "ordered" is the paper's."""
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "cycle"
+    """"deblur", "depth", "motion" (stage 1) or "cycle" (stage 2)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    init: dict = field(default_factory=dict)
+    """Checkpoints to start modules from, e.g. {deblur: runs/deblur/checkpoints/step-002000} (stage 2)."""
+    out: str = "runs/run"
+    """Run folder: resolved config, checkpoints, TensorBoard logs."""
+    batch_size: int = 4
+    max_steps: int = 1000
+    seed: int = 0
+    deterministic: bool = False
+    """Deterministic algorithms (needed for a resume to reproduce an uninterrupted run exactly)."""
+    device: str = "auto"
+    """"auto" (CUDA when available), "cpu" or "cuda"."""
+    amp: str = "auto"
+    """"auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "off"."""
+    log_every: int = 10
+    image_every: int = 200
+    ckpt_every: int = 200
+    keep_checkpoints: int = 3
+    check_finite_every: int = 10
+    """Steps between checks that every loss term is finite (each check synchronises with the device once)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "optim": OptimConfig, "loss": LossConfig}
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise WfbError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise WfbError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kw = {}
+    for name, value in data.items():
+        sub_cls = SECTIONS.get(name) if cls is TrainConfig else None
+        if cls is TrainConfig and name == "model":
+            value = dict(value or {})
+            base = preset(value.pop("preset", "compact")).to_dict()
+            base.update(value)
+            kw[name] = ModelConfig.from_dict(base)
+        elif sub_cls is not None:
+            kw[name] = _build(sub_cls, value or {}, f"{where}.{name}")
+        else:
+            kw[name] = _coerce(value, known[name].type, f"{where}.{name}")
+    return cls(**kw)
+
+
+def _coerce(value, annotation, where: str):
+    """YAML 1.1 reads 1e-4 as a string: convert to the field's declared scalar type, or say what is wrong."""
+    kind = {"float": float, "int": int, "bool": bool, "str": str}.get(str(annotation))
+    if kind is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (float, int) and isinstance(value, str):
+        try:
+            number = float(value)
+            if kind is int and number != int(number):
+                raise ValueError
+            return kind(number)
+        except ValueError:
+            pass
+    raise WfbError(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
+def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
+    cfg = _build(TrainConfig, data, where)
+    if cfg.stage not in STAGES:
+        raise WfbError(f"{where}: stage must be one of {', '.join(STAGES)}, got {cfg.stage!r}")
+    if cfg.batch_size < 1 or cfg.max_steps < 1:
+        raise WfbError(f"{where}: batch_size and max_steps must be at least 1")
+    if cfg.loss.reversal not in ("min", "ordered"):
+        raise WfbError(f"{where}: loss.reversal must be 'min' or 'ordered'")
+    if cfg.optim.schedule not in ("cosine", "constant"):
+        raise WfbError(f"{where}: optim.schedule must be 'cosine' or 'constant'")
+    unknown = sorted(set(cfg.init) - {"deblur", "depth", "motion"})
+    if unknown:
+        raise WfbError(f"{where}: init names unknown module(s) {', '.join(unknown)}; use deblur, depth, motion")
+    return cfg
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("worldfromblur.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(path_or_name: str) -> tuple[dict, str]:
+    path = Path(path_or_name)
+    if path.is_file():
+        text, where = path.read_text(), str(path)
+    else:
+        shipped = resources.files("worldfromblur.configs") / f"{path_or_name}.yaml"
+        if not shipped.is_file():
+            raise WfbError(f"{path_or_name}: no such config file or shipped config; shipped: {', '.join(shipped_configs())}")
+        text, where = shipped.read_text(), f"{path_or_name} (shipped)"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise WfbError(f"{where}: invalid YAML ({err})".replace("\n", " ")) from None
+    return data, where
+
+
+def apply_override(data: dict, override: str) -> None:
+    """Apply ``a.b=value`` to a nested dict (the value is parsed as YAML)."""
+    if "=" not in override:
+        raise WfbError(f"override {override!r} must look like key=value or section.key=value")
+    key, raw = override.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise WfbError(f"override {override!r}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path_or_name: str, overrides: list[str] = ()) -> TrainConfig:
+    data, where = _read_yaml(path_or_name)
+    for o in overrides:
+        apply_override(data, o)
+    return config_from_dict(data, where)
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    def plain(x):
+        if is_dataclass(x):
+            return {k: plain(v) for k, v in asdict(x).items()}
+        if isinstance(x, tuple):
+            return list(x)
+        return x
+
+    path.write_text(yaml.safe_dump(plain(cfg), sort_keys=False))

@@ -1,0 +1,150 @@
+"""Training: every shipped config runs, losses fall, a killed run resumes to the same weights, guards hold."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from worldfromblur.data.build import run_build
+from worldfromblur.data.synthetic import SyntheticOptions, plan_synthetic
+from worldfromblur.errors import WfbError
+from worldfromblur.training import load_config, train
+from worldfromblur.training.config import shipped_configs
+
+
+def make_data(root: Path, num: int, w: int, h: int) -> Path:
+    run_build(root, plan_synthetic(SyntheticOptions(width=w, height=h), num, 5), workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_data(tmp_path_factory.mktemp("tiny") / "ds", 8, 32, 24)
+
+
+@pytest.fixture(scope="module")
+def fixed(tmp_path_factory) -> Path:
+    """Four samples of one scene: with batch 4 every step sees the same batch."""
+    return make_data(tmp_path_factory.mktemp("fixed") / "ds", 4, 64, 48)
+
+
+def losses(run_dir: Path, tag: str = "loss/total") -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def quick(name, data, out, *extra):
+    return load_config(name, [f"data.root={data}", f"out={out}", "data.workers=0", "log_every=1", "image_every=0",
+                              "init={}", *extra])
+
+
+def test_shipped_configs_are_the_eight_stages():
+    assert shipped_configs() == [f"{p}-{s}" for p in ("compact", "paper") for s in ("cycle", "deblur", "depth", "motion")]
+    paper = {s: load_config(f"paper-{s}") for s in ("deblur", "depth", "motion", "cycle")}
+    assert [paper[s].batch_size for s in ("motion", "deblur", "depth", "cycle")] == [64, 4, 4, 2]  # the paper's
+    assert paper["cycle"].loss.alpha == 1e-3 and paper["cycle"].model.n == 3
+
+
+@pytest.mark.parametrize("name", [f"{p}-{s}" for p in ("compact", "paper") for s in ("deblur", "depth", "motion", "cycle")])
+def test_every_config_trains_a_few_steps(name, tiny, tmp_path):
+    cfg = quick(name, tiny, tmp_path / "run", "max_steps=2", "batch_size=2", "ckpt_every=2")
+    run = train(cfg, progress=False)
+    assert (run / "checkpoints" / "step-000002" / "model.safetensors").is_file()
+    assert (run / "config.yaml").is_file()
+    values = losses(run)
+    assert len(values) == 2 and all(torch.isfinite(torch.tensor(values)))
+
+
+def check_loss_falls(name, data, out, steps=30):
+    cfg = quick(name, data, out, f"max_steps={steps}", "batch_size=4", "optim.warmup_steps=0", "optim.schedule=constant",
+                "optim.lr=1e-3", f"ckpt_every={steps}")
+    values = losses(train(cfg, progress=False))
+    first, last = sum(values[:5]) / 5, sum(values[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize("stage", ["deblur", "depth", "motion", "cycle"])
+def test_compact_loss_falls_on_a_fixed_batch(stage, fixed, tmp_path):
+    check_loss_falls(f"compact-{stage}", fixed, tmp_path / "run")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["deblur", "depth", "motion", "cycle"])
+def test_paper_loss_falls_on_a_fixed_batch(stage, fixed, tmp_path):
+    check_loss_falls(f"paper-{stage}", fixed, tmp_path / "run")
+
+
+def wfb(*args) -> list[str]:
+    return [sys.executable, "-m", "worldfromblur.cli.main", "train", *map(str, args)]
+
+
+def test_killed_run_resumes_to_the_same_weights(fixed, tmp_path):
+    common = ["compact-cycle", f"data.root={fixed}", "data.workers=0", "max_steps=40", "ckpt_every=5", "batch_size=2",
+              "deterministic=true", "image_every=0", "init={}", "--quiet"]
+    subprocess.run(wfb(*common, f"out={tmp_path / 'straight'}"), check=True, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(wfb(*common, f"out={out}"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "step-000010").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "checkpoints" / "step-000040").exists(), "the run finished before it could be killed"
+    subprocess.run(wfb(*common, f"out={out}", "--resume"), check=True, capture_output=True)
+    a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-000040" / "model.safetensors"))
+    b = load_file(str(out / "checkpoints" / "step-000040" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corrupt_newest_checkpoint_falls_back_then_fails_clearly(fixed, tmp_path, capsys):
+    cfg = quick("compact-deblur", fixed, tmp_path / "run", "max_steps=6", "ckpt_every=2", "batch_size=2")
+    run = train(cfg, progress=False)
+    newest = run / "checkpoints" / "step-000006" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])
+    cfg.max_steps = 8
+    train(cfg, resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert "step-000006/model.safetensors: unreadable weights" in err and "resuming" in err and "step-000004" in err
+    assert (run / "checkpoints" / "step-000008").is_dir()
+    for ckpt in (run / "checkpoints").iterdir():
+        (ckpt / "state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(WfbError, match="every checkpoint is unreadable"):
+        train(cfg, resume=True, progress=False)
+
+
+def test_non_finite_loss_stops_with_step_and_term(fixed, tmp_path):
+    cfg = quick("compact-depth", fixed, tmp_path / "run", "max_steps=20", "optim.lr=1e30", "optim.warmup_steps=0",
+                "check_finite_every=5", "ckpt_every=100")
+    with pytest.raises(WfbError, match=r"non-finite loss at step \d+ in term (loss|L_d)"):
+        train(cfg, progress=False)
+
+
+def test_bad_data_fails_before_training(tmp_path, fixed):
+    with pytest.raises(WfbError, match="no such folder"):
+        train(quick("compact-deblur", tmp_path / "nothing", tmp_path / "r1"), progress=False)
+    (tmp_path / "notdata").mkdir()
+    with pytest.raises(WfbError, match="not a world-from-blur dataset"):
+        train(quick("compact-deblur", tmp_path / "notdata", tmp_path / "r2"), progress=False)
+    with pytest.raises(WfbError, match="no samples in split 'val'"):
+        train(quick("compact-deblur", fixed, tmp_path / "r3", "data.split=val"), progress=False)
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r3").exists()
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(WfbError, match="unknown key.*optimizer"):
+        load_config("compact-deblur", ["optimizer.lr=1"])
+    with pytest.raises(WfbError, match="expected float, got 'fast'"):
+        load_config("compact-deblur", ["optim.lr=fast"])
+    assert load_config("compact-deblur", ["optim.lr=1e-4"]).optim.lr == 1e-4
+    with pytest.raises(WfbError, match="no such config file or shipped config"):
+        load_config("compact-deblurr")
