@@ -439,7 +439,6 @@ def reblur(
     K = _check_intrinsics(K, B, validate)
 
     traj = interpolate_trajectory(trajectory_with_reference(poses), subframes)
-    M = traj.shape[1]
     src = srgb_to_linear(image_ref) if linear_light else image_ref
     # All instants in one batched warp; the reference instant warps to itself exactly.
     frames, valid = _warp_many(src, depth_ref, traj, K, iterations, "border")

@@ -78,6 +78,8 @@ class TrainConfig:
     image_every: int = 200
     ckpt_every: int = 200
     keep_checkpoints: int = 3
+    save_all_ranks: bool = False
+    """Under torchrun, also save every rank's final weights to OUT/rank<r> (to check that ranks agree)."""
     check_finite_every: int = 10
     """Steps between checks that every loss term is finite (each check synchronises with the device once)."""
 

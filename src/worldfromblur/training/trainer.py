@@ -202,6 +202,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     wrapped = trained
     if world > 1:
+        if device.type == "cuda":  # small per-GPU batches (the paper's 2): normalise over the whole global batch
+            trained = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trained)  # (PyTorch's version is GPU-only)
+            if cfg.stage == "cycle":
+                model = trained
+            else:
+                setattr(model, cfg.stage, trained)
         wrapped = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
     modules = {cfg.stage: wrapped} if cfg.stage != "cycle" else {"cycle": wrapped}
 
@@ -250,6 +256,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 raise WfbError(f"non-finite loss at step {bad_step} in term {term}; lower optim.lr or check the data "
                                f"(the last good checkpoint is kept in {run_dir / 'checkpoints'})")
             pending.clear()
+        if cfg.save_all_ranks and world > 1 and step == cfg.max_steps:
+            save_checkpoint(run_dir / f"rank{rank}", step, model, config_yaml or "", state_dict(), 1)
         if rank == 0:
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 values = {"total": float(loss.detach()), **{k: float(v) for k, v in details.items()}}
