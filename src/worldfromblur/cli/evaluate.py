@@ -1,0 +1,57 @@
+"""``wfb evaluate``: the paper's Tables 1-3 (and 4-6 with Eigen's depth) for one or more checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import WfbError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score checkpoints on a dataset split and write the paper's tables",
+        description="Run each model's cycle on a dataset split and write REPORT/metrics.json and REPORT/tables.md "
+        "with one column per checkpoint, next to reference columns (blurred input, zero motion, median depth).",
+    )
+    p.add_argument("--checkpoint", action="append", required=True, metavar="[LABEL=]CKPT",
+                   help="checkpoint or run folder, or deblur:RUN,depth:RUN,motion:RUN to join stage-1 runs; repeat for "
+                   "more columns (e.g. --checkpoint pre=deblur:runs/a,depth:runs/b,motion:runs/c --checkpoint cycle=runs/d)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder made by wfb make-dataset")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--out", type=Path, required=True, help="report folder (must not hold a report already)")
+    p.add_argument("--figures", type=int, default=0, help="write a Fig. 7-style panel for the first N samples per model")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def parse_specs(values: list[str]) -> list[tuple[str, str]]:
+    specs = []
+    for v in values:
+        label, _, path = v.rpartition("=") if "=" in v else ("", "", v)
+        label = label or Path(path.split(",")[0].split(":")[-1]).name or f"model{len(specs) + 1}"
+        if any(label == s[0] for s in specs):
+            raise WfbError(f"two checkpoints share the label {label!r}; name them as LABEL=CKPT")
+        specs.append((label, path))
+    return specs
+
+
+def run(args) -> int:
+    from ..evaluation.report import evaluate, tables_markdown, write_report
+
+    if (args.out / "metrics.json").exists() and not args.overwrite:
+        raise WfbError(f"{args.out}: already holds a report; pass --overwrite or choose another --out")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise WfbError("--device cuda but no CUDA device is available")
+    report = evaluate(parse_specs(args.checkpoint), args.data, args.split, args.device, args.batch_size,
+                      args.figures, args.out, progress=not args.quiet)
+    write_report(report, args.out)
+    print(tables_markdown(report))
+    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'tables.md'}")
+    return 0

@@ -1,0 +1,158 @@
+"""``wfb evaluate``: run models on a dataset split and write the paper's tables (JSON first, Markdown from it).
+
+Every model runs the whole cycle on the blurred input: the deblurred frame is compared with the sharp reference
+(Table 2), the depth estimated from it with the ground-truth depth (Table 3), and the motion estimated from the
+blurred and deblurred images with the ground-truth poses (Table 1, in time order as the paper scores it, and up to
+time reversal). Reference columns give the numbers meaning: the blurred input taken as the deblurred image, zero
+motion, and a constant depth equal to the median ground-truth depth of the training split.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data import BlurDataset, DatasetError
+from ..errors import WfbError
+from ..models.io import load_model
+from .metrics import DEPTH_KEYS, MOTION_KEYS, depth_metrics, image_metrics, motion_errors
+
+REFERENCES = ("blurred input", "zero motion", "median depth")
+
+
+def _mean_dicts(rows: list[dict], weights: list[int]) -> dict:
+    w = np.asarray(weights, dtype=float)
+    return {k: float(np.sum([r[k] * wi for r, wi in zip(rows, w)]) / w.sum()) for k in rows[0]}
+
+
+def median_train_depth(root: Path, limit: int = 200) -> float:
+    try:
+        ds = BlurDataset(root, split="train")
+    except DatasetError:
+        ds = BlurDataset(root, split="all")
+    if len(ds) == 0:
+        ds = BlurDataset(root, split="all")
+    values = []
+    for i in np.linspace(0, len(ds) - 1, min(limit, len(ds))).astype(int):
+        d = ds.record(int(i)).depth
+        values.append(d[d > 0][::97])
+    return float(np.median(np.concatenate(values)))
+
+
+def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", device: str = "cpu",
+             batch_size: int = 4, figures: int = 0, out: Path | None = None, progress: bool = True) -> dict:
+    """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict."""
+    try:
+        ds = BlurDataset(data, split=split)
+    except DatasetError as err:
+        raise WfbError(str(err)) from None
+    if len(ds) == 0:
+        raise WfbError(f"{data}: split {split!r} has no samples; choose another --split")
+    models = [(label, *load_model(spec)) for label, spec in specs]  # fail on a bad checkpoint before any work
+    median = median_train_depth(Path(data))
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
+    report = {"data": str(data), "split": split, "num_samples": len(ds), "median_train_depth_m": median,
+              "models": {}, "references": {}}
+    ref_rows: dict[str, list] = {"image": [], "motion": [], "depth": [], "n": []}
+    for label, model, sources in models:
+        model.to(device)
+        rows: dict[str, list] = {"image": [], "depth": [], "motion": [], "motion_rev": [], "reblur": [], "n": []}
+        fig_done = 0
+        for batch in tqdm(loader, desc=f"evaluate {label}", unit="batch", file=sys.stderr, disable=not progress):
+            b = {k: v.to(device) for k, v in batch.items()}
+            with torch.no_grad():
+                outp = model(b["blurred"], b["K"])
+            n = b["blurred"].shape[0]
+            rows["n"].append(n)
+            rows["image"].append(image_metrics(outp["deblurred"], b["sharp"]))
+            rows["depth"].append(depth_metrics(outp["depth"], b["depth"], b["valid_depth"]))
+            rows["motion"].append(motion_errors(outp["poses"], b["poses"]))
+            rows["motion_rev"].append(motion_errors(outp["poses"], b["poses"], reversal=True))
+            rows["reblur"].append({"psnr": image_metrics(outp["reblurred"], b["blurred"])["psnr"]})
+            if not report["references"] and len(ref_rows["n"]) < len(loader):
+                ref_rows["n"].append(n)
+                ref_rows["image"].append(image_metrics(b["blurred"], b["sharp"]))
+                ref_rows["motion"].append(motion_errors(torch.eye(4).expand_as(b["poses"].cpu()), b["poses"]))
+                ref_rows["depth"].append(depth_metrics(torch.full_like(b["depth"], median), b["depth"], b["valid_depth"]))
+            if out is not None and fig_done < figures:
+                from .figures import figure_panel
+
+                for i in range(min(n, figures - fig_done)):
+                    figure_panel(b, outp, i, out / "figures" / f"{label}-{fig_done:04d}.png")
+                    fig_done += 1
+        if not report["references"]:
+            report["references"] = {
+                "blurred input": {"image": _mean_dicts(ref_rows["image"], ref_rows["n"])},
+                "zero motion": {"motion": _mean_dicts(ref_rows["motion"], ref_rows["n"])},
+                "median depth": {"depth": _mean_dicts(ref_rows["depth"], ref_rows["n"])},
+            }
+        report["models"][label] = {
+            "checkpoint": sources,
+            "modules": {"deblur": model.cfg.deblur, "depth": model.cfg.depth, "motion": model.cfg.motion},
+            "image": _mean_dicts(rows["image"], rows["n"]),
+            "depth": _mean_dicts(rows["depth"], rows["n"]),
+            "motion": _mean_dicts(rows["motion"], rows["n"]),
+            "motion_up_to_reversal": _mean_dicts(rows["motion_rev"], rows["n"]),
+            "reblur_psnr": _mean_dicts(rows["reblur"], rows["n"])["psnr"],
+        }
+        model.to("cpu")
+    return report
+
+
+# ------------------------------------------------------------------------------------------------- Markdown
+
+MOTION_ROWS = [("Translation x (cm)", "tx"), ("Translation y (cm)", "ty"), ("Translation z (cm)", "tz"),
+               ("Yaw (°)", "yaw"), ("Pitch (°)", "pitch"), ("Roll (°)", "roll")]
+DEPTH_ROWS = [("Abs Rel", "abs_rel"), ("Sq Rel", "sq_rel"), ("RMSE", "rmse"), ("RMSE log", "rmse_log"),
+              ("δ < 1.25", "a1"), ("δ < 1.25²", "a2"), ("δ < 1.25³", "a3")]
+assert {k for _, k in MOTION_ROWS} == set(MOTION_KEYS) and {k for _, k in DEPTH_ROWS} == set(DEPTH_KEYS)
+
+
+def _table(title: str, rows: list[tuple[str, str]], columns: list[tuple[str, dict | None]], fmt: str) -> str:
+    head = "| Term | " + " | ".join(c for c, _ in columns) + " |"
+    lines = [f"**{title}**", "", head, "|---|" + "---|" * len(columns)]
+    for name, key in rows:
+        cells = [(format(vals[key], fmt) if vals is not None else "") for _, vals in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tables_markdown(report: dict) -> str:
+    models = report["models"]
+    refs = report["references"]
+    parts = [f"Evaluated on `{report['data']}`, split `{report['split']}` ({report['num_samples']} samples). "
+             "Every model runs the whole cycle on the blurred input."]
+    motion_cols = [(k, m["motion"]) for k, m in models.items()] + [("zero motion", refs["zero motion"]["motion"])]
+    parts.append(_table("Table 1. Motion: mean absolute error per axis (time order, as the paper scores it)",
+                        MOTION_ROWS, motion_cols, ".3f"))
+    rev_cols = [(k, m["motion_up_to_reversal"]) for k, m in models.items()] + [("zero motion", refs["zero motion"]["motion"])]
+    parts.append(_table("Table 1b. Motion up to time reversal (each sample scored in its closer order)",
+                        MOTION_ROWS, rev_cols, ".3f"))
+    image_cols = [(k, m["image"]) for k, m in models.items()] + [("blurred input", refs["blurred input"]["image"])]
+    parts.append(_table("Table 2. Deblurring", [("PSNR (dB)", "psnr"), ("SSIM", "ssim")], image_cols, ".4g"))
+    depth_cols = [(k, m["depth"]) for k, m in models.items()] + [("median depth", refs["median depth"]["depth"])]
+    parts.append(_table("Table 3. Depth", DEPTH_ROWS, depth_cols, ".3f"))
+    reblur = ", ".join(f"{k} {m['reblur_psnr']:.2f} dB" for k, m in models.items())
+    parts.append(f"Re-blur PSNR against the input: {reblur}. Median training depth for the reference column: "
+                 f"{report['median_train_depth_m']:.2f} m.")
+    if any(m["modules"]["depth"] == "eigen" for m in models.values()):
+        label = {k: f"{k} ({m['modules']['depth']} depth)" for k, m in models.items()}
+        parts.append(_table("Table 4. Depth by depth module", DEPTH_ROWS, [(label[k], m["depth"]) for k, m in models.items()], ".3f"))
+        parts.append(_table("Table 5. Deblurring by depth module", [("PSNR (dB)", "psnr"), ("SSIM", "ssim")],
+                            [(label[k], m["image"]) for k, m in models.items()], ".4g"))
+        parts.append(_table("Table 6. Motion by depth module", MOTION_ROWS, [(label[k], m["motion"]) for k, m in models.items()], ".3f"))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("metrics.json", json.dumps(report, indent=1) + "\n"), ("tables.md", tables_markdown(report))):
+        tmp = out / (name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(out / name)

@@ -1,0 +1,63 @@
+"""Loading a trained model from checkpoints (``model.safetensors`` + ``config.yaml``), never by unpickling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import WfbError
+from .config import ModelConfig
+from .cycle import WorldFromBlur
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder's newest checkpoint."""
+    from ..training.checkpoint import checkpoint_dirs
+
+    path = Path(path)
+    if (path / "model.safetensors").is_file():
+        return path
+    found = checkpoint_dirs(path)
+    if found:
+        return found[-1]
+    raise WfbError(f"{path}: not a checkpoint (no model.safetensors) and not a run folder with checkpoints")
+
+
+def model_config_of(ckpt: Path) -> ModelConfig:
+    path = ckpt / "config.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text())
+        return ModelConfig.from_dict(cfg["model"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
+        raise WfbError(f"{path}: missing or unreadable model config ({type(err).__name__}: {err})") from None
+
+
+def load_model(spec: str | Path) -> tuple[WorldFromBlur, dict]:
+    """Build and load a model in eval mode.
+
+    ``spec`` is a checkpoint or run folder, or ``module:path,module:path,...`` to assemble a model from stage-1
+    checkpoints (each module's weights from its own run; the first one's config decides the architecture).
+    Returns the model and a description of where each module came from.
+    """
+    from ..training.checkpoint import load_weights
+
+    parts = str(spec).split(",")
+    if all(":" in p and p.split(":", 1)[0] in ("deblur", "depth", "motion") for p in parts):
+        sources = {p.split(":", 1)[0]: resolve_checkpoint(p.split(":", 1)[1]) for p in parts}
+    elif len(parts) == 1:
+        ckpt = resolve_checkpoint(spec)
+        sources = {m: ckpt for m in ("deblur", "depth", "motion")}
+    else:
+        raise WfbError(f"{spec}: give a checkpoint or run folder, or module:path pairs such as deblur:runs/a,depth:runs/b")
+    cfg = model_config_of(next(iter(sources.values())))
+    model = WorldFromBlur(cfg)
+    for module, ckpt in sources.items():
+        weights = load_weights(ckpt)
+        part = {k[len(module) + 1:]: v for k, v in weights.items() if k.startswith(module + ".")}
+        try:
+            getattr(model, module).load_state_dict(part)
+        except RuntimeError as err:
+            raise WfbError(f"{ckpt}: its {module} weights do not fit the configured {module} module "
+                           f"({str(err).splitlines()[0]})") from None
+    return model.eval(), {m: str(c) for m, c in sources.items()}

@@ -1,0 +1,99 @@
+"""Metrics on inputs whose answers are worked out by hand, agreement with scikit-image, and wfb evaluate."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from worldfromblur.evaluation import depth_metrics, image_metrics, motion_errors
+from worldfromblur.geometry import pose_from_uv
+
+
+def test_depth_metrics_by_hand():
+    m = depth_metrics(np.full((3, 4), 2.0), np.ones((3, 4)))
+    assert m["abs_rel"] == pytest.approx(1.0) and m["sq_rel"] == pytest.approx(1.0) and m["rmse"] == pytest.approx(1.0)
+    assert m["rmse_log"] == pytest.approx(math.log(2)) and m["a1"] == m["a2"] == m["a3"] == 0.0  # ratio 2 > 1.25^3
+    m = depth_metrics(np.full((2, 2), 1.2), np.ones((2, 2)))
+    assert m["a1"] == 1.0 and m["abs_rel"] == pytest.approx(0.2) and m["sq_rel"] == pytest.approx(0.04)
+
+
+def test_depth_metrics_mask_range_and_per_image_mean():
+    gt = np.ones((2, 1, 2, 2))
+    pred = gt.copy()
+    pred[0, 0, 0, 0] = 2.0  # image 0: one pixel off by 1 m -> abs_rel 1/4
+    gt[1, 0, 0, 0] = 50.0  # beyond the 10 m cap: ignored
+    pred[1] = 1.5  # image 1: three valid pixels, all off by 0.5 -> abs_rel 0.5
+    m = depth_metrics(pred, gt)
+    assert m["abs_rel"] == pytest.approx((0.25 + 0.5) / 2)  # the mean of per-image values, not pooled pixels
+    mask = np.ones_like(gt)
+    mask[0, 0, 0, 0] = 0
+    assert depth_metrics(pred, gt, mask)["abs_rel"] == pytest.approx((0.0 + 0.5) / 2)
+    assert depth_metrics(torch.from_numpy(pred), torch.from_numpy(gt))["abs_rel"] == pytest.approx(m["abs_rel"])
+
+
+def test_psnr_by_hand():
+    a = np.zeros((3, 16, 16))
+    assert image_metrics(a + 0.1, a)["psnr"] == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="at least 11 x 11"):
+        image_metrics(np.zeros((3, 8, 8)), np.zeros((3, 8, 8)))
+
+
+def test_ssim_and_psnr_agree_with_scikit_image():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    rng = np.random.default_rng(0)
+    for shape in [(3, 40, 52), (1, 33, 29), (3, 64, 48)]:
+        a = rng.random(shape)
+        b = np.clip(a + rng.normal(0, 0.15, shape), 0, 1)
+        ours = image_metrics(a, b)
+        ref = structural_similarity(a, b, channel_axis=0, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False, data_range=1.0)
+        assert abs(ours["ssim"] - ref) < 1e-4
+        assert abs(ours["psnr"] - peak_signal_noise_ratio(a, b, data_range=1.0)) < 1e-4
+
+
+def test_motion_errors_by_hand():
+    u = torch.zeros(1, 2, 3)
+    v = torch.zeros(1, 2, 3)
+    gt = pose_from_uv(u, v)
+    pred = pose_from_uv(torch.tensor([[[0.0, math.radians(2), 0.0]] * 2]), torch.tensor([[[0.03, 0.0, -0.01]] * 2]))
+    e = motion_errors(pred, gt)
+    assert e["tx"] == pytest.approx(3.0) and e["tz"] == pytest.approx(1.0) and e["ty"] == pytest.approx(0.0)
+    assert e["yaw"] == pytest.approx(2.0, abs=1e-4) and e["pitch"] == pytest.approx(0.0, abs=1e-6)
+    # Time reversal: a reversed prediction is wrong in order but right up to reversal.
+    g = pose_from_uv(torch.tensor([[[0.01, 0, 0], [-0.02, 0, 0]]]), torch.tensor([[[0.01, 0, 0], [-0.03, 0, 0]]]))
+    assert motion_errors(g.flip(1), g)["tx"] == pytest.approx(4.0, abs=1e-5)
+    assert motion_errors(g.flip(1), g, reversal=True)["tx"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_wfb_evaluate_writes_tables(tmp_path, capsys):
+    from worldfromblur.cli.main import main
+    from worldfromblur.data.build import run_build
+    from worldfromblur.data.synthetic import SyntheticOptions, plan_synthetic
+    from worldfromblur.training import load_config, train
+
+    data = tmp_path / "ds"
+    run_build(data, plan_synthetic(SyntheticOptions(width=64, height=48), 12, 2), workers=1, progress=False)
+    cfg = load_config("compact-cycle", [f"data.root={data}", f"out={tmp_path / 'run'}", "max_steps=2", "data.workers=0",
+                                        "init={}", "image_every=0"])
+    train(cfg, progress=False)
+    report = tmp_path / "report"
+    code = main(["evaluate", "--checkpoint", f"cycle={tmp_path / 'run'}", "--checkpoint", str(tmp_path / "run"),
+                 "--data", str(data), "--out", str(report), "--figures", "1", "--quiet"])
+    assert code == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"cycle", "run"} and metrics["num_samples"] > 0
+    assert set(metrics["models"]["cycle"]["depth"]) == {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"}
+    tables = (report / "tables.md").read_text()
+    assert "| Term | cycle | run | zero motion |" in tables and "| PSNR (dB) |" in tables and "blurred input" in tables
+    assert (report / "figures" / "cycle-0000.png").is_file()
+    capsys.readouterr()
+    # No silent overwrite; a bad checkpoint is one line naming it.
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(report)]) == 2
+    assert "already holds a report" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "empty"), "--data", str(data), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a checkpoint" in err and not (tmp_path / "r2").exists()
