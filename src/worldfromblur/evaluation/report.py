@@ -23,9 +23,6 @@ from ..errors import WfbError
 from ..models.io import load_model
 from .metrics import DEPTH_KEYS, MOTION_KEYS, depth_metrics, image_metrics, motion_errors
 
-REFERENCES = ("blurred input", "zero motion", "median depth")
-
-
 def _mean_dicts(rows: list[dict], weights: list[int]) -> dict:
     w = np.asarray(weights, dtype=float)
     return {k: float(np.sum([r[k] * wi for r, wi in zip(rows, w)]) / w.sum()) for k in rows[0]}

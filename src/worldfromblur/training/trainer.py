@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
@@ -279,9 +278,3 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         dist.barrier()
     return run_dir
 
-
-def describe(run_dir: Path) -> str:
-    ckpts = checkpoint_dirs(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    last = ckpts[-1] if ckpts else None
-    return f"run {run_dir}: stage {cfg.get('stage')}, last checkpoint {last}"
