@@ -24,6 +24,24 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise WfbError(f"{path}: not a checkpoint (no model.safetensors) and not a run folder with checkpoints")
 
 
+def load_module(model: WorldFromBlur, name: str, path: str | Path, context: str = "") -> Path:
+    """Load one module ("deblur", "depth" or "motion") of ``model`` from a checkpoint or run folder, where its
+    weights are stored under the module's name. Returns the checkpoint used. ``context`` prefixes error messages."""
+    from ..training.checkpoint import load_weights
+
+    ckpt = resolve_checkpoint(path)
+    weights = load_weights(ckpt)
+    part = {k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")}
+    if not part:
+        raise WfbError(f"{context}{ckpt} holds no weights for the {name} module")
+    try:
+        getattr(model, name).load_state_dict(part)
+    except RuntimeError as err:
+        raise WfbError(f"{context}{ckpt}: its {name} weights do not fit the configured {name} module "
+                       f"({str(err).splitlines()[0]})") from None
+    return ckpt
+
+
 def model_config_of(ckpt: Path) -> ModelConfig:
     path = ckpt / "config.yaml"
     try:
@@ -40,8 +58,6 @@ def load_model(spec: str | Path) -> tuple[WorldFromBlur, dict]:
     checkpoints (each module's weights from its own run; the first one's config decides the architecture).
     Returns the model and a description of where each module came from.
     """
-    from ..training.checkpoint import load_weights
-
     parts = str(spec).split(",")
     if all(":" in p and p.split(":", 1)[0] in ("deblur", "depth", "motion") for p in parts):
         sources = {p.split(":", 1)[0]: resolve_checkpoint(p.split(":", 1)[1]) for p in parts}
@@ -53,11 +69,5 @@ def load_model(spec: str | Path) -> tuple[WorldFromBlur, dict]:
     cfg = model_config_of(next(iter(sources.values())))
     model = WorldFromBlur(cfg)
     for module, ckpt in sources.items():
-        weights = load_weights(ckpt)
-        part = {k[len(module) + 1:]: v for k, v in weights.items() if k.startswith(module + ".")}
-        try:
-            getattr(model, module).load_state_dict(part)
-        except RuntimeError as err:
-            raise WfbError(f"{ckpt}: its {module} weights do not fit the configured {module} module "
-                           f"({str(err).splitlines()[0]})") from None
+        load_module(model, module, ckpt)
     return model.eval(), {m: str(c) for m, c in sources.items()}

@@ -24,7 +24,8 @@ from ..data import BlurDataset, DatasetError
 from ..errors import WfbError
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from ..models import WorldFromBlur
-from .checkpoint import checkpoint_dirs, latest_checkpoint, load_weights, save_checkpoint
+from ..models.io import load_module
+from .checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 
 
@@ -89,18 +90,8 @@ def open_dataset(cfg: TrainConfig) -> BlurDataset:
 
 def init_modules(model: WorldFromBlur, init: dict) -> None:
     """Load modules from stage-1 checkpoints or run folders (their weights under the module's name)."""
-    for name, ckpt in init.items():
-        ckpt = Path(ckpt)
-        if not (ckpt / "model.safetensors").is_file() and checkpoint_dirs(ckpt):
-            ckpt = checkpoint_dirs(ckpt)[-1]  # a run folder: its newest checkpoint
-        weights = load_weights(ckpt)
-        part = {k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")}
-        if not part:
-            raise WfbError(f"init.{name}: {ckpt} holds no weights for the {name} module")
-        try:
-            getattr(model, name).load_state_dict(part)
-        except RuntimeError as err:
-            raise WfbError(f"init.{name}: {ckpt} does not fit this {name} module ({str(err).splitlines()[0]})") from None
+    for name, path in init.items():
+        load_module(model, name, path, context=f"init.{name}: ")
 
 
 def stage_loss(stage: str, model: WorldFromBlur, modules: dict, batch: dict, cfg: TrainConfig):

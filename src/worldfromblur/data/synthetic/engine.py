@@ -24,6 +24,7 @@ import numpy as np
 
 from ...imaging import linear_to_srgb, srgb_to_linear
 from ..cameras import NYU_KINECT_RGB, scale_intrinsics_np
+from ...viz import pixel_paths
 from .scene import camera_rotation, inside_any, make_scene, render
 from .textures import Texture
 
@@ -121,17 +122,6 @@ def interpolate_uv(u: np.ndarray, v: np.ndarray, subframes: int) -> tuple[np.nda
     return fill(u), fill(v)
 
 
-def _pixel_paths(depth: np.ndarray, K: np.ndarray, u: np.ndarray, v: np.ndarray, step: int = 8) -> np.ndarray:
-    """Where a grid of reference pixels lands at each instant: (instants, P, 2)."""
-    H, W = depth.shape
-    ys, xs = np.mgrid[step // 2 : H : step, step // 2 : W : step]
-    z = depth[ys, xs].ravel()
-    X = np.stack([(xs.ravel() - K[0, 2]) / K[0, 0] * z, (ys.ravel() - K[1, 2]) / K[1, 1] * z, z], 1)
-    Xk = np.einsum("kij,pj->kpi", rodrigues(u), X) + v[:, None]
-    zk = np.maximum(Xk[..., 2], 1e-6)
-    return np.stack([K[0, 0] * Xk[..., 0] / zk + K[0, 2], K[1, 1] * Xk[..., 1] / zk + K[1, 2]], -1)
-
-
 def place_camera(rng: np.random.Generator, scene, bank, K: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
     """A camera pose inside the room, not in an object, with nothing closer than 0.35 m in view."""
     room = scene.room
@@ -184,7 +174,10 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
     n = opts.n
     radiance_ref, depth = render(scene, bank, R_wc, C, K, H, W)
     depth = depth.astype(np.float64)
-    paths = _pixel_paths(depth, K, u, v)
+    T = np.zeros((2 * n + 1, 4, 4))
+    T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = rodrigues(u), v, 1.0
+    poses = np.delete(T, n, axis=0)
+    paths = pixel_paths(depth, poses, K, step=8)  # where a grid of reference pixels is at each instant
     step_px = np.linalg.norm(np.diff(paths, axis=0), axis=-1)  # (2n, P)
     subframes = int(np.clip(np.ceil(step_px.max() / opts.subframe_px), 1, opts.max_subframes))
 
@@ -216,10 +209,7 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
     blurred = linear_to_srgb(mean) if opts.averaging == "linear" else mean
     sharp = _to_u8(linear_to_srgb(sharp_lin.astype(np.float64)))
 
-    T = np.zeros((2 * n + 1, 4, 4))
-    T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = rodrigues(u), v, 1.0
-    poses = np.delete(T, n, axis=0)
-    path_len = np.linalg.norm(np.diff(paths, axis=0), axis=-1).sum(0)
+    path_len = step_px.sum(0)
     stats = {
         "shake_level": float(level),
         "rotation_deg_per_frame": float(np.rad2deg(np.linalg.norm(np.diff(u, axis=0), axis=1)).mean()),
