@@ -11,9 +11,9 @@ import sys
 
 from .. import __version__
 from ..errors import WfbError
-from . import demo, evaluate, make_dataset, train
+from . import demo, evaluate, make_dataset, reconstruct, train
 
-COMMANDS = [make_dataset, train, evaluate, demo]
+COMMANDS = [reconstruct, make_dataset, train, evaluate, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,9 @@ class ModelConfig:
     """Modules whose weights train; the others are frozen (weights fixed, batch-norm statistics kept)."""
     use_torchvision_cache: bool = True
     """Use ImageNet weights for the paper's backbones when torchvision's cache already holds them (never downloads)."""
+    input_size: list | None = None
+    """Image size [W, H] the model was trained at; ``wfb train`` records the dataset's, ``wfb reconstruct`` resizes
+    photos to this many pixels. None: not recorded (older checkpoints), read as [320, 240]."""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -85,6 +85,12 @@ def open_dataset(cfg: TrainConfig) -> BlurDataset:
     n_data = int(ds.manifest.get("request", {}).get("options", {}).get("n", cfg.model.n))
     if n_data != cfg.model.n:
         raise WfbError(f"data.root: the dataset has 2n = {2 * n_data} poses but model.n = {cfg.model.n}; set model.n={n_data}")
+    size = list(ds.record(0).sharp.shape[1::-1])
+    if cfg.model.input_size is None:
+        cfg.model.input_size = size  # saved with every checkpoint: the resolution wfb reconstruct feeds the model
+    elif list(cfg.model.input_size) != size:
+        raise WfbError(f"data.root: the dataset's images are {size[0]}x{size[1]} but model.input_size = "
+                       f"{cfg.model.input_size}; remove the override or build the data at that size")
     return ds
 
 

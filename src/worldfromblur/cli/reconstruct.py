@@ -1,0 +1,138 @@
+"""``wfb reconstruct``: blurred photos in, one folder of 3D outputs per photo (see docs/reconstruct.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import WfbError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "reconstruct",
+        help="recover the trajectory, sharp frame, depth and 3D points of blurred photos",
+        description="Reconstruct each blurred photo (PNG, JPEG, TIFF or WebP; files or folders of them) into "
+        "OUT/<photo name>/: deblurred.png, depth.png (16-bit mm), depth_vis.png, trajectory.txt (TUM), poses.json, "
+        "frames/, reblurred.png, points.ply, scene.html, summary.png and summary.json. Uses the shipped model "
+        "unless --checkpoint is given.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER", help="photos, or folders of photos")
+    p.add_argument("--out", type=Path, required=True, help="output folder; must not exist yet (or be empty)")
+    p.add_argument("--checkpoint", help="checkpoint or run folder (default: the shipped model)")
+    p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics in pixels of the input photo (default: EXIF 35 mm focal length, else a "
+                   "63.3 degree horizontal field of view, with a warning)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="test-time refinement steps fitting the trajectory to the photo's blur (default 0; 100 is a "
+                   "good value)")
+    p.add_argument("--refine-sharp", action="store_true", help="also refine the deblurred frame (with --refine)")
+    p.add_argument("--mesh", action="store_true", help="also write mesh.ply, a surface over the depth map with "
+                   "disocclusion edges removed")
+    p.add_argument("--device", default="auto", help="auto (a GPU when present), cpu or cuda (default auto)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of the per-photo summaries on stdout")
+    p.add_argument("--skip-errors", action="store_true",
+                   help="skip photos that cannot be read (reported and counted) instead of stopping at the first")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def default_checkpoint() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("worldfromblur") / "weights" / "default"))
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise WfbError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WfbError("--device cuda but no CUDA device is available; use --device cpu")
+    return name
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..models.io import load_model
+    from ..reconstruct.photo import PhotoError, check_header, find_photos, load_photo
+    from ..reconstruct.pipeline import Reconstructor, write_outputs
+
+    if args.refine < 0:
+        raise WfbError(f"--refine must be 0 or more steps, got {args.refine}")
+    if args.refine_sharp and not args.refine:
+        raise WfbError("--refine-sharp needs --refine STEPS")
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise WfbError(f"{out}: already exists; choose a new --out (nothing was written)")
+    photos = find_photos(args.inputs)
+    bad: list[str] = []
+    usable = []
+    for p in photos:  # every header is checked before anything is written or any model is loaded
+        try:
+            check_header(p)
+            usable.append(p)
+        except PhotoError as err:
+            if not args.skip_errors:
+                raise
+            bad.append(str(err))
+    device = _device(args.device)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
+        raise WfbError(f"the shipped model is missing from {checkpoint}; reinstall world-from-blur or pass --checkpoint")
+    model, _ = load_model(checkpoint)
+    engine = Reconstructor(model, device, args.refine, args.refine_sharp)
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for warning in bad:
+        print(f"wfb: warning: skipped {warning}", file=sys.stderr)
+    bar = tqdm(usable, desc="reconstruct", unit="photo", file=sys.stderr, disable=args.quiet or len(usable) < 2)
+    try:
+        for path in bar:
+            try:
+                photo = load_photo(path)
+            except PhotoError as err:
+                if not args.skip_errors:
+                    raise
+                bad.append(str(err))
+                print(f"wfb: warning: skipped {err}", file=sys.stderr)
+                continue
+            rec = engine(photo, args.intrinsics)
+            if rec.K_source == "default":
+                print(f"wfb: warning: {path}: no --intrinsics and no EXIF focal length; assuming a "
+                      f"63.3 degree horizontal field of view, so depth and motion are only as right as that guess",
+                      file=sys.stderr)
+            summary = write_outputs(rec, out / path.stem, mesh=args.mesh, checkpoint=str(checkpoint))
+            summaries.append(summary)
+            if not args.json:
+                refined = (f" (network {summary['reblur_psnr_network_db']:.2f} dB, refined {rec.refine_steps} steps)"
+                           if rec.refine_steps else "")
+                tqdm.write(f"{path} -> {out / path.stem}: re-blur PSNR {summary['reblur_psnr_db']:.2f} dB{refined}, "
+                           f"depth {summary['depth_m']['min']:.2f}-{summary['depth_m']['max']:.2f} m, "
+                           f"intrinsics from {rec.K_source}", file=sys.stdout)
+    except BaseException as err:
+        if created and not any(out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)
+        elif isinstance(err, WfbError) and summaries:
+            raise WfbError(f"{err} ({len(summaries)} finished reconstruction(s) are kept in {out})") from None
+        raise
+    finally:
+        bar.close()
+    if not summaries:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise WfbError(f"none of the {len(photos)} photo(s) could be read; nothing was written")
+    if args.json:
+        json.dump({"reconstructions": summaries, "skipped": bad}, sys.stdout, indent=1)
+        print()
+    elif bad:
+        print(f"skipped {len(bad)} unreadable photo(s); see the warnings above", file=sys.stderr)
+    return 0

@@ -1,0 +1,357 @@
+"""wfb reconstruct: every output file is valid and consistent, photos of every kind are read, bad input fails cleanly,
+and refinement improves the shipped examples."""
+
+import io
+import json
+import math
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from plyfile import PlyData
+
+from worldfromblur.cli.main import main
+from worldfromblur.cli.reconstruct import default_checkpoint
+from worldfromblur.data.format import read_sample
+from worldfromblur.errors import WfbError
+from worldfromblur.evaluation.metrics import motion_errors
+from worldfromblur.geometry import backproject, invert_pose, trajectory_with_reference
+from worldfromblur.models.io import load_model
+from worldfromblur.reconstruct import Reconstructor, intrinsics_for, load_photo, working_size, write_outputs
+from worldfromblur.reconstruct.export import read_tum
+from worldfromblur.reconstruct.photo import FULL_FRAME_DIAGONAL_MM, DEFAULT_HFOV_DEG, PhotoError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+EXAMPLE = EXAMPLES / "room-1.png"
+FILES = {"deblurred.png", "depth.png", "depth_vis.png", "trajectory.txt", "poses.json", "reblurred.png", "points.ply",
+         "scene.html", "summary.png", "summary.json"} | {f"frames/{k:02d}.png" for k in range(7)}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(default_checkpoint())[0]
+
+
+@pytest.fixture(scope="module")
+def reconstruction(model, tmp_path_factory):
+    """The shipped example reconstructed through the Python API, with its output folder."""
+    rec = Reconstructor(model, "cpu", refine_steps=4)(load_photo(EXAMPLE))
+    out = tmp_path_factory.mktemp("rec") / "room-1"
+    summary = write_outputs(rec, out, mesh=True)
+    return rec, out, summary
+
+
+def run_cli(*argv: str) -> int:
+    return main(["reconstruct", *(str(a) for a in argv)])
+
+
+# ------------------------------------------------------------------------------------------------- outputs
+
+
+def test_every_output_is_written_and_listed(reconstruction):
+    rec, out, summary = reconstruction
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert FILES | {"mesh.ply"} == written
+    assert set(summary["files"]) == written
+    assert json.loads((out / "summary.json").read_text())["reblur_psnr_db"] == summary["reblur_psnr_db"]
+    assert not list(out.parent.glob(".tmp-*"))
+    h, w = rec.blurred.shape[-2:]
+    for name in ("deblurred.png", "depth_vis.png", "reblurred.png", "summary.png", "frames/03.png"):
+        with Image.open(out / name) as im:
+            assert im.mode == "RGB"
+            if name != "summary.png":
+                assert im.size == (w, h)
+
+
+def test_depth_png_round_trips_to_a_millimetre(reconstruction):
+    rec, out, _ = reconstruction
+    with Image.open(out / "depth.png") as im:
+        assert im.mode in ("I;16", "I")
+        mm = np.asarray(im).astype(np.float64)
+    err = np.abs(mm / 1000.0 - rec.depth[0, 0].double().numpy())
+    assert err.max() <= 0.0005 + 1e-9
+
+
+def test_point_cloud_matches_depth_and_K(reconstruction):
+    rec, out, summary = reconstruction
+    ply = PlyData.read(str(out / "points.ply"))
+    assert ply.header.count("binary_little_endian") == 1 or "binary_little_endian" in ply.header
+    v = ply["vertex"]
+    pts = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float64)
+    cols = np.stack([v["red"], v["green"], v["blue"]], 1)
+    h, w = rec.blurred.shape[-2:]
+    assert len(pts) == h * w  # every pixel has a depth > 0
+    K = torch.tensor(summary["K"], dtype=torch.float64)
+    with Image.open(out / "depth.png") as im:
+        depth = torch.from_numpy(np.asarray(im).astype(np.float64) / 1000.0)[None, None]
+    expected = backproject(depth, K).reshape(-1, 3).numpy()
+    assert np.abs(pts - expected).max() < 2e-3  # depth.png is rounded to the millimetre
+    with Image.open(out / "deblurred.png") as im:
+        assert np.array_equal(cols, np.asarray(im).reshape(-1, 3))
+
+
+def test_mesh_has_no_faces_across_depth_edges(reconstruction):
+    _, out, _ = reconstruction
+    mesh = PlyData.read(str(out / "mesh.ply"))
+    faces = np.stack(mesh["face"]["vertex_indices"])
+    z = mesh["vertex"]["z"][faces]
+    assert len(faces) > 0 and faces.max() < mesh["vertex"].count
+    assert (z.max(1) <= 1.05 * z.min(1) + 1e-6).all()
+
+
+def test_trajectory_is_tum_and_matches_poses_json(reconstruction):
+    rec, out, _ = reconstruction
+    stamps, c2r = read_tum(out / "trajectory.txt")
+    poses = torch.tensor(json.loads((out / "poses.json").read_text())["poses"], dtype=torch.float64)
+    assert len(stamps) == 7 and np.all(np.diff(stamps) > 0) and stamps[3] == 0
+    assert np.allclose(c2r[3], np.eye(4), atol=1e-9)
+    expected = invert_pose(trajectory_with_reference(poses[None])[0]).numpy()
+    assert np.allclose(c2r, expected, atol=1e-6)
+    assert torch.allclose(poses.float(), rec.poses[0].float(), atol=1e-6)
+
+
+def test_scene_html_is_self_contained(reconstruction):
+    _, out, _ = reconstruction
+    text = (out / "scene.html").read_text()
+    assert "http://" not in text and "https://" not in text and "<script src" not in text
+    assert '"points": "' in text and "room-1.png" in text
+
+
+def test_cli_writes_a_folder_per_photo_and_json(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "room-1.png", folder / "a.png")
+    Image.open(EXAMPLES / "room-2.png").convert("RGB").save(folder / "b.jpg", quality=92)
+    assert run_cli(folder, "--out", tmp_path / "out", "--json", "--quiet") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [Path(r["input"]).name for r in result["reconstructions"]] == ["a.png", "b.jpg"]
+    for stem in ("a", "b"):
+        assert FILES <= {str(p.relative_to(tmp_path / "out" / stem)) for p in (tmp_path / "out" / stem).rglob("*")}
+
+
+# ------------------------------------------------------------------------------------------------- photos and intrinsics
+
+
+def _save(path: Path, im: Image.Image, **kw) -> Path:
+    im.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["L", "RGBA", "I;16", "P", "F-tiff", "webp", "jpeg", "CMYK-jpeg"])
+def test_photos_of_every_mode_are_read(tmp_path, kind):
+    rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    im = Image.fromarray(rgb)
+    if kind == "L":
+        path = _save(tmp_path / "a.png", im.convert("L"))
+    elif kind == "RGBA":
+        path = _save(tmp_path / "a.png", im.convert("RGBA"))
+    elif kind == "I;16":
+        gray = np.asarray(im.convert("L")).astype(np.uint16) * 257
+        path = _save(tmp_path / "a.png", Image.fromarray(gray))
+    elif kind == "P":
+        path = _save(tmp_path / "a.png", im.convert("P"))
+    elif kind == "F-tiff":
+        path = _save(tmp_path / "a.tiff", Image.fromarray(np.asarray(im.convert("L")).astype(np.float32) / 255.0))
+    elif kind == "webp":
+        path = _save(tmp_path / "a.webp", im, lossless=True)
+    elif kind == "jpeg":
+        path = _save(tmp_path / "a.jpg", im, quality=95)
+    else:
+        path = _save(tmp_path / "a.jpg", im.convert("CMYK"), quality=95)
+    photo = load_photo(path)
+    assert photo.rgb.shape == (rgb.shape[0], rgb.shape[1], 3) and photo.rgb.dtype == np.float32
+    assert 0 <= photo.rgb.min() and photo.rgb.max() <= 1
+    if kind in ("L", "I;16", "F-tiff"):  # grey images: three equal channels holding the luma
+        assert np.array_equal(photo.rgb[..., 0], photo.rgb[..., 2])
+        expected = np.repeat(np.asarray(im.convert("L"))[..., None] / 255.0, 3, axis=-1)
+    else:
+        expected = rgb / 255.0
+    # every mode reads back as the same picture, to within the mode's own loss (palette, JPEG)
+    assert np.abs(photo.rgb - expected).mean() < (0.08 if kind == "P" else 0.05 if kind in ("CMYK-jpeg", "jpeg") else 1e-6)
+
+
+def test_sixteen_bit_values_are_scaled_not_clipped(tmp_path):
+    a = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
+    photo = load_photo(_save(tmp_path / "a.png", Image.fromarray(a)))
+    assert np.allclose(photo.rgb[..., 0], a / 65535.0, atol=1e-6)
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    im = Image.fromarray(np.zeros((40, 64, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    photo = load_photo(_save(tmp_path / "a.jpg", im, exif=exif))
+    assert photo.size == (40, 64)
+
+
+def test_intrinsics_given_exif_and_default(tmp_path):
+    photo = load_photo(EXAMPLE)  # the shipped examples carry a 28 mm equivalent focal length in EXIF
+    W, H = photo.size
+    K, source = intrinsics_for(photo)
+    assert source == "exif"
+    assert K[0, 0] == pytest.approx(28 * math.hypot(W, H) / FULL_FRAME_DIAGONAL_MM)
+    assert (K[0, 2], K[1, 2]) == ((W - 1) / 2, (H - 1) / 2)
+    gt = read_sample(EXAMPLES / "ground-truth" / "samples" / "room-1")
+    assert abs(K[0, 0] / gt.K[0, 0] - 1) < 0.01  # an integer number of millimetres costs < 1%
+
+    K, source = intrinsics_for(photo, [300, 310, 150, 110])
+    assert source == "given" and K[0, 0] == 300 and K[1, 1] == 310 and K[0, 2] == 150 and K[1, 2] == 110
+    with pytest.raises(PhotoError, match="principal point"):
+        intrinsics_for(photo, [300, 300, 900, 110])
+    with pytest.raises(PhotoError, match="positive"):
+        intrinsics_for(photo, [-300, 300, 150, 110])
+
+    plain = load_photo(_save(tmp_path / "plain.png", Image.open(EXAMPLE).convert("RGB")))
+    K, source = intrinsics_for(plain)
+    assert source == "default"
+    assert math.degrees(2 * math.atan(W / 2 / K[0, 0])) == pytest.approx(DEFAULT_HFOV_DEG)
+
+
+def test_default_intrinsics_warn_on_the_command_line(tmp_path, capsys):
+    plain = _save(tmp_path / "plain.png", Image.open(EXAMPLE).convert("RGB"))
+    assert run_cli(plain, "--out", tmp_path / "out", "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "field of view" in err
+    assert json.loads((tmp_path / "out" / "plain" / "summary.json").read_text())["intrinsics_source"] == "default"
+
+
+def test_working_size_keeps_aspect_and_scales_K(model, tmp_path):
+    assert working_size(320, 240, (160, 120)) == (160, 120)
+    w, h = working_size(1920, 1080, (160, 120))
+    assert w % 8 == 0 and h % 8 == 0 and abs(w / h - 16 / 9) < 0.06 and abs(w * h / 19200 - 1) < 0.1
+    with pytest.raises(WfbError, match="3:1"):
+        working_size(4000, 1000)
+    photo = load_photo(_save(tmp_path / "wide.png", Image.open(EXAMPLE).convert("RGB").resize((640, 360))))
+    rec = Reconstructor(model, "cpu")(photo, [400.0, 400.0, 319.5, 179.5])
+    w, h = working_size(640, 360, model.cfg.input_size)
+    assert tuple(rec.blurred.shape[-2:]) == (h, w) and tuple(rec.depth.shape[-2:]) == (h, w)
+    s = w / 640
+    assert rec.K[0, 0, 0].item() == pytest.approx(400 * s, rel=1e-5)
+    assert rec.K[0, 0, 2].item() == pytest.approx(s * 320 - 0.5, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+
+
+def _png_header_only(path: Path, w: int, h: int) -> Path:
+    """A PNG whose header declares w x h but which holds almost no pixel data (as a decompression bomb does)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    buf = io.BytesIO()
+    Image.open(EXAMPLE).convert("RGB").save(buf, format="JPEG", quality=90)
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return path
+
+
+def _nan_tiff(path: Path) -> Path:
+    a = np.full((64, 64), 0.5, np.float32)
+    a[10, 10] = np.nan
+    Image.fromarray(a).save(path)
+    return path
+
+
+BAD_PHOTOS = {
+    "text": (lambda d: (d / "notes.png").write_text("not an image\n") and d / "notes.png", "not a readable image"),
+    "truncated": (lambda d: _truncated_jpeg(d / "cut.jpg"), "cannot be decoded"),
+    "tiny": (lambda d: _save(d / "dot.png", Image.new("RGB", (1, 1))), "at least 32 pixels"),
+    "huge": (lambda d: _png_header_only(d / "huge.png", 20000, 20000), "megapixels"),
+    "nan": (lambda d: _nan_tiff(d / "nan.tiff"), "NaN"),
+    "missing": (lambda d: d / "nowhere.png", "no such file"),
+}
+
+
+def _assert_clean_failure(code: int, capsys, needle: str, name: str, out: Path) -> None:
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("wfb: error: "), err
+    assert needle in lines[0] and name in lines[0]
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PHOTOS))
+def test_bad_photos_fail_in_one_line_and_write_nothing(tmp_path, capsys, case):
+    make, needle = BAD_PHOTOS[case]
+    path = make(tmp_path)
+    out = tmp_path / "out"
+    code = run_cli(path, "--out", out, "--quiet")
+    _assert_clean_failure(code, capsys, needle, path.name, out)
+
+
+def test_skip_errors_reconstructs_the_good_photos(tmp_path, capsys):
+    (tmp_path / "bad.png").write_text("nope")
+    shutil.copy(EXAMPLE, tmp_path / "good.png")
+    assert run_cli(tmp_path / "bad.png", tmp_path / "good.png", "--out", tmp_path / "out", "--skip-errors", "--quiet") == 0
+    assert "skipped" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good"]
+
+
+def test_missing_and_mismatched_checkpoints_fail_cleanly(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run_cli(EXAMPLE, "--out", out, "--checkpoint", tmp_path / "no-model")
+    _assert_clean_failure(code, capsys, "not a checkpoint", "no-model", out)
+
+    wrong = tmp_path / "wrong"
+    shutil.copytree(default_checkpoint(), wrong)
+    cfg = yaml.safe_load((wrong / "config.yaml").read_text())
+    cfg["model"]["depth"] = "eigen"
+    (wrong / "config.yaml").write_text(yaml.safe_dump(cfg))
+    code = run_cli(EXAMPLE, "--out", out, "--checkpoint", wrong)
+    _assert_clean_failure(code, capsys, "do not fit", "wrong", out)
+
+    (wrong / "model.safetensors").write_bytes(b"\0" * 100)
+    code = run_cli(EXAMPLE, "--out", out, "--checkpoint", wrong)
+    _assert_clean_failure(code, capsys, "unreadable weights", "model.safetensors", out)
+
+
+def test_existing_output_folder_is_never_touched(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    code = run_cli(EXAMPLE, "--out", out)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("wfb: error: ") and "already exists" in err and "Traceback" not in err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep me"
+
+
+def test_non_finite_model_output_is_refused(model, tmp_path):
+    broken = load_model(default_checkpoint())[0]
+    with torch.no_grad():
+        broken.depth.net.out.bias.fill_(float("nan"))
+    from worldfromblur.reconstruct.pipeline import ReconstructionError
+
+    with pytest.raises(ReconstructionError, match="not finite"):
+        Reconstructor(broken, "cpu")(load_photo(EXAMPLE))
+
+
+# ------------------------------------------------------------------------------------------------- refinement
+
+
+@pytest.mark.parametrize("name", ["room-1", "room-2", "room-3"])
+def test_refinement_improves_the_shipped_examples(model, name):
+    gt = read_sample(EXAMPLES / "ground-truth" / "samples" / name)
+    photo = load_photo(EXAMPLES / f"{name}.png")
+    plain = Reconstructor(model, "cpu", refine_steps=0)(photo)
+    refined = Reconstructor(model, "cpu", refine_steps=100)(photo)
+    assert plain.psnr == plain.psnr_network == refined.psnr_network
+    assert refined.psnr > plain.psnr + 0.1
+    gt_poses = torch.from_numpy(gt.poses)[None]
+    before = sum(motion_errors(plain.poses.double(), gt_poses, reversal=True).values())
+    after = sum(motion_errors(refined.poses.double(), gt_poses, reversal=True).values())
+    assert after < before
