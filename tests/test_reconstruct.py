@@ -355,3 +355,29 @@ def test_refinement_improves_the_shipped_examples(model, name):
     before = sum(motion_errors(plain.poses.double(), gt_poses, reversal=True).values())
     after = sum(motion_errors(refined.poses.double(), gt_poses, reversal=True).values())
     assert after < before
+
+
+# ------------------------------------------------------------------------------------------------- the 3D view in a browser
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
+def test_scene_html_renders_in_headless_chromium(reconstruction, tmp_path):
+    import subprocess
+
+    _, out, _ = reconstruction
+    url = (out / "scene.html").resolve().as_uri()
+    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'a'}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120).stdout
+    points = PlyData.read(str(out / "points.ply"))["vertex"].count
+    drawn = int(dom.split('data-rendered="')[1].split('"')[0])
+    assert drawn > 0.9 * points  # the script ran offline and drew (almost) every point
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'b'}", "--window-size=800,600",
+                    f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    background = (np.abs(pixels - [32, 32, 36]).sum(-1) <= 3)
+    assert background.mean() < 0.9 and background.mean() > 0.1  # a cloud on the background, not a blank page

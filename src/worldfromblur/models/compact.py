@@ -60,6 +60,10 @@ class CompactDeblur(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64)):
         super().__init__()
         self.net = UNet(3, 3, widths)
+        # Start close to the identity: an untrained deblurring module should return its input, not noise.
+        with torch.no_grad():
+            self.net.out.weight.mul_(0.01)
+            self.net.out.bias.zero_()
 
     def forward(self, blurred: torch.Tensor) -> torch.Tensor:
         return (blurred + 0.5 * torch.tanh(self.net(blurred * 2 - 1))).clamp(0, 1)

@@ -71,3 +71,24 @@ def load_model(spec: str | Path) -> tuple[WorldFromBlur, dict]:
     for module, ckpt in sources.items():
         load_module(model, module, ckpt)
     return model.eval(), {m: str(c) for m, c in sources.items()}
+
+
+def export_model(spec: str | Path, out: str | Path, provenance: dict | None = None) -> Path:
+    """Write a model (a checkpoint, a run folder, or ``module:path,...`` joining stage-1 runs, as for
+    :func:`load_model`) as a standalone folder: ``model.safetensors`` (every tensor of every module) and
+    ``config.yaml`` (the ``model`` section, and ``provenance``: how it was made). This is how the shipped model is
+    made; ``wfb reconstruct --checkpoint OUT`` and ``load_model(OUT)`` read it."""
+    from safetensors.torch import save_file
+
+    model, sources = load_model(spec)
+    out = Path(out)
+    if out.exists():
+        raise WfbError(f"{out}: already exists; choose a new folder")
+    tmp = out.with_name(f".tmp-{out.name}")
+    tmp.mkdir(parents=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "world-from-blur model"})
+    (tmp / "config.yaml").write_text(yaml.safe_dump({"model": model.cfg.to_dict(), "provenance": provenance or {}},
+                                                    sort_keys=False))
+    tmp.rename(out)
+    return out

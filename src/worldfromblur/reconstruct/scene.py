@@ -37,6 +37,7 @@ def scene_html(points: np.ndarray, colors: np.ndarray, poses: np.ndarray, K: np.
         "half_h": float(height / 2 / K[1, 1]),
         "frustum": 0.08 * pivot_z,
         "focal_scale": float(K[1, 1] / height),
+        "pixel_angle": float(1.0 / K[1, 1]),
         "exaggeration": exaggeration,
     }
     template = (resources.files("worldfromblur.reconstruct") / "scene.html").read_text()
