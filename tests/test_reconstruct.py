@@ -320,6 +320,18 @@ def test_missing_and_mismatched_checkpoints_fail_cleanly(tmp_path, capsys):
     _assert_clean_failure(code, capsys, "unreadable weights", "model.safetensors", out)
 
 
+def test_export_model_round_trips_and_refuses_to_overwrite(model, tmp_path):
+    from worldfromblur.models.io import export_model
+
+    out = export_model(default_checkpoint(), tmp_path / "m", {"name": "copy"})
+    again, _ = load_model(out)
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert again.cfg == model.cfg and yaml.safe_load((out / "config.yaml").read_text())["provenance"] == {"name": "copy"}
+    with pytest.raises(WfbError, match="already exists"):
+        export_model(default_checkpoint(), out)
+
+
 def test_existing_output_folder_is_never_touched(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

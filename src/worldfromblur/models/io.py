@@ -80,7 +80,7 @@ def export_model(spec: str | Path, out: str | Path, provenance: dict | None = No
     made; ``wfb reconstruct --checkpoint OUT`` and ``load_model(OUT)`` read it."""
     from safetensors.torch import save_file
 
-    model, sources = load_model(spec)
+    model, _ = load_model(spec)
     out = Path(out)
     if out.exists():
         raise WfbError(f"{out}: already exists; choose a new folder")
