@@ -84,6 +84,21 @@ def test_nyu_depth_in_the_other_byte_order_is_unusable(sequences, tmp_path):
     assert sum(manifest["skipped_reasons"].values()) == 3
 
 
+def test_icl_associations_layout(sequences, tmp_path):
+    """ICL-NUIM's own TUM-compatible layout: associations.txt ("t_depth depth t_rgb rgb") and a *.gt.freiburg file."""
+    root = tmp_path / "living_room_assoc"
+    shutil.copytree(sequences["icl"], root)
+    rgb = [line.split() for line in (root / "rgb.txt").read_text().splitlines() if not line.startswith("#")]
+    depth = [line.split() for line in (root / "depth.txt").read_text().splitlines() if not line.startswith("#")]
+    (root / "associations.txt").write_text("".join(f"{d[0]} {d[1]} {r[0]} {r[1]}\n" for d, r in zip(depth, rgb)))
+    (root / "groundtruth.txt").rename(root / "livingRoom0.gt.freiburg")
+    for name in ("rgb.txt", "depth.txt"):
+        (root / name).unlink()
+    out, manifest = build(tmp_path, "icl", root)
+    assert manifest["num_samples"] == 3
+    assert (consistency(out) >= 30).all()
+
+
 def test_plain_average_is_the_papers(sequences, tmp_path):
     out, manifest = build(tmp_path, "tum", sequences["tum"], synthesis="plain", averaging="srgb", keep_frames=True)
     rec = BlurDataset(out, split="all", load_frames=True).record(0)
