@@ -24,7 +24,7 @@ from worldfromblur.evaluation.metrics import motion_errors
 from worldfromblur.geometry import backproject, invert_pose, trajectory_with_reference
 from worldfromblur.models.io import load_model
 from worldfromblur.reconstruct import Reconstructor, intrinsics_for, load_photo, working_size, write_outputs
-from worldfromblur.reconstruct.export import read_tum
+from worldfromblur.data.rgbd.formats import read_trajectory
 from worldfromblur.reconstruct.photo import FULL_FRAME_DIAGONAL_MM, DEFAULT_HFOV_DEG, PhotoError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def test_mesh_has_no_faces_across_depth_edges(reconstruction):
 
 def test_trajectory_is_tum_and_matches_poses_json(reconstruction):
     rec, out, _ = reconstruction
-    stamps, c2r = read_tum(out / "trajectory.txt")
+    stamps, c2r = read_trajectory(out / "trajectory.txt")  # the TUM reader of the real-data builders
     poses = torch.tensor(json.loads((out / "poses.json").read_text())["poses"], dtype=torch.float64)
     assert len(stamps) == 7 and np.all(np.diff(stamps) > 0) and stamps[3] == 0
     assert np.allclose(c2r[3], np.eye(4), atol=1e-9)

@@ -28,7 +28,9 @@ from kornia.geometry.camera.perspective import project_points, unproject_points
 from kornia.geometry.conversions import (
     axis_angle_to_rotation_matrix,
     normalize_pixel_coordinates,
+    quaternion_to_rotation_matrix,
     rotation_matrix_to_axis_angle,
+    rotation_matrix_to_quaternion,
 )
 try:  # kornia >= 0.8.3 moved it; older releases only have kornia.utils
     from kornia.geometry import create_meshgrid
@@ -42,6 +44,8 @@ __all__ = [
     "pose_from_uv",
     "uv_from_pose",
     "invert_pose",
+    "quaternion_from_rotation",
+    "rotation_from_quaternion",
     "scale_intrinsics",
     "backproject",
     "project",
@@ -167,6 +171,26 @@ def invert_pose(T: torch.Tensor) -> torch.Tensor:
     out[..., :3, 3:4] = t_inv
     out[..., 3, 3] = 1.0
     return out
+
+
+def quaternion_from_rotation(R: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions ``(w, x, y, z)`` with ``w >= 0``.
+
+    Example:
+        >>> quaternion_from_rotation(torch.eye(3, dtype=torch.float64)).tolist()
+        [1.0, 0.0, 0.0, 0.0]
+    """
+    _check_shape("R", R, "...,3,3")
+    q = rotation_matrix_to_quaternion(R.reshape(-1, 3, 3))
+    q = q / q.norm(dim=-1, keepdim=True)
+    return torch.where(q[:, :1] < 0, -q, q).reshape(*R.shape[:-2], 4)
+
+
+def rotation_from_quaternion(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) quaternions ``(w, x, y, z)`` (normalised here) -> (..., 3, 3) rotation matrices."""
+    _check_shape("q", q, "...,4")
+    q = q / q.norm(dim=-1, keepdim=True)
+    return quaternion_to_rotation_matrix(q.reshape(-1, 4)).reshape(*q.shape[:-1], 3, 3)
 
 
 # ----------------------------------------------------------------------------------------------------------------

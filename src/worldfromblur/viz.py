@@ -17,6 +17,12 @@ _MAP = np.array(
      [208, 47, 5], [122, 4, 3]], dtype=np.float64) / 255.0
 
 
+def to_u8(x: torch.Tensor) -> np.ndarray:
+    """An image tensor (3, H, W), or (1, 3, H, W), in [0, 1] -> (H, W, 3) uint8."""
+    x = x[0] if x.dim() == 4 else x
+    return (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+
 def colorize_depth(depth: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """(H, W) metres -> (H, W, 3) uint8; 0 / non-finite (no depth) is black. Inverse depth spacing, near = blue."""
     valid = np.isfinite(depth) & (depth > 0)

@@ -6,15 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..geometry import point_cloud, warp
 from ..viz import colorize_depth, labelled_row
-
-
-def _u8(x: torch.Tensor) -> np.ndarray:
-    return (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+from ..viz import to_u8 as _u8
 
 
 def render_points(points: np.ndarray, colors: np.ndarray, K: np.ndarray, H: int, W: int, yaw_deg: float = 25.0) -> np.ndarray:

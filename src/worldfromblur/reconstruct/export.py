@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from kornia.geometry.conversions import rotation_matrix_to_quaternion
 from PIL import Image
 
-from ..geometry import invert_pose, trajectory_with_reference
+from ..geometry import invert_pose, quaternion_from_rotation, trajectory_with_reference
 
 PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 
@@ -87,10 +86,7 @@ def camera_to_reference(poses: np.ndarray) -> np.ndarray:
 
 def quaternions_xyzw(R: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (qx, qy, qz, qw) with qw >= 0."""
-    q = rotation_matrix_to_quaternion(torch.as_tensor(R, dtype=torch.float64).reshape(-1, 3, 3))  # (w, x, y, z)
-    q = q / q.norm(dim=-1, keepdim=True)
-    q = torch.where(q[:, :1] < 0, -q, q)
-    return q[:, [1, 2, 3, 0]].reshape(*R.shape[:-2], 4).numpy()
+    return quaternion_from_rotation(torch.as_tensor(R, dtype=torch.float64))[..., [1, 2, 3, 0]].numpy()
 
 
 def write_tum(path: Path, poses: np.ndarray, fps: float) -> None:
@@ -106,14 +102,3 @@ def write_tum(path: Path, poses: np.ndarray, fps: float) -> None:
         lines.append(" ".join(f"{x:.9f}" for x in [(k - n) / fps, *t, *q[k]]))
     Path(path).write_text("\n".join(lines) + "\n")
 
-
-def read_tum(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(timestamps (N,), camera-to-world poses (N, 4, 4)) from a TUM trajectory file."""
-    from kornia.geometry.conversions import quaternion_to_rotation_matrix
-
-    rows = np.loadtxt(path, comments="#", ndmin=2)
-    q = torch.as_tensor(rows[:, [7, 4, 5, 6]])  # (w, x, y, z)
-    T = np.tile(np.eye(4), (len(rows), 1, 1))
-    T[:, :3, :3] = quaternion_to_rotation_matrix(q / q.norm(dim=-1, keepdim=True)).numpy()
-    T[:, :3, 3] = rows[:, 1:4]
-    return rows[:, 0], T

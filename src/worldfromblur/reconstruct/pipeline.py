@@ -26,7 +26,7 @@ from ..geometry import point_cloud, pose_from_uv, scale_intrinsics, warp
 from ..models import WorldFromBlur
 from .export import depth_mesh, write_depth_png, write_ply, write_tum
 from .photo import Photo, intrinsics_for
-from .refine import REFINE_SUBFRAMES, psnr, refine, render
+from .refine import refine
 
 DEFAULT_INPUT_SIZE = (320, 240)
 MAX_ASPECT = 3.0
@@ -74,6 +74,7 @@ class Reconstruction:
     v: torch.Tensor  # (1, 2n, 3) metres
     psnr_network: float  # re-blur PSNR of the networks' output against the input
     psnr: float  # re-blur PSNR of the final (refined) output
+    reblurred: torch.Tensor  # (1, 3, h, w) the final output re-blurred (refinement's exposure model)
     refine_steps: int = 0
     linear_light: bool = True  # the model's exposure model: average instants in linear light
     timings: dict = field(default_factory=dict)
@@ -123,17 +124,11 @@ class Reconstructor:
                        linear_light=self.linear_light, optimize_sharp=self.refine_sharp)
         timings["refine_s"] = time.perf_counter() - t
         return Reconstruction(photo=photo, K_source=source, blurred=x, K=K, deblurred=r.sharp, depth=out["depth"],
-                              u=r.u, v=r.v, psnr_network=r.psnr_before, psnr=r.psnr_after,
+                              u=r.u, v=r.v, psnr_network=r.psnr_before, psnr=r.psnr_after, reblurred=r.reblurred,
                               refine_steps=r.steps, linear_light=self.linear_light, timings=timings)
 
 
 # ------------------------------------------------------------------------------------------------- outputs
-
-
-def to_u8(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) or (3, H, W) in [0, 1] -> (H, W, 3) uint8."""
-    x = x[0] if x.dim() == 4 else x
-    return (x.detach().float().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def projected_frames(rec: Reconstruction) -> torch.Tensor:
@@ -172,7 +167,7 @@ def summary_dict(rec: Reconstruction, files: list[str]) -> dict:
 def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkpoint: str = "") -> dict:
     """Write every output file of one reconstruction into ``out_dir``, which must not exist: the files go into a
     temporary sibling folder that is renamed when complete, so a failure leaves nothing behind."""
-    from ..viz import colorize_depth
+    from ..viz import colorize_depth, to_u8
     from .scene import write_scene_html
     from .summary import summary_panel
 
@@ -199,22 +194,20 @@ def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkp
         (tmp / "frames").mkdir()
         for k, f in enumerate(frames):
             Image.fromarray(to_u8(f)).save(tmp / "frames" / f"{k:02d}.png")
-        with torch.no_grad():
-            reblurred = render(rec.deblurred, rec.depth, rec.u, rec.v, rec.K, rec.linear_light, REFINE_SUBFRAMES)
-        Image.fromarray(to_u8(reblurred)).save(tmp / "reblurred.png")
+        Image.fromarray(to_u8(rec.reblurred)).save(tmp / "reblurred.png")
 
-        pts, cols, valid = point_cloud(rec.deblurred, rec.depth, rec.K, validate=False)
-        pts, cols = pts[0][valid[0]].numpy(), (cols[0][valid[0]].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        pts_all, _, valid = point_cloud(rec.deblurred, rec.depth, rec.K, validate=False)
+        pts_all, valid = pts_all[0].numpy(), valid[0].numpy()
+        cols_all = to_u8(rec.deblurred).reshape(-1, 3)  # row-major pixel order, as the points
+        pts, cols = pts_all[valid], cols_all[valid]
         comments = [f"world-from-blur reconstruction of {rec.photo.path.name}",
                     "reference camera frame, OpenCV axes (x right, y down, z forward), metres"]
         write_ply(tmp / "points.ply", pts, cols, comments=comments)
         if mesh:
-            cols_all = to_u8(rec.deblurred).reshape(-1, 3)
-            pts_all = point_cloud(rec.deblurred, rec.depth, rec.K, validate=False)[0][0].numpy()
             write_ply(tmp / "mesh.ply", pts_all, cols_all, depth_mesh(depth), comments=comments)
         write_scene_html(tmp / "scene.html", pts, cols, poses, K, rec.blurred.shape[-1], rec.blurred.shape[-2],
                          title=rec.photo.path.name)
-        Image.fromarray(summary_panel(rec, frames, reblurred, pts, cols)).save(tmp / "summary.png")
+        Image.fromarray(summary_panel(rec, frames, rec.reblurred, pts, cols)).save(tmp / "summary.png")
         rec.timings["write_s"] = time.perf_counter() - t0
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["summary.json"]
         summary = summary_dict(rec, files)

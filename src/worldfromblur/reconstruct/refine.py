@@ -37,6 +37,7 @@ class RefineResult:
     sharp: torch.Tensor  # (1, 3, H, W)
     psnr_before: float
     psnr_after: float
+    reblurred: torch.Tensor  # (1, 3, H, W) the returned trajectory's re-blur, whose PSNR is psnr_after
     steps: int
     history: list[float]  # energy at the start, at each full-resolution step, and after the last
 
@@ -91,9 +92,10 @@ def refine(
         return err
 
     with torch.no_grad():
-        before = psnr(render(sharp, depth, u0, v0, K, linear_light), blurred)
+        start = render(sharp, depth, u0, v0, K, linear_light)
+    before = psnr(start, blurred)
     if steps <= 0:
-        return RefineResult(u0, v0, sharp, before, before, 0, [])
+        return RefineResult(u0, v0, sharp, before, before, start, 0, [])
 
     uu, vv = u0.clone().requires_grad_(True), v0.clone().requires_grad_(True)
     residual = torch.zeros_like(sharp, requires_grad=True)
@@ -137,5 +139,5 @@ def refine(
         consider(float(energy(blurred, (sharp + residual).clamp(0, 1), depth, K, uu, vv, sharp if optimize_sharp else None)))
     u_best, v_best, s_best = best
     with torch.no_grad():
-        after = psnr(render(s_best, depth, u_best, v_best, K, linear_light), blurred)
-    return RefineResult(u_best, v_best, s_best, before, after, steps, history)
+        final = render(s_best, depth, u_best, v_best, K, linear_light)
+    return RefineResult(u_best, v_best, s_best, before, psnr(final, blurred), final, steps, history)

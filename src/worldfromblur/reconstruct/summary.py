@@ -10,12 +10,10 @@ import numpy as np
 import torch
 
 from ..evaluation.figures import render_points
-from ..viz import colorize_depth, labelled_row
+from ..viz import colorize_depth, labelled_row, to_u8
 
 
 def summary_panel(rec, frames: torch.Tensor, reblurred: torch.Tensor, points: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    from .pipeline import to_u8
-
     H, W = rec.blurred.shape[-2:]
     depth = rec.depth[0, 0].numpy()
     view = render_points(points, colors, rec.K[0].double().numpy(), H, W)

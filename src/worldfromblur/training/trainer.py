@@ -81,11 +81,11 @@ def open_dataset(cfg: TrainConfig) -> BlurDataset:
         raise WfbError(f"data.root: {err}") from None
     if len(ds) == 0:
         raise WfbError(f"data.root: {cfg.data.root} has no samples in split {cfg.data.split!r}; build more or choose another data.split")
-    ds[0]  # validates the files of one sample now rather than mid-run
+    first = ds.record(0)  # validates the files of one sample now rather than mid-run
     n_data = int(ds.manifest.get("request", {}).get("options", {}).get("n", cfg.model.n))
     if n_data != cfg.model.n:
         raise WfbError(f"data.root: the dataset has 2n = {2 * n_data} poses but model.n = {cfg.model.n}; set model.n={n_data}")
-    size = list(ds.record(0).sharp.shape[1::-1])
+    size = list(first.sharp.shape[1::-1])
     if cfg.model.input_size is None:
         cfg.model.input_size = size  # saved with every checkpoint: the resolution wfb reconstruct feeds the model
     elif list(cfg.model.input_size) != size:

@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
+from ...geometry import quaternion_from_rotation, rotation_from_quaternion
 from ..format import DatasetError
 
 # Published intrinsics (the TUM benchmark's "calibrated" values, pixel centres at integer coordinates).
@@ -160,20 +162,13 @@ def read_trajectory(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(N, 4) unit quaternions (w, x, y, z) -> (N, 3, 3) rotation matrices."""
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
+    """(N, 4) quaternions (w, x, y, z) -> (N, 3, 3) rotation matrices (NumPy front end of the geometry module's)."""
+    return rotation_from_quaternion(torch.as_tensor(q, dtype=torch.float64)).numpy()
 
 
 def matrix_to_quat(R: np.ndarray) -> np.ndarray:
     """(N, 3, 3) rotation matrices -> (N, 4) unit quaternions (w, x, y, z), w >= 0."""
-    from ...reconstruct.export import quaternions_xyzw
-
-    return quaternions_xyzw(R)[..., [3, 0, 1, 2]]
+    return quaternion_from_rotation(torch.as_tensor(R, dtype=torch.float64)).numpy()
 
 
 def interpolate_poses(times: np.ndarray, poses: np.ndarray, t: float, max_gap: float) -> np.ndarray | None:
