@@ -1,6 +1,12 @@
-"""Accuracy of test-time refinement on the shipped examples: re-blur PSNR and trajectory error, before and after.
+"""Accuracy of test-time refinement: re-blur PSNR and trajectory error, before and after.
 
     python benchmarks/refine_examples.py [--steps 100] [--checkpoint CKPT]
+    python benchmarks/refine_examples.py --data DATASET --num 24   # also a test split, every refinement mode
+
+The first table is the shipped examples with the default refinement. With ``--data`` (a dataset built by
+``wfb make-dataset``, at the model's resolution) a second table compares the refinement modes over its first
+``--num`` test samples, from the networks' deblurred frame and depth, and from the true sharp frame and depth (what
+refinement can do once the deblurring is right).
 
 Trajectory errors are the mean absolute per-axis errors of wfb evaluate's Table 1, up to time reversal (a blurred
 image is the same whichever way time runs), summed over the three axes: translation in cm, rotation in degrees.
@@ -12,30 +18,34 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from common import machine, table
 from worldfromblur.cli.reconstruct import default_checkpoint
+from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.data.format import read_sample
-from worldfromblur.evaluation.metrics import image_metrics, motion_errors
+from worldfromblur.evaluation.metrics import motion_errors
+from worldfromblur.geometry import pose_from_uv
 from worldfromblur.models.io import load_model
-from worldfromblur.reconstruct import Reconstructor, load_photo
+from worldfromblur.reconstruct import Reconstructor, load_photo, refine
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MODES = {  # name: refine() options
+    "smooth rotation (default)": {"motion": "smooth", "translation": False},
+    "free rotation": {"motion": "free", "translation": False},
+    "smooth rotation + translation": {"motion": "smooth", "translation": True},
+    "free rotation + translation": {"motion": "free", "translation": True},
+}
 
 
 def errors(poses: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
-    e = motion_errors(poses.double(), gt, reversal=True)
+    e = motion_errors(poses.double(), gt.double(), reversal=True)
     return e["tx"] + e["ty"] + e["tz"], e["pitch"] + e["yaw"] + e["roll"]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--sharp", action="store_true", help="also refine the sharp frame")
-    args = ap.parse_args()
-    model = load_model(args.checkpoint or default_checkpoint())[0]
+def shipped_examples(model, steps: int) -> None:
     rows = []
     for path in sorted(EXAMPLES.glob("*.png")):
         gt = read_sample(EXAMPLES / "ground-truth" / "samples" / path.stem)
@@ -43,15 +53,59 @@ def main() -> None:
         photo = load_photo(path)
         base = Reconstructor(model, "cpu")(photo)
         t = time.perf_counter()
-        ref = Reconstructor(model, "cpu", refine_steps=args.steps, refine_sharp=args.sharp)(photo)
+        ref = Reconstructor(model, "cpu", refine_steps=steps)(photo)
         dt = time.perf_counter() - t
         zero = errors(torch.eye(4).expand_as(gt_poses), gt_poses)
         (tb, rb), (ta, ra) = errors(base.poses, gt_poses), errors(ref.poses, gt_poses)
         rows.append([path.name, f"{base.psnr:.2f}", f"{ref.psnr:.2f}", f"{tb:.2f} / {rb:.2f}", f"{ta:.2f} / {ra:.2f}",
                      f"{zero[0]:.2f} / {zero[1]:.2f}", f"{dt:.1f}"])
-    print(f"refinement with {args.steps} steps{' (and the sharp frame)' if args.sharp else ''}; {machine()}\n")
+    print(f"shipped examples, default refinement with {steps} steps; {machine()}\n")
     print(table(["example", "re-blur PSNR network dB", "re-blur PSNR refined dB", "trajectory error network cm / deg",
                  "refined cm / deg", "zero motion cm / deg", "refine s"], rows))
+
+
+def test_split(model, data: Path, num: int, steps: int) -> None:
+    ds = BlurDataset(data, "test")
+    cases = []
+    for i in range(min(num, len(ds))):
+        item = ds[i]
+        x, K = item["blurred"][None], item["K"][None]
+        with torch.no_grad():
+            deblurred = model.deblur(x)
+            depth = model.depth(deblurred)
+            u, v = model.motion(x, deblurred)
+        cases.append((x, K, deblurred, depth, u, v, item["sharp"][None], item["depth"][None], item["poses"][None]))
+    results = {"network": []}
+    for x, K, deblurred, depth, u, v, sharp, true_depth, gt in cases:
+        results["network"].append((*errors(pose_from_uv(u, v), gt), np.nan, np.nan))
+        for source, (s, d) in (("network frame", (deblurred, depth)), ("true frame", (sharp, true_depth))):
+            for name, opts in MODES.items():
+                r = refine(x, s, d, u, v, K, steps, **opts)
+                results.setdefault((source, name), []).append(
+                    (*errors(pose_from_uv(r.u, r.v), gt), r.psnr_before, r.psnr_after))
+    rows = []
+    for key, vals in results.items():
+        a = np.array(vals)
+        source, name = ("network frame", "no refinement") if key == "network" else key
+        better = "" if key == "network" else f"{int((a[:, 1] < np.array(results['network'])[:, 1]).sum())}/{len(a)}"
+        psnrs = "" if key == "network" else f"{np.mean(a[:, 2]):.2f} -> {np.mean(a[:, 3]):.2f}"
+        rows.append([source, name, psnrs, f"{np.mean(a[:, 0]):.2f}", f"{np.mean(a[:, 1]):.2f}", better])
+    print(f"\n{len(cases)} test samples of {data}, {steps} steps; {machine()}\n")
+    print(table(["sharp frame and depth", "refinement", "re-blur PSNR dB", "translation error cm",
+                 "rotation error deg", "rotation better than network"], rows))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--data", type=Path, default=None, help="a dataset whose test split to compare the modes on")
+    ap.add_argument("--num", type=int, default=24, help="test samples to use with --data")
+    args = ap.parse_args()
+    model = load_model(args.checkpoint or default_checkpoint())[0].eval()
+    shipped_examples(model, args.steps)
+    if args.data is not None:
+        test_split(model, args.data, args.num, args.steps)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ def register(sub) -> None:
                    help="test-time refinement steps fitting the trajectory to the photo's blur (default 0; 100 is a "
                    "good value)")
     p.add_argument("--refine-sharp", action="store_true", help="also refine the deblurred frame (with --refine)")
+    p.add_argument("--refine-motion", choices=["smooth", "free"], default="smooth",
+                   help="refined rotation model: smooth (constant angular velocity and acceleration over the "
+                   "exposure, the default) or free (every pose on its own)")
+    p.add_argument("--refine-translation", action="store_true",
+                   help="also refine the translations (by default they stay the networks'; see docs/reconstruct.md)")
     p.add_argument("--mesh", action="store_true", help="also write mesh.ply, a surface over the depth map with "
                    "disocclusion edges removed")
     p.add_argument("--device", default="auto", help="auto (a GPU when present), cpu or cuda (default auto)")
@@ -66,8 +71,10 @@ def run(args) -> int:
 
     if args.refine < 0:
         raise WfbError(f"--refine must be 0 or more steps, got {args.refine}")
-    if args.refine_sharp and not args.refine:
-        raise WfbError("--refine-sharp needs --refine STEPS")
+    for flag, used in (("--refine-sharp", args.refine_sharp), ("--refine-translation", args.refine_translation),
+                       ("--refine-motion", args.refine_motion != "smooth")):
+        if used and not args.refine:
+            raise WfbError(f"{flag} needs --refine STEPS")
     out: Path = args.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise WfbError(f"{out}: already exists; choose a new --out (nothing was written)")
@@ -87,7 +94,7 @@ def run(args) -> int:
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
         raise WfbError(f"the shipped model is missing from {checkpoint}; reinstall world-from-blur or pass --checkpoint")
     model, _ = load_model(checkpoint)
-    engine = Reconstructor(model, device, args.refine, args.refine_sharp)
+    engine = Reconstructor(model, device, args.refine, args.refine_sharp, args.refine_motion, args.refine_translation)
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,7 @@ class Reconstruction:
     psnr: float  # re-blur PSNR of the final (refined) output
     reblurred: torch.Tensor  # (1, 3, h, w) the final output re-blurred (refinement's exposure model)
     refine_steps: int = 0
+    refine_options: dict = field(default_factory=dict)  # what refinement optimised (see refine.refine)
     linear_light: bool = True  # the model's exposure model: average instants in linear light
     timings: dict = field(default_factory=dict)
 
@@ -87,14 +88,20 @@ class Reconstruction:
 class Reconstructor:
     """A loaded model and the options of a run; call it on a :class:`Photo`."""
 
-    def __init__(self, model: WorldFromBlur, device: str = "cpu", refine_steps: int = 0, refine_sharp: bool = False):
+    def __init__(self, model: WorldFromBlur, device: str = "cpu", refine_steps: int = 0, refine_sharp: bool = False,
+                 refine_motion: str = "smooth", refine_translation: bool = False):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.refine_steps = refine_steps
         self.refine_sharp = refine_sharp
+        self.refine_motion = refine_motion
+        self.refine_translation = refine_translation
         size = model.cfg.input_size
         self.input_size = tuple(size) if size else DEFAULT_INPUT_SIZE
         self.linear_light = bool(model.cfg.linear_light)
+
+    def _refine_options(self) -> dict:
+        return {"motion": self.refine_motion, "translation": self.refine_translation, "sharp": self.refine_sharp}
 
     @torch.no_grad()
     def _networks(self, x: torch.Tensor, K: torch.Tensor) -> dict:
@@ -121,11 +128,13 @@ class Reconstructor:
         t = time.perf_counter()
         with torch.enable_grad():
             r = refine(x, out["deblurred"], out["depth"], out["u"], out["v"], K, self.refine_steps,
-                       linear_light=self.linear_light, optimize_sharp=self.refine_sharp)
+                       linear_light=self.linear_light, optimize_sharp=self.refine_sharp, motion=self.refine_motion,
+                       translation=self.refine_translation)
         timings["refine_s"] = time.perf_counter() - t
         return Reconstruction(photo=photo, K_source=source, blurred=x, K=K, deblurred=r.sharp, depth=out["depth"],
                               u=r.u, v=r.v, psnr_network=r.psnr_before, psnr=r.psnr_after, reblurred=r.reblurred,
-                              refine_steps=r.steps, linear_light=self.linear_light, timings=timings)
+                              refine_steps=r.steps, refine_options=self._refine_options() if r.steps else {},
+                              linear_light=self.linear_light, timings=timings)
 
 
 # ------------------------------------------------------------------------------------------------- outputs
@@ -158,6 +167,7 @@ def summary_dict(rec: Reconstruction, files: list[str]) -> dict:
         "reblur_psnr_network_db": round(rec.psnr_network, 3),
         "reblur_psnr_db": round(rec.psnr, 3),
         "refine_steps": rec.refine_steps,
+        "refine": rec.refine_options,
         "depth_m": {"min": round(float(d.min()), 4), "median": round(float(d.median()), 4), "max": round(float(d.max()), 4)},
         "timings_s": {k: round(v, 4) for k, v in rec.timings.items()},
         "files": files,
