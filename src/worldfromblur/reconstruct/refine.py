@@ -12,14 +12,14 @@ fit than it started from.
 
 What it optimises, by default:
 
-- **Rotation only.** The translation stays the networks'. Over an exposure of a few tens of milliseconds the
+- **Rotation only.** The translation stays the networks'. Over an exposure of a fifth of a second the
   translation moves pixels by a fraction of what rotation does, its image motion depends on a depth map that is
   itself an estimate, and a small rotation about x (y) is nearly indistinguishable from a translation along y (x).
   Freed, it trades off against the rotation and both errors grow (measured in docs/reconstruct.md);
-  ``translation=True`` frees it for users with a trusted depth map.
+  ``translation=True`` frees it (under the same motion model) for users with a trusted depth map.
 - **A smooth motion** (``motion="smooth"``): each rotation coordinate follows ``u(t) = a t + b t^2`` over the frame
   instants ``t = -n..-1, 1..n`` (``u(0) = 0``, the reference), a constant angular velocity with a constant change
-  of it, which is what a hand-held camera does in a few tens of milliseconds. The 2n rotation vectors are first
+  of it, which is what a hand-held camera does in a fifth of a second. The 2n rotation vectors are first
   projected on that model by least squares. It leaves 6 rotation unknowns instead of 6n and keeps the fit from
   bending single poses to explain texture; ``motion="free"`` optimises every pose on its own.
 
