@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from common import machine, table
 from worldfromblur.cli.reconstruct import default_checkpoint
@@ -66,19 +65,18 @@ def shipped_examples(model, steps: int) -> None:
 
 def test_split(model, data: Path, num: int, steps: int) -> None:
     ds = BlurDataset(data, "test")
-    cases = []
-    for i in range(min(num, len(ds))):
-        item = ds[i]
-        x, K = item["blurred"][None], item["K"][None]
-        with torch.no_grad():
-            deblurred = model.deblur(x)
-            depth = model.depth(deblurred)
-            u, v = model.motion(x, deblurred)
-        cases.append((x, K, deblurred, depth, u, v, item["sharp"][None], item["depth"][None], item["poses"][None]))
+    engine = Reconstructor(model, "cpu")
+    count = min(num, len(ds))
     results = {"network": []}
-    for x, K, deblurred, depth, u, v, sharp, true_depth, gt in cases:
+    for i in range(count):
+        item = ds[i]
+        x, K, gt = item["blurred"][None], item["K"][None], item["poses"][None]
+        out = engine.networks(x)
+        u, v = out["u"], out["v"]
         results["network"].append((*errors(pose_from_uv(u, v), gt), np.nan, np.nan))
-        for source, (s, d) in (("network frame", (deblurred, depth)), ("true frame", (sharp, true_depth))):
+        frames = (("network frame", (out["deblurred"], out["depth"])),
+                  ("true frame", (item["sharp"][None], item["depth"][None])))
+        for source, (s, d) in frames:
             for name, opts in MODES.items():
                 r = refine(x, s, d, u, v, K, steps, **opts)
                 results.setdefault((source, name), []).append(
@@ -90,7 +88,7 @@ def test_split(model, data: Path, num: int, steps: int) -> None:
         better = "" if key == "network" else f"{int((a[:, 1] < np.array(results['network'])[:, 1]).sum())}/{len(a)}"
         psnrs = "" if key == "network" else f"{np.mean(a[:, 2]):.2f} -> {np.mean(a[:, 3]):.2f}"
         rows.append([source, name, psnrs, f"{np.mean(a[:, 0]):.2f}", f"{np.mean(a[:, 1]):.2f}", better])
-    print(f"\n{len(cases)} test samples of {data}, {steps} steps; {machine()}\n")
+    print(f"\n{count} test samples of {data}, {steps} steps; {machine()}\n")
     print(table(["sharp frame and depth", "refinement", "re-blur PSNR dB", "translation error cm",
                  "rotation error deg", "rotation better than network"], rows))
 

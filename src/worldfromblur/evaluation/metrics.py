@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -97,6 +99,17 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s[..., pad:-pad, pad:-pad].mean())
 
 
+def psnr(pred, gt) -> float:
+    """PSNR in dB (data range 1) of two images or batches of the same shape, over all their values.
+
+    Example:
+        >>> psnr(np.zeros(4), np.full(4, 0.1))
+        20.0
+    """
+    mse = float(np.mean((_np(pred) - _np(gt)) ** 2))
+    return float("inf") if mse == 0 else -10 * math.log10(mse)
+
+
 def image_metrics(pred, gt) -> dict[str, float]:
     """PSNR (dB, data range 1) and SSIM of images in [0, 1], (C, H, W) or (B, C, H, W), averaged over images.
 
@@ -116,8 +129,7 @@ def image_metrics(pred, gt) -> dict[str, float]:
         raise ValueError(f"SSIM's 11 x 11 window needs images of at least 11 x 11 pixels, got {p.shape[-1]} x {p.shape[-2]}")
     psnrs, ssims = [], []
     for pi, gi in zip(p, g):
-        mse = np.mean((pi - gi) ** 2)
-        psnrs.append(float("inf") if mse == 0 else -10 * np.log10(mse))
+        psnrs.append(psnr(pi, gi))
         ssims.append(_ssim(pi, gi))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import WfbError
-from ..geometry import point_cloud, pose_from_uv, scale_intrinsics, warp
+from ..geometry import point_cloud, pose_from_uv, scale_intrinsics, trajectory_with_reference, warp
 from ..models import WorldFromBlur
 from .export import depth_mesh, write_depth_png, write_ply, write_tum
 from .photo import Photo, intrinsics_for
@@ -104,8 +104,9 @@ class Reconstructor:
         return {"motion": self.refine_motion, "translation": self.refine_translation, "sharp": self.refine_sharp}
 
     @torch.no_grad()
-    def _networks(self, x: torch.Tensor, K: torch.Tensor) -> dict:
-        x, K = x.to(self.device), K.to(self.device)
+    def networks(self, x: torch.Tensor) -> dict:
+        """The three networks on a (1, 3, h, w) image at the working size: deblurred, depth, u, v (float, CPU)."""
+        x = x.to(self.device)
         deblurred = self.model.deblur(x)
         depth = self.model.depth(deblurred)
         u, v = self.model.motion(x, deblurred)
@@ -119,7 +120,7 @@ class Reconstructor:
         timings["prepare_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        out = self._networks(x, K)
+        out = self.networks(x)
         if not all(torch.isfinite(v).all() for v in out.values()):
             raise ReconstructionError(f"{photo.path}: the model's output is not finite for this photo; "
                                       "check the image's values and the checkpoint")
@@ -143,8 +144,6 @@ class Reconstructor:
 def projected_frames(rec: Reconstruction) -> torch.Tensor:
     """(2n + 1, 3, H, W): the sharp frame seen from every instant (reference in the middle), pixels the reference
     never saw filled from the nearest ones."""
-    from ..geometry import trajectory_with_reference
-
     traj = trajectory_with_reference(rec.poses)[0]
     frames = [warp(rec.deblurred, rec.depth, T[None], rec.K, padding_mode="border", validate=False)[0][0] for T in traj]
     return torch.stack(frames)

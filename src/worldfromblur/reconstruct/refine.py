@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..evaluation.metrics import psnr
 from ..geometry import pose_from_uv, reblur, scale_intrinsics
 
 REFINE_SUBFRAMES = 4
@@ -76,11 +77,6 @@ class RefineResult:
 def render(sharp, depth, u, v, K, linear_light: bool = True, subframes: int = REFINE_SUBFRAMES) -> torch.Tensor:
     """The blurred image of a sharp frame, depth and trajectory (u, v), with the exposure model of this module."""
     return reblur(sharp, depth, pose_from_uv(u, v), K, subframes=subframes, linear_light=linear_light, validate=False)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return float("inf") if mse == 0 else -10 * math.log10(mse)
 
 
 def _half(x: torch.Tensor) -> torch.Tensor:
@@ -159,8 +155,9 @@ def refine(
         True: (_half(blurred), _half(sharp), _half(depth), scale_intrinsics(K, 0.5, 0.5)),
         False: (blurred, sharp, depth, K),
     }
-    with torch.no_grad():  # the starting point is a candidate too: refinement never returns a worse fit
-        best_loss = float(energy(blurred, sharp, depth, K, u0, v0, sharp if optimize_sharp else None))
+    # The starting point is a candidate too, so refinement never returns a worse fit. Its energy is the error of
+    # `start` (the sharp-frame term is zero there).
+    best_loss = float((start - blurred).pow(2).mean())
     best = (u0.clone(), v0.clone(), sharp.clone())
     history = [best_loss]
 
