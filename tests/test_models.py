@@ -187,3 +187,39 @@ def test_cycle_geometry_stays_float32_under_bf16_autocast():
             re, _ = model.render(ref["deblurred"], ref["depth"], ref["u"], ref["v"], b["K"])
     assert out["reblurred"].dtype == torch.float32 and re.dtype == torch.float32
     assert torch.allclose(re, ref["reblurred"], atol=1e-5)  # the geometry itself ran in float32
+
+
+def test_deblur_widths_set_the_compact_unet_and_are_checked():
+    from worldfromblur.errors import WfbError
+
+    model = WorldFromBlur(ModelConfig(deblur_widths=[8, 16, 32, 64]))
+    assert [b[0].out_channels for b in model.deblur.net.down] == [8, 16, 32, 64]
+    x = torch.rand(1, 3, 40, 56)
+    assert model.deblur(x).shape == x.shape  # four scales, sides not multiples of 8
+    assert [b[0].out_channels for b in WorldFromBlur(ModelConfig()).deblur.net.down] == [16, 32, 64]
+    with pytest.raises(WfbError, match="compact deblur module only"):
+        WorldFromBlur(ModelConfig(deblur="cnn_l15", deblur_widths=[8, 16]))
+    with pytest.raises(WfbError, match="positive channel counts"):
+        WorldFromBlur(ModelConfig(deblur_widths=[8, 0]))
+
+
+def test_modules_assembled_from_runs_keep_their_own_architecture(tmp_path):
+    """``deblur:A,depth:B`` builds each module as the run that trained it, whatever the order of the pairs."""
+    import yaml
+    from safetensors.torch import save_file
+
+    from worldfromblur.models.io import load_model
+
+    def folder(name, cfg):
+        model = WorldFromBlur(cfg)
+        (tmp_path / name).mkdir()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / name / "model.safetensors"))
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"model": cfg.to_dict()}))
+        return model
+
+    wide = folder("wide", ModelConfig(deblur_widths=[8, 16, 32, 64]))
+    folder("plain", ModelConfig())
+    model, sources = load_model(f"depth:{tmp_path / 'plain'},deblur:{tmp_path / 'wide'},motion:{tmp_path / 'plain'}")
+    assert model.cfg.deblur_widths == [8, 16, 32, 64] and sources["deblur"] == str(tmp_path / "wide")
+    for k, v in wide.deblur.state_dict().items():
+        assert torch.equal(model.deblur.state_dict()[k], v)

@@ -16,6 +16,9 @@ class ModelConfig:
 
     deblur: str = "compact"
     """Deblurring module: "compact" (U-Net, residual) or "cnn_l15" (the paper's)."""
+    deblur_widths: list | None = None
+    """Channels per scale of the compact deblurring U-Net (None: [16, 32, 64]); each extra scale doubles how far
+    it sees, which long blur needs. Only for deblur = "compact"."""
     depth: str = "compact"
     """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6) or "eigen" (Eigen et al. 2014)."""
     motion: str = "compact"

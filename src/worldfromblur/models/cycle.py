@@ -20,7 +20,14 @@ def build_deblur(cfg: ModelConfig) -> nn.Module:
     options = {"compact": CompactDeblur, "cnn_l15": CNNL15}
     if cfg.deblur not in options:
         raise WfbError(f"unknown deblur module {cfg.deblur!r}; choose one of {', '.join(options)}")
-    return options[cfg.deblur]()
+    if cfg.deblur_widths is None:
+        return options[cfg.deblur]()
+    widths = tuple(cfg.deblur_widths)
+    if cfg.deblur != "compact":
+        raise WfbError(f"deblur_widths applies to the compact deblur module only, not {cfg.deblur!r}; remove it")
+    if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise WfbError(f"deblur_widths must be a list of positive channel counts, e.g. [32, 64, 128], not {list(widths)}")
+    return CompactDeblur(widths)
 
 
 def cached_torchvision_weights(weights) -> Path | None:

@@ -11,6 +11,10 @@ from .config import ModelConfig
 from .cycle import WorldFromBlur
 
 
+MODULE_FIELDS = {"deblur": ("deblur", "deblur_widths"), "depth": ("depth",), "motion": ("motion",)}
+"""The model config fields that define each module's architecture."""
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder, or a run folder's newest checkpoint."""
     from ..training.checkpoint import checkpoint_dirs
@@ -55,7 +59,7 @@ def load_model(spec: str | Path) -> tuple[WorldFromBlur, dict]:
     """Build and load a model in eval mode.
 
     ``spec`` is a checkpoint or run folder, or ``module:path,module:path,...`` to assemble a model from stage-1
-    checkpoints (each module's weights from its own run; the first one's config decides the architecture).
+    checkpoints (each module's weights and architecture from its own run; the first one's config decides the rest).
     Returns the model and a description of where each module came from.
     """
     parts = str(spec).split(",")
@@ -67,6 +71,10 @@ def load_model(spec: str | Path) -> tuple[WorldFromBlur, dict]:
     else:
         raise WfbError(f"{spec}: give a checkpoint or run folder, or module:path pairs such as deblur:runs/a,depth:runs/b")
     cfg = model_config_of(next(iter(sources.values())))
+    for module, ckpt in sources.items():  # each module's architecture comes from the run that trained it
+        own = model_config_of(ckpt)
+        for key in MODULE_FIELDS[module]:
+            setattr(cfg, key, getattr(own, key))
     model = WorldFromBlur(cfg)
     for module, ckpt in sources.items():
         load_module(model, module, ckpt)
