@@ -25,7 +25,7 @@ def build_deblur(cfg: ModelConfig) -> nn.Module:
     widths = tuple(cfg.deblur_widths)
     if cfg.deblur != "compact":
         raise WfbError(f"deblur_widths applies to the compact deblur module only, not {cfg.deblur!r}; remove it")
-    if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
+    if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
         raise WfbError(f"deblur_widths must be a list of positive channel counts, e.g. [32, 64, 128], not {list(widths)}")
     return CompactDeblur(widths)
 
