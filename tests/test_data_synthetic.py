@@ -17,9 +17,9 @@ from worldfromblur.data import BlurDataset, DatasetError, SampleRecord, read_sam
 from worldfromblur.data.build import run_build
 from worldfromblur.data.synthetic import SyntheticOptions, plan_synthetic
 from worldfromblur.errors import WfbError
+from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.geometry import reblur
 
-from .helpers import psnr
 
 SMALL = SyntheticOptions(width=160, height=120)
 

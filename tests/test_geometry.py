@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.geometry import (
     GeometryError,
     backproject,
@@ -21,8 +22,6 @@ from worldfromblur.geometry import (
     warp,
 )
 from worldfromblur.imaging import blur_frames
-
-from .helpers import psnr
 
 
 def make_K(f=100.0, cx=31.5, cy=23.5, dtype=torch.float64):

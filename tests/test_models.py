@@ -5,12 +5,11 @@ import pytest
 import torch
 
 from worldfromblur.data import BlurDataset
+from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.geometry import pose_from_uv, reblur, uv_from_pose
 from worldfromblur.losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from worldfromblur.models import ModelConfig, WorldFromBlur, preset
 from worldfromblur.models.paper import CNN_L15_CHANNELS, CNN_L15_GROUPS, CNN_L15_KERNELS, CNNL15
-
-from .helpers import psnr
 
 
 def batch(B=2, H=48, W=64, seed=0):

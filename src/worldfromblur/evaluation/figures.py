@@ -9,8 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..geometry import point_cloud, warp
-from ..viz import colorize_depth, labelled_row
-from ..viz import to_u8 as _u8
+from ..viz import colorize_depth, labelled_row, to_u8
 
 
 def render_points(points: np.ndarray, colors: np.ndarray, K: np.ndarray, H: int, W: int, yaw_deg: float = 25.0) -> np.ndarray:
@@ -42,7 +41,7 @@ def figure_panel(batch: dict, out: dict, i: int, path: Path) -> None:
     view = render_points(pts[0][valid[0]].cpu().numpy(), (cols[0][valid[0]].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8),
                          K[0].cpu().numpy(), H, W)
     row = labelled_row(
-        [_u8(batch["blurred"][i]), _u8(first[0]), _u8(deb[0]), _u8(last[0]), _u8(batch["sharp"][i]),
+        [to_u8(batch["blurred"][i]), to_u8(first[0]), to_u8(deb[0]), to_u8(last[0]), to_u8(batch["sharp"][i]),
          colorize_depth(depth[0, 0].cpu().numpy()), view],
         ["(a) blurred", "(b) first frame", "(c) deblurred", "(d) last frame", "(e) ground truth", "(f) depth", "(g) 3D"],
     )
