@@ -70,11 +70,11 @@ def load_model(spec: str | Path) -> tuple[WorldFromBlur, dict]:
         sources = {m: ckpt for m in ("deblur", "depth", "motion")}
     else:
         raise WfbError(f"{spec}: give a checkpoint or run folder, or module:path pairs such as deblur:runs/a,depth:runs/b")
-    cfg = model_config_of(next(iter(sources.values())))
+    configs = {ckpt: model_config_of(ckpt) for ckpt in dict.fromkeys(sources.values())}  # each read once
+    cfg = ModelConfig.from_dict(next(iter(configs.values())).to_dict())
     for module, ckpt in sources.items():  # each module's architecture comes from the run that trained it
-        own = model_config_of(ckpt)
         for key in MODULE_FIELDS[module]:
-            setattr(cfg, key, getattr(own, key))
+            setattr(cfg, key, getattr(configs[ckpt], key))
     model = WorldFromBlur(cfg)
     for module, ckpt in sources.items():
         load_module(model, module, ckpt)
