@@ -84,6 +84,8 @@ def register(sub) -> None:
         "nyu": ("NYU Depth v2 raw scene folders (r-*.ppm, d-*.pgm); poses by RGB-D odometry",
                 "Windows of 2n+1 frames of NYU Depth v2 raw scenes: depth paired and registered to colour as the NYU "
                 "toolbox does, poses estimated by dense RGB-D odometry (NYU has no ground truth)."),
+        "7scenes": ("Microsoft 7-Scenes sequence folders (frame-*.color.png|jpg, .depth.png, .pose.txt)",
+                    "Windows of 2n+1 frames of 7-Scenes sequences, with their KinectFusion poses."),
     }
     for kind, (short, long) in descriptions.items():
         r = kinds.add_parser(kind, help=short, description=long + " The blur is synthesised from the frames and "
@@ -112,7 +114,10 @@ def register(sub) -> None:
         if kind == "icl":
             r.add_argument("--depth-is-ray-distance", action="store_true",
                            help="depth images hold distance along the ray (ICL-NUIM's original release), not z")
-        if kind in ("tum", "icl"):
+        if kind == "7scenes":
+            r.add_argument("--frame-range", type=int, nargs=2, metavar=("FIRST", "LAST"),
+                           help="use only frames FIRST..LAST (inclusive), e.g. to keep a test part apart")
+        if kind in ("tum", "icl", "7scenes"):
             r.add_argument("--poses", choices=["groundtruth", "odometry"], default="groundtruth",
                            help="use the ground-truth trajectory (default) or estimate poses by RGB-D odometry")
         if kind == "nyu":
@@ -176,6 +181,7 @@ def run_rgbd(args) -> int:
         camera=getattr(args, "camera", None), intrinsics=list(args.intrinsics) if args.intrinsics else None,
         depth_is_ray_distance=getattr(args, "depth_is_ray_distance", False),
         pgm_byte_order=getattr(args, "pgm_byte_order", "little"), keep_frames=args.frames,
+        frame_range=list(args.frame_range) if getattr(args, "frame_range", None) else None,
     )
     plan = plan_rgbd([str(r) for r in args.root], opts, splits, args.seed)
     manifest = run_build(args.out, plan, args.workers, args.overwrite, not args.quiet)

@@ -1,4 +1,4 @@
-"""Reading RGB-D sequences in their original formats: TUM RGB-D, ICL-NUIM and NYU Depth v2 (raw).
+"""Reading RGB-D sequences in their original formats: TUM RGB-D, ICL-NUIM, NYU Depth v2 (raw) and 7-Scenes.
 
 Each reader returns a :class:`Sequence`: frames in time order, each with its colour file, its depth file (or none),
 and its camera-to-world pose where the dataset has ground truth, expressed in the package's camera convention
@@ -26,6 +26,12 @@ metres, registered to the colour camera.
   (``camera_params.m``, ``project_depth_map.m``): back-projected with the depth camera's intrinsics, moved into the
   colour camera's frame, projected with the colour intrinsics and z-buffered. Lens distortion is not corrected.
   NYU has no ground-truth poses: the builder estimates them (:mod:`worldfromblur.data.rgbd.odometry`).
+* **Microsoft 7-Scenes** (one ``seq-NN`` folder, or the 1,000-frame excerpt in ``andyzeng/tsdf-fusion-python``):
+  ``frame-NNNNNN.color.png|jpg``, ``frame-NNNNNN.depth.png`` (16-bit millimetres, 0 or 65535 = no reading) and
+  ``frame-NNNNNN.pose.txt`` (4 x 4 camera-to-world, KinectFusion tracking). Intrinsics come from
+  ``camera-intrinsics.txt`` beside the frames when present, else the nominal fx = fy = 585, cx = 320, cy = 240.
+  Frames are 30 Hz; ``frames=(first, last)`` keeps a range of frame numbers (inclusive), so that one sequence can
+  give disjoint training, validation and test parts.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ TUM_CAMERAS = {
 }
 TUM_DEPTH_SCALE = 5000.0
 ICL_INTRINSICS = (481.20, -480.00, 319.50, 239.50)
+SEVEN_SCENES_INTRINSICS = (585.0, 585.0, 320.0, 240.0)
+SEVEN_SCENES_DEPTH_SCALE = 1000.0
+_SEVEN_SCENES_NAME = re.compile(r"^frame-(\d+)\.color\.(png|jpg)$")
 FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
 
 # NYU Depth v2 toolbox, camera_params.m. Principal points there are 1-based (MATLAB); here they are 0-based.
@@ -245,7 +254,8 @@ def tum_sequence(root: Path, camera: str | None = None, intrinsics=None, max_dt:
     root = Path(root)
     rgb = read_timed_files(root / "rgb.txt")
     depth = read_timed_files(root / "depth.txt")
-    gt = read_trajectory(root / "groundtruth.txt")
+    # Without groundtruth.txt frames have no pose: enough for a frame pool, and the builder's --poses odometry.
+    gt = read_trajectory(root / "groundtruth.txt") if (root / "groundtruth.txt").is_file() else None
     K = intrinsics_matrix(*(intrinsics if intrinsics is not None else tum_camera(root, camera)))
     return _timed_sequence(root, "tum", rgb, depth, gt, K, max_dt, max_gt_gap, lambda T: T,
                            {"depth_scale": TUM_DEPTH_SCALE})
@@ -277,6 +287,48 @@ def icl_sequence(root: Path, intrinsics=None, handle_fy_sign: bool = True, depth
     to_package = (lambda T: FLIP_Y @ T @ FLIP_Y) if flip else (lambda T: T)
     return _timed_sequence(root, "icl", rgb, depth, gt, K, max_dt, max_gt_gap, to_package,
                            {"depth_scale": TUM_DEPTH_SCALE, "ray_distance": depth_is_ray_distance})
+
+
+# ------------------------------------------------------------------------------------------------- 7-Scenes
+
+
+def sevenscenes_sequence(root: Path, frames: tuple[int, int] | None = None, intrinsics=None) -> Sequence:
+    """A 7-Scenes sequence folder (see the module docstring); ``frames`` = (first, last) frame numbers, inclusive."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder; give a 7-Scenes sequence folder (frame-*.color.png|jpg files)")
+    found = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _SEVEN_SCENES_NAME.match(p.name)))
+    if frames is not None:
+        found = [(i, p) for i, p in found if frames[0] <= i <= frames[1]]
+    if not found:
+        where = f" in frames {frames[0]}..{frames[1]}" if frames is not None else ""
+        raise DatasetError(f"{root}: no frame-NNNNNN.color.png|jpg colour frames{where}")
+    if intrinsics is None:
+        path = root / "camera-intrinsics.txt"
+        if path.is_file():
+            try:
+                M = np.loadtxt(path).reshape(3, 3)
+            except ValueError as err:
+                raise DatasetError(f"{path}: expected a 3 x 3 matrix ({err})") from None
+            intrinsics = (M[0, 0], M[1, 1], M[0, 2], M[1, 2])
+        else:
+            intrinsics = SEVEN_SCENES_INTRINSICS
+    out = []
+    for i, rgb in found:
+        stem = rgb.name.split(".color.")[0]
+        depth = root / f"{stem}.depth.png"
+        pose_path = root / f"{stem}.pose.txt"
+        pose = None
+        if pose_path.is_file():
+            try:
+                pose = np.loadtxt(pose_path).reshape(4, 4)
+            except ValueError as err:
+                raise DatasetError(f"{pose_path}: expected a 4 x 4 camera-to-world matrix ({err})") from None
+            if not np.isfinite(pose).all():  # 7-Scenes marks frames that tracking lost with inf
+                pose = None
+        out.append(Frame(i / 30.0, rgb, depth if depth.is_file() else None, pose))
+    return Sequence(root.resolve().name, root, "7scenes", out, intrinsics_matrix(*intrinsics), _image_size(out[0].rgb),
+                    {"depth_scale": SEVEN_SCENES_DEPTH_SCALE, "invalid": 65535})
 
 
 # ------------------------------------------------------------------------------------------------- NYU raw
@@ -411,6 +463,8 @@ def load_depth(seq: Sequence, frame: Frame) -> np.ndarray:
     if mode not in ("I;16", "I;16B", "I;16L", "I") or raw.ndim != 2:
         raise DatasetError(f"{path}: depth must be a 16-bit single-channel PNG, got PIL mode {mode}")
     depth = raw.astype(np.float64) / seq.options.get("depth_scale", TUM_DEPTH_SCALE)
+    if "invalid" in seq.options:
+        depth[raw == seq.options["invalid"]] = 0.0
     if seq.options.get("ray_distance"):
         H, W = depth.shape
         K = seq.K
