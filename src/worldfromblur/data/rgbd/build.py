@@ -35,7 +35,8 @@ from ...viz import pixel_paths
 from ..build import BuildPlan, SkipSample
 from ..cameras import scale_intrinsics_np
 from ..format import DatasetError, SampleRecord
-from .formats import Sequence, icl_sequence, load_depth, load_rgb, nyu_sequence, tum_sequence
+from ..pool import fill_holes
+from .formats import Sequence, icl_sequence, load_depth, load_rgb, nyu_sequence, sevenscenes_sequence, tum_sequence
 from .odometry import window_poses
 
 
@@ -43,7 +44,7 @@ from .odometry import window_poses
 class RGBDOptions:
     """Everything that decides what a build from RGB-D video contains (saved in build.json; a resume must match)."""
 
-    kind: str = "tum"  # "tum", "icl" or "nyu"
+    kind: str = "tum"  # "tum", "icl", "nyu" or "7scenes"
     width: int = 320
     height: int = 240
     n: int = 3
@@ -60,6 +61,7 @@ class RGBDOptions:
     icl_handle_fy_sign: bool = True
     depth_is_ray_distance: bool = False
     pgm_byte_order: str = "little"
+    frame_range: list | None = None  # 7-Scenes: [first, last] frame numbers to use
     keep_frames: bool = False
 
     def to_dict(self) -> dict:
@@ -73,6 +75,8 @@ def open_sequence(root: str, opts: RGBDOptions) -> Sequence:
         return icl_sequence(root, opts.intrinsics, opts.icl_handle_fy_sign, opts.depth_is_ray_distance)
     if opts.kind == "nyu":
         return nyu_sequence(root, opts.pgm_byte_order)
+    if opts.kind == "7scenes":
+        return sevenscenes_sequence(root, tuple(opts.frame_range) if opts.frame_range else None, opts.intrinsics)
     raise ValueError(f"unknown kind {opts.kind!r}")
 
 
@@ -100,21 +104,9 @@ def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def fill_depth(depth: np.ndarray) -> np.ndarray:
     """Holes (0) filled from their surroundings (pull-push over a pyramid), for warping; measured values unchanged."""
-    d = torch.from_numpy(np.asarray(depth, np.float64))[None, None]
-    valid = (d > 0).double()
-    if bool(valid.all()):
-        return depth.astype(np.float64)
-    if not bool(valid.any()):
+    if not bool((np.asarray(depth) > 0).any()):
         raise DatasetError("depth map has no readings")
-    levels = [(d * valid, valid)]
-    while min(levels[-1][0].shape[-2:]) > 1 and bool((levels[-1][1] == 0).any()):
-        s, c = levels[-1]
-        levels.append((F.avg_pool2d(s, 2, ceil_mode=True), F.avg_pool2d(c, 2, ceil_mode=True)))
-    filled = levels[-1][0] / levels[-1][1].clamp_min(1e-12)
-    for s, c in reversed(levels[:-1]):
-        up = F.interpolate(filled, size=s.shape[-2:], mode="nearest")
-        filled = torch.where(c > 0, s / c.clamp_min(1e-12), up)
-    return torch.where(d > 0, d, filled)[0, 0].numpy()
+    return fill_holes(torch.from_numpy(np.asarray(depth, np.float64))[None])[0].numpy()
 
 
 # ------------------------------------------------------------------------------------------------- exposure synthesis

@@ -161,6 +161,30 @@ def optics(linear: np.ndarray, sigma: float) -> np.ndarray:
     return sum(w * rows[:, i : i + linear.shape[1]] for i, w in enumerate(k))
 
 
+def auto_exposure(radiance: np.ndarray) -> float:
+    """Gain that maps the 60th percentile of a linear radiance image to 0.25 (highlights may clip)."""
+    return 0.25 / max(float(np.percentile(radiance.mean(-1), 60)), 1e-4)
+
+
+def render_still(seed: int, index: int, opts: SyntheticOptions, bank: list[Texture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One sharp frame of a procedural room and its exact z-depth: ``(rgb (H, W, 3) uint8 sRGB, depth (H, W) metres,
+    K)``. A pure function of (seed, index); each index is its own room. One render instead of an exposure's dozens:
+    the on-the-fly blur stream (:mod:`worldfromblur.data.stream`) makes the blur from it."""
+    H, W, K = opts.height, opts.width, opts.K()
+    for attempt in range(20):  # a crowded room can leave no free spot for the camera: draw another room
+        scene = make_scene(np.random.default_rng([seed, index, 0, attempt]), len(bank))
+        try:
+            R_wc, C = place_camera(np.random.default_rng([seed, index, 2, attempt]), scene, bank, K, H, W)
+            break
+        except RuntimeError:
+            continue
+    else:
+        raise RuntimeError(f"could not place a camera in 20 rooms for frame {index} of seed {seed}")
+    radiance, depth = render(scene, bank, R_wc, C, K, H, W)
+    linear = np.clip(optics(radiance * np.float32(auto_exposure(radiance)), opts.psf_sigma), 0, 1)
+    return _to_u8(linear_to_srgb(linear.astype(np.float64))), depth.astype(np.float64), K
+
+
 def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Texture]) -> RenderedSample:
     """Render sample ``index`` of the build with ``seed``; depends on nothing else, so builds are reproducible."""
     scene_id, _ = divmod(index, opts.samples_per_scene)
@@ -181,8 +205,7 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
     step_px = np.linalg.norm(np.diff(paths, axis=0), axis=-1)  # (2n, P)
     subframes = int(np.clip(np.ceil(step_px.max() / opts.subframe_px), 1, opts.max_subframes))
 
-    # Auto-exposure on the reference frame: its 60th percentile maps to 0.25 in linear light (highlights may clip).
-    exposure = 0.25 / max(float(np.percentile(radiance_ref.mean(-1), 60)), 1e-4)
+    exposure = auto_exposure(radiance_ref)
 
     def expose(radiance: np.ndarray) -> np.ndarray:
         return np.clip(optics(radiance * np.float32(exposure), opts.psf_sigma), 0, 1)

@@ -1,0 +1,289 @@
+"""Frame pools: sharp RGB-D frames with intrinsics, the raw material of the on-the-fly blur stream.
+
+A pool is a set of sharp colour frames of one size, each with its z-depth (metres, 0 = no reading) and its
+intrinsics. The stream (:mod:`worldfromblur.data.stream`) draws a camera motion for a frame and renders the exposure
+from it, so a pool needs no poses and no consecutive frames: any RGB-D frame will do. Pools come from
+
+* the synthetic engine (:func:`synthetic_pool`: one render per frame, each its own room; no files needed),
+* a built dataset's sharp frames and depth (:func:`dataset_pool`),
+* real RGB-D video read by the TUM / ICL-NUIM / NYU / 7-Scenes readers (:func:`rgbd_pool`).
+
+On disk (``wfb make-pool``)::
+
+    POOL/
+      pool.json            format, version, size [W, H], and per frame: name, source, K as [fx, fy, cx, cy]
+      rgb/000000.png       8-bit sRGB colour (.png, or .jpg where --jpeg was asked for, to keep a pool small)
+      depth/000000.png     16-bit z-depth in millimetres, 0 = no reading
+
+The folder is written under a temporary name and renamed when complete; an existing pool is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from .format import DatasetError
+
+POOL_FORMAT = "world-from-blur frame pool"
+POOL_VERSION = 1
+
+
+@dataclass
+class FramePool:
+    """Sharp RGB-D frames of one size.
+
+    Attributes:
+        rgb: (N, H, W, 3) uint8 sRGB.
+        depth: (N, H, W) float32 z-depth in metres, 0 = no reading.
+        K: (N, 3, 3) float64 intrinsics in pixels of these frames.
+        names: a name per frame (where it came from).
+        sources: a source label per frame (a pool may mix sources; :meth:`split` holds out part of each).
+    """
+
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    K: torch.Tensor
+    names: list[str]
+    sources: list[str]
+
+    def __post_init__(self):
+        N = self.rgb.shape[0]
+        if N == 0:
+            raise DatasetError("the frame pool is empty; give a pool with at least one frame")
+        if self.rgb.dtype != torch.uint8 or self.rgb.dim() != 4 or self.rgb.shape[-1] != 3:
+            raise DatasetError(f"pool colour must be (N, H, W, 3) uint8, got {tuple(self.rgb.shape)} {self.rgb.dtype}")
+        if self.depth.shape != self.rgb.shape[:3] or self.K.shape != (N, 3, 3) or len(self.names) != N:
+            raise DatasetError("pool colour, depth, intrinsics and names do not match in number or size")
+        measured = (self.depth > 0).flatten(1).float().mean(1)
+        if bool((measured < 0.05).any()):
+            bad = self.names[int(torch.nonzero(measured < 0.05)[0, 0])]
+            raise DatasetError(f"pool frame {bad} has depth on fewer than 5% of its pixels; a pool needs depth "
+                               f"for every frame (remove such frames)")
+
+    def __len__(self) -> int:
+        return self.rgb.shape[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(W, H) of the frames."""
+        return int(self.rgb.shape[2]), int(self.rgb.shape[1])
+
+    def subset(self, index) -> "FramePool":
+        index = list(index)
+        return FramePool(self.rgb[index], self.depth[index], self.K[index], [self.names[i] for i in index],
+                         [self.sources[i] for i in index])
+
+    def split(self, held_out: float) -> tuple["FramePool", "FramePool | None"]:
+        """(training part, held-out part): the last ``held_out`` fraction of each source's frames is held out.
+
+        Consecutive video frames look alike, so the held-out part is a contiguous stretch per source, not a random
+        draw. Returns ``(self, None)`` when ``held_out`` is 0 or a source has too few frames to give any.
+        """
+        if held_out <= 0:
+            return self, None
+        train, val = [], []
+        for source in dict.fromkeys(self.sources):
+            idx = [i for i, s in enumerate(self.sources) if s == source]
+            k = int(round(len(idx) * held_out))
+            if k == 0 or k == len(idx):
+                return self, None
+            train += idx[:-k]
+            val += idx[-k:]
+        return self.subset(train), self.subset(val)
+
+
+def concat_pools(pools: list[FramePool]) -> FramePool:
+    """One pool of several; all must have the same frame size (build them with the same ``--size``)."""
+    sizes = {p.size for p in pools}
+    if len(sizes) != 1:
+        raise DatasetError(f"pools of different frame sizes cannot be mixed ({', '.join(f'{w}x{h}' for w, h in sizes)}); "
+                           f"build them with the same --size")
+    return FramePool(torch.cat([p.rgb for p in pools]), torch.cat([p.depth for p in pools]),
+                     torch.cat([p.K for p in pools]), sum((p.names for p in pools), []), sum((p.sources for p in pools), []))
+
+
+# ------------------------------------------------------------------------------------------------- builders
+
+
+_WORKER: dict = {}
+
+
+def _init_synthetic(seed: int, opts, photos) -> None:
+    from .synthetic.textures import make_texture_bank
+
+    _WORKER.update(seed=seed, opts=opts, bank=make_texture_bank(seed, photos=photos))  # built once per process
+
+
+def _synthetic_frame(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from .synthetic.engine import render_still
+
+    return render_still(_WORKER["seed"], index, _WORKER["opts"], _WORKER["bank"])
+
+
+def synthetic_pool(num: int, size: tuple[int, int] = (320, 240), seed: int = 0, textures: str | None = None,
+                   workers: int = 1, progress: bool = True) -> FramePool:
+    """``num`` frames of procedural rooms, each its own room, rendered exactly (about 30 ms a frame at 320x240)."""
+    from .synthetic.engine import SyntheticOptions
+    from .synthetic.textures import find_photos
+
+    if num < 1:
+        raise DatasetError(f"a synthetic pool needs at least one frame, got {num}")
+    opts = SyntheticOptions(width=size[0], height=size[1], textures=textures)
+    init = (seed, opts, find_photos(textures) if textures else None)
+    bar = dict(total=num, desc="render pool", unit="frame", disable=not progress)
+    if workers > 1 and num >= 4 * workers:
+        ctx = multiprocessing.get_context("spawn")  # the caller may hold a CUDA context, which must not be forked
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_synthetic, initargs=init) as ex:
+            frames = list(tqdm(ex.map(_synthetic_frame, range(num), chunksize=16), **bar))
+    else:
+        _init_synthetic(*init)
+        frames = [_synthetic_frame(i) for i in tqdm(range(num), **bar)]
+    return FramePool(torch.from_numpy(np.stack([f[0] for f in frames])),
+                     torch.from_numpy(np.stack([f[1] for f in frames])).float(),
+                     torch.from_numpy(np.stack([f[2] for f in frames])),
+                     [f"synthetic-{seed}-{i:06d}" for i in range(num)], ["synthetic"] * num)
+
+
+def dataset_pool(root: str | Path, split: str = "train") -> FramePool:
+    """The sharp reference frames and depth of a built dataset's split."""
+    from .dataset import BlurDataset
+
+    ds = BlurDataset(root, split=split)
+    if len(ds) == 0:
+        raise DatasetError(f"{root}: split {split!r} has no samples to make a pool of")
+    recs = [ds.record(i) for i in range(len(ds))]
+    if len({r.sharp.shape for r in recs}) != 1:
+        raise DatasetError(f"{root}: samples of different sizes; a pool needs one size")
+    return FramePool(torch.from_numpy(np.stack([r.sharp for r in recs])),
+                     torch.from_numpy(np.stack([r.depth for r in recs])).float(),
+                     torch.from_numpy(np.stack([np.asarray(r.K, np.float64) for r in recs])),
+                     [f"{Path(root).name}/{i}" for i in ds.ids], [f"dataset:{Path(root).name}"] * len(recs))
+
+
+def rgbd_pool(roots: list[str], opts, stride: int = 1, progress: bool = True) -> FramePool:
+    """Every ``stride``-th frame with depth of RGB-D sequences, resized to ``opts.width x opts.height``.
+
+    ``opts`` is an :class:`~worldfromblur.data.rgbd.RGBDOptions` (its ``kind``, reader options and size are used).
+    """
+    from ..geometry import scale_intrinsics
+    from .rgbd.build import open_sequence, resize_depth, resize_rgb
+    from .rgbd.formats import load_depth, load_rgb
+
+    size = (opts.width, opts.height)
+    rgb, depth, Ks, names, sources = [], [], [], [], []
+    for root in roots:
+        seq = open_sequence(root, opts)
+        frames = [f for f in seq.frames[::stride] if f.depth is not None]
+        if not frames:
+            raise DatasetError(f"{root}: no frame with a depth image; a pool needs depth")
+        W0, H0 = seq.size
+        K = scale_intrinsics(torch.as_tensor(seq.K, dtype=torch.float64), size[0] / W0, size[1] / H0)
+        for f in tqdm(frames, desc=f"pool {seq.name}", unit="frame", disable=not progress):
+            rgb.append(np.round(resize_rgb(load_rgb(seq, f), size) * 255).astype(np.uint8))
+            depth.append(resize_depth(load_depth(seq, f), size).astype(np.float32))
+            Ks.append(K)
+            names.append(f"{seq.name}/{f.rgb.name}")
+            sources.append(f"{seq.kind}:{seq.name}")
+    return FramePool(torch.from_numpy(np.stack(rgb)), torch.from_numpy(np.stack(depth)), torch.stack(Ks), names, sources)
+
+
+# ------------------------------------------------------------------------------------------------- files
+
+
+def save_pool(pool: FramePool, out: str | Path, jpeg: int = 0) -> Path:
+    """Write ``pool`` to the new folder ``out`` (``jpeg`` > 0: colour as JPEG of that quality, else PNG)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out}: already exists and is not empty; choose a new --out (a pool is never overwritten)")
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "rgb").mkdir(parents=True)
+    (tmp / "depth").mkdir()
+    frames = []
+    for i in range(len(pool)):
+        name = f"{i:06d}"
+        im = Image.fromarray(pool.rgb[i].numpy())
+        ext = "jpg" if jpeg > 0 else "png"
+        im.save(tmp / "rgb" / f"{name}.{ext}", **({"quality": jpeg} if jpeg > 0 else {"compress_level": 6}))
+        mm = np.round(pool.depth[i].double().numpy() * 1000).clip(0, 65535).astype(np.uint16)
+        Image.fromarray(mm).save(tmp / "depth" / f"{name}.png", compress_level=6)
+        K = pool.K[i]
+        frames.append({"file": f"{name}.{ext}", "name": pool.names[i], "source": pool.sources[i],
+                       "K": [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])]})
+    meta = {"format": POOL_FORMAT, "version": POOL_VERSION, "size": list(pool.size), "frames": frames}
+    (tmp / "pool.json").write_text(json.dumps(meta, indent=1) + "\n")
+    if out.exists():
+        out.rmdir()
+    os.replace(tmp, out)
+    return out
+
+
+def read_pool_meta(folder: str | Path) -> dict:
+    """The checked ``pool.json`` of a pool folder (cheap: no image is read)."""
+    folder = Path(folder)
+    path = folder / "pool.json"
+    if not path.is_file():
+        raise DatasetError(f"{folder}: not a frame pool (no pool.json); make one with `wfb make-pool`")
+    try:
+        meta = json.loads(path.read_text())
+        assert meta.get("format") == POOL_FORMAT and isinstance(meta.get("frames"), list)
+        W, H = meta["size"]
+    except (ValueError, AssertionError, KeyError, TypeError):
+        raise DatasetError(f"{path}: not a valid pool description; rebuild the pool with `wfb make-pool`") from None
+    if not meta["frames"]:
+        raise DatasetError(f"{folder}: the pool has no frames")
+    return meta
+
+
+def load_pool(folder: str | Path) -> FramePool:
+    """Read a pool folder written by :func:`save_pool` (``wfb make-pool``), checking every file."""
+    folder = Path(folder)
+    meta = read_pool_meta(folder)
+    W, H = meta["size"]
+    rgb, depth, Ks = [], [], []
+    for f in meta["frames"]:
+        stem = Path(f["file"]).stem
+        try:
+            with Image.open(folder / "rgb" / f["file"]) as im:
+                c = np.asarray(im.convert("RGB"))
+            with Image.open(folder / "depth" / f"{stem}.png") as im:
+                im.load()
+                d = np.asarray(im)
+        except (OSError, UnidentifiedImageError, SyntaxError) as err:
+            raise DatasetError(f"{folder}: frame {f['file']} is missing or unreadable ({err})") from None
+        if c.shape != (H, W, 3) or d.shape != (H, W) or d.dtype not in (np.uint16, np.int32):
+            raise DatasetError(f"{folder}: frame {f['file']} is not {W}x{H} colour with 16-bit depth")
+        fx, fy, cx, cy = f["K"]
+        rgb.append(c)
+        depth.append(d.astype(np.float32) / 1000.0)
+        Ks.append([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+    return FramePool(torch.from_numpy(np.stack(rgb)), torch.from_numpy(np.stack(depth)),
+                     torch.tensor(Ks, dtype=torch.float64), [f["name"] for f in meta["frames"]],
+                     [f["source"] for f in meta["frames"]])
+
+
+def fill_holes(depth: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) depth with holes (0) filled by pull-push over a pyramid, for warping; readings kept."""
+    d = depth[:, None].double()
+    valid = (d > 0).double()
+    levels = [(d * valid, valid)]
+    while min(levels[-1][0].shape[-2:]) > 1 and bool((levels[-1][1] == 0).any()):
+        s, c = levels[-1]
+        levels.append((F.avg_pool2d(s, 2, ceil_mode=True), F.avg_pool2d(c, 2, ceil_mode=True)))
+    filled = levels[-1][0] / levels[-1][1].clamp_min(1e-12)
+    for s, c in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=s.shape[-2:], mode="nearest")
+        filled = torch.where(c > 0, s / c.clamp_min(1e-12), up)
+    return torch.where(d > 0, d, filled)[:, 0].to(depth.dtype)

@@ -1,0 +1,198 @@
+"""Frame pools and the on-the-fly blur stream: files, splits, geometry of the augmentation, blur range, determinism."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from worldfromblur.cli.main import main
+from worldfromblur.data.format import DatasetError
+from worldfromblur.data.pool import FramePool, concat_pools, load_pool, save_pool, synthetic_pool
+from worldfromblur.data.stream import BlurStream, StreamOptions
+from worldfromblur.losses import deblur_loss, depth_loss
+
+
+def ramp_pool(W0=80, H0=60, sources=("a",), per_source=1) -> FramePool:
+    """Frames whose depth encodes the pixel column: depth = 1 + x / W0 (to check where a stream pixel came from)."""
+    N = len(sources) * per_source
+    x = torch.arange(W0, dtype=torch.float32)
+    depth = (1 + x / W0).expand(N, H0, W0).clone()
+    rgb = torch.randint(0, 256, (N, H0, W0, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    K = torch.tensor([[70.0, 0, 39.5], [0, 70.0, 29.5], [0, 0, 1]], dtype=torch.float64).expand(N, 3, 3).clone()
+    src = [s for s in sources for _ in range(per_source)]
+    return FramePool(rgb, depth, K, [f"{s}-{i}" for i, s in enumerate(src)], src)
+
+
+@pytest.fixture(scope="module")
+def small_pool() -> FramePool:
+    return synthetic_pool(6, size=(96, 72), seed=1, progress=False)
+
+
+def test_synthetic_pool_frames_are_sharp_rgbd_with_positive_depth(small_pool):
+    assert small_pool.rgb.shape == (6, 72, 96, 3) and small_pool.rgb.dtype == torch.uint8
+    assert bool((small_pool.depth > 0.3).all()) and small_pool.size == (96, 72)
+    again = synthetic_pool(2, size=(96, 72), seed=1, progress=False)  # a pure function of (seed, index)
+    assert torch.equal(again.rgb, small_pool.rgb[:2])
+
+
+def test_pool_files_round_trip_and_are_never_overwritten(small_pool, tmp_path):
+    save_pool(small_pool, tmp_path / "pool")
+    back = load_pool(tmp_path / "pool")
+    assert torch.equal(back.rgb, small_pool.rgb)  # PNG: lossless
+    assert torch.allclose(back.depth, small_pool.depth, atol=5e-4)  # millimetres
+    assert torch.allclose(back.K, small_pool.K, atol=1e-6) and back.sources == small_pool.sources
+    with pytest.raises(DatasetError, match="never overwritten"):
+        save_pool(small_pool, tmp_path / "pool")
+    assert torch.equal(load_pool(tmp_path / "pool").rgb, small_pool.rgb)
+
+
+def test_bad_pools_fail_in_one_line(small_pool, tmp_path):
+    with pytest.raises(DatasetError, match="not a frame pool"):
+        load_pool(tmp_path)
+    save_pool(small_pool, tmp_path / "p")
+    (tmp_path / "p" / "rgb" / "000002.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match="000002.png is missing or unreadable"):
+        load_pool(tmp_path / "p")
+    with pytest.raises(DatasetError, match="empty"):
+        FramePool(torch.zeros(0, 4, 4, 3, dtype=torch.uint8), torch.zeros(0, 4, 4), torch.zeros(0, 3, 3), [], [])
+    no_depth = ramp_pool()
+    no_depth.depth.zero_()
+    with pytest.raises(DatasetError, match="depth on fewer than 5%"):
+        FramePool(no_depth.rgb, no_depth.depth, no_depth.K, no_depth.names, no_depth.sources)
+
+
+def test_split_holds_out_the_last_frames_of_each_source():
+    pool = ramp_pool(sources=("a", "b"), per_source=10)
+    train, held = pool.split(0.2)
+    assert held.names == ["a-8", "a-9", "b-18", "b-19"] and len(train) == 16
+    assert set(train.names).isdisjoint(held.names)
+    assert pool.split(0)[1] is None
+
+
+def test_repeated_pool_entries_never_leak_held_out_frames(tmp_path):
+    from worldfromblur.training.trainer import build_pool
+
+    save_pool(ramp_pool(sources=("a",), per_source=10), tmp_path / "p")
+    train, held = build_pool([str(tmp_path / "p") + "*3"], held_out=0.2, progress=False)
+    assert len(train) == 24 and len(held) == 2
+    assert set(train.names).isdisjoint(held.names)
+    with pytest.raises(Exception, match="whole number"):
+        build_pool([str(tmp_path / "p") + "*x"], progress=False)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_crops_zooms_and_flips_keep_the_intrinsics_true(flip):
+    """Each stream pixel's depth must come from the pool pixel that its K says it sees."""
+    pool = ramp_pool()
+    W0 = pool.size[0]
+    opts = StreamOptions(size=[48, 32], zoom=[1.0, 1.6], flip=flip, max_blur_px=0.0, still=0.0, noise=0.0)
+    stream = BlurStream(pool, opts, seed=3)
+    b = stream.batch(0, 8)
+    K0 = pool.K[0]
+    xs = torch.arange(48, dtype=torch.float64)
+    for i in range(8):
+        K = b["K"][i].double()
+        ray = (xs - K[0, 2]) / K[0, 0]
+        depth_row = b["depth"][i, 0, 16].double()
+        matches = []
+        for sign in ((1, -1) if flip else (1,)):
+            x_pool = (K0[0, 2] + sign * K0[0, 0] * ray).round().clamp(0, W0 - 1)
+            matches.append(bool(torch.allclose(depth_row, 1 + x_pool / W0, atol=1.01 / W0)))
+        assert any(matches), i
+
+
+def test_stream_batches_are_a_pure_function_of_seed_step_and_rank(small_pool):
+    s = BlurStream(small_pool, StreamOptions(size=[64, 48]), seed=5)
+    a, again = s.batch(3, 2), BlurStream(small_pool, StreamOptions(size=[64, 48]), seed=5).batch(3, 2)
+    assert all(torch.equal(a[k], again[k]) for k in a)
+    assert not torch.equal(a["blurred"], s.batch(4, 2)["blurred"])
+    assert not torch.equal(a["blurred"], s.batch(3, 2, rank=1)["blurred"])
+    assert set(a) >= {"blurred", "sharp", "depth", "valid_depth", "poses", "K", "valid_blur", "subframes"}
+    assert a["blurred"].shape == (2, 3, 48, 64) and a["poses"].shape == (2, 6, 4, 4)
+    # 8-bit values, as a photo's
+    assert torch.equal(torch.round(a["blurred"] * 255) / 255, a["blurred"])
+
+
+def test_blur_lengths_span_none_to_the_maximum(small_pool):
+    s = BlurStream(small_pool, StreamOptions(size=[64, 48], max_blur_px=40.0, still=0.1, max_subframes=4), seed=0)
+    lengths = torch.cat([s.batch(step, 8)["blur_px"] for step in range(8)])
+    assert float(lengths.min()) < 2.0
+    assert float(lengths.max()) > 28.0  # drawn as 40 U^2, rescaled to the exact length
+    assert float(lengths.max()) < 40 * 1.25
+
+
+def test_a_still_exposure_is_its_sharp_frame(small_pool):
+    s = BlurStream(small_pool, StreamOptions(size=[64, 48], max_blur_px=0.0, still=0.0, noise=0.0), seed=0)
+    b = s.batch(0, 2)
+    assert (b["blurred"] - b["sharp"]).abs().max() <= 1.5 / 255
+    assert float(b["valid_blur"].mean()) > 0.99
+
+
+def test_more_blur_means_a_blurrier_image(small_pool):
+    def sharpness(max_blur):
+        s = BlurStream(small_pool, StreamOptions(size=[64, 48], max_blur_px=max_blur, still=0.0, noise=0.0, gain=[1, 1]), seed=0)
+        b = s.batch(0, 4)
+        grad = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()
+        return float(grad(b["blurred"]) / grad(b["sharp"]))
+
+    assert sharpness(30.0) < sharpness(3.0) < 1.0
+
+
+def test_losses_leave_out_invented_pixels():
+    a, b = torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2)
+    valid = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    assert float(deblur_loss(a, b)[0]) == 12.0 and float(deblur_loss(a, b, valid)[0]) == 3.0
+    d, gt = torch.full((1, 1, 1, 2), 2.0), torch.tensor([[[[1.0, 4.0]]]])
+    L, _ = depth_loss(d, gt, kind="log_l1")
+    assert abs(float(L) - 2 * np.log(2)) < 1e-6  # |log 2 - log 1| + |log 2 - log 4|
+    with pytest.raises(ValueError):
+        depth_loss(d, gt, kind="l3")
+
+
+def test_make_pool_cli_writes_a_pool_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "pool"
+    assert main(["make-pool", "synthetic", "--num", "3", "--size", "64x48", "--out", str(out), "--quiet", "--jpeg", "90"]) == 0
+    meta = json.loads((out / "pool.json").read_text())
+    assert meta["size"] == [64, 48] and len(meta["frames"]) == 3 and meta["frames"][0]["file"].endswith(".jpg")
+    before = sorted(p.name for p in (out / "rgb").iterdir())
+    assert main(["make-pool", "synthetic", "--num", "3", "--out", str(out), "--quiet"]) == 2
+    assert "never overwritten" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "rgb").iterdir()) == before
+    assert main(["make-pool", "tum", "--out", str(tmp_path / "q")]) == 2
+    assert "needs --root" in capsys.readouterr().err and not (tmp_path / "q").exists()
+
+
+def write_7scenes(root: Path, frames: int = 6) -> Path:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / f"frame-{i:06d}.color.png")
+        d = np.full((48, 64), 1500, np.uint16)
+        d[0, 0] = 65535  # no reading
+        Image.fromarray(d).save(root / f"frame-{i:06d}.depth.png")
+        T = np.eye(4)
+        T[0, 3] = 0.01 * i
+        np.savetxt(root / f"frame-{i:06d}.pose.txt", T)
+    np.savetxt(root / "camera-intrinsics.txt", np.array([[58.5, 0, 32], [0, 58.5, 24], [0, 0, 1]]))
+    return root
+
+
+def test_7scenes_layout_reads_frames_depth_poses_and_ranges(tmp_path):
+    from worldfromblur.data.rgbd.formats import load_depth, sevenscenes_sequence
+
+    root = write_7scenes(tmp_path / "seq-01")
+    seq = sevenscenes_sequence(root, frames=(1, 4))
+    assert [f.rgb.name for f in seq.frames] == [f"frame-{i:06d}.color.png" for i in range(1, 5)]
+    assert seq.K[0, 0] == 58.5 and seq.size == (64, 48) and abs(seq.fps - 30) < 1e-6
+    assert np.allclose(seq.frames[1].pose[0, 3], 0.02)
+    d = load_depth(seq, seq.frames[0])
+    assert d[0, 0] == 0 and np.allclose(d[1:], 1.5)
+    with pytest.raises(DatasetError, match="no frame-NNNNNN"):
+        sevenscenes_sequence(root, frames=(100, 200))
+    assert main(["make-pool", "7scenes", "--root", str(root), "--size", "32x24", "--out", str(tmp_path / "pool"),
+                 "--quiet"]) == 0
+    pool = load_pool(tmp_path / "pool")
+    assert len(pool) == 6 and np.isclose(float(pool.K[0, 0, 0]), 29.25)
