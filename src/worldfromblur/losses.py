@@ -52,16 +52,28 @@ def motion_loss(
     return Lu + Lv, {"L_u": Lu.detach(), "L_v": Lv.detach(), "reversed": flipped.float().mean().detach()}
 
 
-def deblur_loss(deblurred: torch.Tensor, sharp: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Eq. 4: squared error between the deblurred image and the sharp reference frame."""
-    L = _per_sample_sq(deblurred - sharp).mean()
+def deblur_loss(deblurred: torch.Tensor, sharp: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Eq. 4: squared error between the deblurred image and the sharp reference frame (over ``valid`` pixels if given:
+    the stream marks those whose blur it had to invent)."""
+    L = _per_sample_sq(deblurred - sharp, None if valid is None else valid.to(deblurred.dtype)).mean()
     return L, {"L_b": L.detach()}
 
 
-def depth_loss(depth: torch.Tensor, depth_gt: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """Eq. 5: squared depth error (metres), over pixels with ground truth (``depth_gt > 0`` unless ``valid`` given)."""
+def depth_loss(depth: torch.Tensor, depth_gt: torch.Tensor, valid: torch.Tensor | None = None,
+               kind: str = "l2") -> tuple[torch.Tensor, dict]:
+    """Eq. 5: squared depth error (metres), over pixels with ground truth (``depth_gt > 0`` unless ``valid`` given).
+
+    ``kind="log_l1"`` sums ``|log depth - log depth_gt|`` instead: a relative error, like the metrics (Abs Rel, the
+    δ thresholds) by which depth is judged, where the squared error in metres lets far pixels dominate.
+    """
     mask = (depth_gt > 0) if valid is None else valid
-    L = _per_sample_sq(depth - depth_gt, mask.to(depth.dtype)).mean()
+    if kind == "log_l1":
+        err = (depth.float().clamp_min(1e-3).log() - depth_gt.float().clamp_min(1e-3).log()).abs() * mask
+        L = err.flatten(1).sum(1).mean()
+    elif kind == "l2":
+        L = _per_sample_sq(depth - depth_gt, mask.to(depth.dtype)).mean()
+    else:
+        raise ValueError(f"kind must be 'l2' or 'log_l1', got {kind!r}")
     return L, {"L_d": L.detach()}
 
 

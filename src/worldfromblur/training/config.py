@@ -1,7 +1,8 @@
 """Typed training configuration, read from YAML, overridable from the command line, saved with every run.
 
 A config names a ``stage``: ``deblur``, ``depth`` or ``motion`` (stage 1: one module, trained apart with ground
-truth, as in the paper's section 4.1) or ``cycle`` (stage 2: the modules joined, with motion supervision only).
+truth, as in the paper's section 4.1), ``supervised`` (stage 1 for all three modules at once, each on its own loss
+and inputs, from the same samples) or ``cycle`` (stage 2: the modules joined, with motion supervision only).
 The shipped configs live in ``worldfromblur/configs``; ``wfb train compact-deblur`` finds them by name.
 
 Overrides are ``key=value`` or ``section.key=value``; values are read as YAML (``optim.lr=1e-4``,
@@ -19,17 +20,28 @@ import yaml
 from ..errors import WfbError
 from ..models.config import ModelConfig, preset
 
-STAGES = ("deblur", "depth", "motion", "cycle")
+STAGES = ("deblur", "depth", "motion", "supervised", "cycle")
 
 
 @dataclass
 class DataConfig:
+    source: str = "dataset"
+    """"dataset" (a folder made by ``wfb make-dataset``) or "stream" (samples made on the training device from a
+    frame pool, see :mod:`worldfromblur.data.stream`)."""
     root: str = "data/synth"
-    """Dataset folder made by ``wfb make-dataset``."""
+    """Dataset folder made by ``wfb make-dataset`` (source "dataset")."""
     split: str = "train"
-    """Split to train on."""
+    """Split to train on (source "dataset")."""
     workers: int = 2
-    """DataLoader worker processes."""
+    """DataLoader worker processes (source "dataset")."""
+    pool: list = field(default_factory=lambda: ["synthetic:2000"])
+    """Frame pools of the stream: folders made by ``wfb make-pool``, and/or "synthetic:N" for N procedural frames
+    rendered when the run starts (320x240, seed = the run's seed); "ENTRY*K" repeats an entry's training frames K
+    times, to weigh a small real pool against a large synthetic one."""
+    held_out: float = 0.05
+    """Fraction of each pool source's frames (its last ones) kept out of training, for evaluation."""
+    stream: dict = field(default_factory=dict)
+    """Overrides of the stream's options (:class:`worldfromblur.data.stream.StreamOptions`), e.g. {max_blur_px: 40}."""
 
 
 @dataclass
@@ -51,6 +63,9 @@ class LossConfig:
     """Weight of the cycle's reconstruction loss (the paper's Eq. 8)."""
     reversal: str = "min"
     """Motion loss: "min" takes the better of the two time orders per sample; "ordered" is the paper's."""
+    depth: str = "l2"
+    """Depth loss: "l2" (the paper's Eq. 5, squared metres) or "log_l1" (absolute error of log depth, which weighs
+    near and far alike, as the relative metrics do)."""
 
 
 @dataclass
@@ -67,6 +82,9 @@ class TrainConfig:
     """Run folder: resolved config, checkpoints, TensorBoard logs."""
     batch_size: int = 4
     max_steps: int = 1000
+    minutes: float = 0.0
+    """Time budget: when > 0, the run times its first steps and sets max_steps to what fits in this many minutes
+    (the choice is saved in the run's config, so a resume continues to the same step)."""
     seed: int = 0
     deterministic: bool = False
     """Deterministic algorithms (needed for a resume to reproduce an uninterrupted run exactly)."""
@@ -136,8 +154,14 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
         raise WfbError(f"{where}: stage must be one of {', '.join(STAGES)}, got {cfg.stage!r}")
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise WfbError(f"{where}: batch_size and max_steps must be at least 1")
+    if cfg.loss.depth not in ("l2", "log_l1"):
+        raise WfbError(f"{where}: loss.depth must be 'l2' or 'log_l1'")
     if cfg.loss.reversal not in ("min", "ordered"):
         raise WfbError(f"{where}: loss.reversal must be 'min' or 'ordered'")
+    if cfg.data.source not in ("dataset", "stream"):
+        raise WfbError(f"{where}: data.source must be 'dataset' or 'stream', got {cfg.data.source!r}")
+    if cfg.minutes < 0:
+        raise WfbError(f"{where}: minutes must be 0 (no budget) or positive")
     if cfg.optim.schedule not in ("cosine", "constant"):
         raise WfbError(f"{where}: optim.schedule must be 'cosine' or 'constant'")
     unknown = sorted(set(cfg.init) - {"deblur", "depth", "motion"})

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -21,6 +22,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from ..data import BlurDataset, DatasetError
+from ..data.pool import FramePool, concat_pools, load_pool, synthetic_pool
+from ..data.stream import BlurStream, StreamOptions
 from ..errors import WfbError
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from ..models import WorldFromBlur
@@ -100,30 +103,44 @@ def init_modules(model: WorldFromBlur, init: dict) -> None:
         load_module(model, name, path, context=f"init.{name}: ")
 
 
-def stage_loss(stage: str, model: WorldFromBlur, modules: dict, batch: dict, cfg: TrainConfig):
-    """Loss of one stage: stage 1 trains a module apart on clean inputs; stage 2 runs the cycle."""
-    if stage == "deblur":
-        out = {"deblurred": modules["deblur"](batch["blurred"])}
-        return (*deblur_loss(out["deblurred"], batch["sharp"]), out)
-    if stage == "depth":
-        out = {"depth": modules["depth"](batch["sharp"])}  # clean images, as in the paper's stage 1
-        return (*depth_loss(out["depth"], batch["depth"], batch["valid_depth"]), out)
-    if stage == "motion":
-        u, v = modules["motion"](batch["blurred"], batch["sharp"])  # the clean reference frame
-        return (*motion_loss(u, v, batch["poses"], cfg.loss.reversal), {"u": u, "v": v})
-    out = modules["cycle"](batch["blurred"], batch["K"])
-    return (*cycle_loss(out, batch, cfg.loss.alpha, cfg.loss.reversal), out)
+def stage_loss(stage: str, modules: dict, batch: dict, cfg: TrainConfig):
+    """Loss of one stage: stage 1 trains modules apart on clean inputs; stage 2 runs the cycle.
+
+    ``supervised`` is stage 1 for the three modules at once: each gets its own stage-1 inputs and loss, and the losses
+    are summed (their parameters are disjoint, so the sum trains each as if alone; Adam makes their scales moot).
+    """
+    out, total, details = {}, 0.0, {}
+
+    def runs(name: str) -> bool:
+        return stage == name or (stage == "supervised" and name in modules)
+
+    if runs("deblur"):
+        out["deblurred"] = modules["deblur"](batch["blurred"])
+        L, d = deblur_loss(out["deblurred"], batch["sharp"], batch.get("valid_blur"))
+        total, details = total + L, {**details, **d}
+    if runs("depth"):
+        out["depth"] = modules["depth"](batch["sharp"])  # clean images, as in the paper's stage 1
+        L, d = depth_loss(out["depth"], batch["depth"], batch["valid_depth"], cfg.loss.depth)
+        total, details = total + L, {**details, **d}
+    if runs("motion"):
+        out["u"], out["v"] = modules["motion"](batch["blurred"], batch["sharp"])  # the clean reference frame
+        L, d = motion_loss(out["u"], out["v"], batch["poses"], cfg.loss.reversal)
+        total, details = total + L, {**details, **d}
+    if stage == "cycle":
+        out = modules["cycle"](batch["blurred"], batch["K"])
+        total, details = cycle_loss(out, batch, cfg.loss.alpha, cfg.loss.reversal)
+    return total, details, out
 
 
 def _lr_lambda(cfg: TrainConfig):
-    warm, total = max(cfg.optim.warmup_steps, 0), cfg.max_steps
+    warm = max(cfg.optim.warmup_steps, 0)
 
-    def f(step: int) -> float:
+    def f(step: int) -> float:  # reads cfg.max_steps when called: a time budget sets it after the first steps
         if step < warm:
             return (step + 1) / warm
         if cfg.optim.schedule == "constant":
             return 1.0
-        t = min((step - warm) / max(total - warm, 1), 1.0)
+        t = min((step - warm) / max(cfg.max_steps - warm, 1), 1.0)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
 
     return f
@@ -157,85 +174,195 @@ def _log_images(writer, step: int, batch: dict, out: dict) -> None:
         writer.add_image("output/reblur_error_x4", (4 * err).clamp(0, 1), step)
 
 
+def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool = True) -> tuple[FramePool, FramePool | None]:
+    """(training frames, held-out frames) of ``data.pool``.
+
+    Each entry is a pool folder (``wfb make-pool``) or "synthetic:N" (N frames rendered now, 320x240), optionally
+    with "*K" appended to repeat its training frames K times (to weigh a small real pool against a large synthetic
+    one). Each entry's last ``held_out`` fraction of frames per source is held out before any repetition, so the
+    held-out frames never reach training.
+    """
+    if not specs:
+        raise WfbError("data.pool is empty; name pool folders (wfb make-pool) or synthetic:N")
+    train_parts, held_parts = [], []
+    for spec in specs:
+        spec, _, times = str(spec).partition("*")
+        try:
+            repeat = int(times) if times else 1
+            assert repeat >= 1
+        except (ValueError, AssertionError):
+            raise WfbError(f"data.pool: {spec}*{times}: the repeat after * must be a whole number >= 1") from None
+        if spec.startswith("synthetic:"):
+            try:
+                num = int(spec.split(":", 1)[1])
+            except ValueError:
+                raise WfbError(f"data.pool: {spec!r} must be synthetic:N with N a whole number") from None
+            pool = synthetic_pool(num, seed=seed, workers=min(os.cpu_count() or 1, 16), progress=progress)
+        else:
+            pool = load_pool(spec)
+        train_part, held_part = pool.split(held_out)
+        train_parts += [train_part] * repeat
+        if held_part is not None:
+            held_parts.append(held_part)
+    return concat_pools(train_parts), concat_pools(held_parts) if held_parts else None
+
+
+def stream_options(cfg: TrainConfig) -> StreamOptions:
+    known = {f.name for f in fields(StreamOptions)}
+    unknown = sorted(set(cfg.data.stream) - known)
+    if unknown:
+        raise WfbError(f"data.stream: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    opts = StreamOptions(**{**cfg.data.stream, "n": cfg.model.n})
+    try:
+        opts.check()
+    except DatasetError as err:
+        raise WfbError(f"data.stream: {err}") from None
+    return opts
+
+
+def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -> tuple[BlurStream, FramePool | None]:
+    """The training stream and the held-out part of its pool, checked before any training starts."""
+    opts = stream_options(cfg)
+    try:
+        train_pool, held_out = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress)
+    except DatasetError as err:
+        raise WfbError(f"data.pool: {err}") from None
+    if cfg.model.input_size is None:
+        cfg.model.input_size = list(opts.size)
+    elif list(cfg.model.input_size) != list(opts.size):
+        raise WfbError(f"data.stream.size {opts.size} differs from model.input_size {cfg.model.input_size}; make them equal")
+    return BlurStream(train_pool, opts, cfg.seed, device), held_out
+
+
+def _batches(cfg: TrainConfig, source, start: int, rank: int, world: int, device: torch.device):
+    """The training batches from step ``start`` on, on ``device``; a pure function of (seed, step, rank)."""
+    if isinstance(source, BlurStream):
+        step = start
+        while True:
+            yield source.batch(step, cfg.batch_size, rank)
+            step += 1
+    total = 10**12 if cfg.minutes > 0 else cfg.max_steps  # a budget decides the end as it goes
+    sampler = StepBatches(len(source), cfg.batch_size, cfg.seed, start, total, rank, world)
+    loader = DataLoader(source, batch_sampler=sampler, num_workers=cfg.data.workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    for batch in loader:
+        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Budget:
+    """Fits a run into ``cfg.minutes`` counted from ``t0``: times the steps after the first two (which pay for one-off
+    set-up) until ``calibrate`` steps or a tenth of the budget have passed, then sets ``cfg.max_steps`` to the step
+    that the remaining time reaches."""
+
+    def __init__(self, cfg: TrainConfig, start: int, fixed: bool, t0: float, calibrate: int = 10):
+        self.cfg, self.start, self.calibrate, self.t0 = cfg, start, calibrate, t0
+        self.active = cfg.minutes > 0 and not fixed
+        self.t_mark = None
+
+    def update(self, step: int) -> bool:
+        """Call after each step; True when ``cfg.max_steps`` has just been set."""
+        if not self.active:
+            return False
+        now = time.perf_counter()
+        if step == self.start + 2:
+            self.t_mark = now
+            return False
+        if self.t_mark is None:
+            return False
+        done = step - self.start - 2
+        if done >= self.calibrate or now - self.t_mark >= 0.1 * self.cfg.minutes * 60:
+            per_step = (now - self.t_mark) / done
+            left = self.cfg.minutes * 60 - (now - self.t0)
+            self.cfg.max_steps = step + max(int(left / per_step), 0)
+            self.active = False
+            return True
+        return False
+
+
+def _prepare_modules(cfg: TrainConfig, model: WorldFromBlur, world: int, device: torch.device):
+    """(trained parameters, the modules the stage loss calls, model), wrapped in DDP under torchrun."""
+    joint = cfg.stage in ("cycle", "supervised")
+    trained = model if joint else getattr(model, cfg.stage)
+    if not joint:
+        model.requires_grad_(False)
+        trained.requires_grad_(True)
+    params = [p for p in trained.parameters() if p.requires_grad]
+    if not params:
+        raise WfbError("model.train leaves nothing to train in this stage")
+    if cfg.stage == "cycle":
+        names = {"cycle": None}
+    elif cfg.stage == "supervised":
+        names = {name: name for name in ("deblur", "depth", "motion")
+                 if any(p.requires_grad for p in getattr(model, name).parameters())}
+    else:
+        names = {cfg.stage: cfg.stage}
+    modules = {}
+    for key, attr in names.items():
+        module = model if attr is None else getattr(model, attr)
+        if world > 1:
+            if device.type == "cuda":  # small per-GPU batches (the paper's 2): normalise over the whole global batch
+                module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)  # (PyTorch's version is GPU-only)
+                if attr is None:
+                    model = module
+                else:
+                    setattr(model, attr, module)
+            module = torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        modules[key] = module
+    if cfg.stage == "supervised":  # frozen modules are not called
+        params = [p for name in names for p in getattr(model, name).parameters()]
+    return params, modules, model
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the run folder."""
+    t_start = time.perf_counter()
     rank, world, device = _setup_distributed(cfg)
     run_dir = Path(cfg.out)
     if not resume and checkpoint_dirs(run_dir):
         raise WfbError(f"{run_dir}: already holds a run with checkpoints; pass --resume to continue it, or choose another out=")
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed sample sizes: let cuDNN pick its fastest kernels once
     torch.manual_seed(cfg.seed)
-    ds = open_dataset(cfg)
+    source = open_stream(cfg, device, progress and rank == 0)[0] if cfg.data.source == "stream" else open_dataset(cfg)
 
     model = WorldFromBlur(cfg.model)
     init_modules(model, cfg.init)
     model.to(device)
-    trained = model if cfg.stage == "cycle" else getattr(model, cfg.stage)
-    if cfg.stage != "cycle":
-        model.requires_grad_(False)
-        trained.requires_grad_(True)
-    params = [p for p in trained.parameters() if p.requires_grad]
-    if not params:
-        raise WfbError("model.train leaves nothing to train in this stage")
+    params, modules, model = _prepare_modules(cfg, model, world, device)
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-
-    step = 0
+    step, fixed_budget = 0, False
     if resume:
-        for tmp in (run_dir / "checkpoints").glob(".tmp-*"):  # a save that a crash interrupted
-            shutil.rmtree(tmp)
-        ckpt, weights, state, _ = latest_checkpoint(run_dir)
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        step = int(state["step"])
-        if rank == 0:
-            print(f"resuming {run_dir} from {ckpt.name}", file=sys.stderr)
-    if step >= cfg.max_steps:
+        step, fixed_budget = _resume(cfg, run_dir, model, optimizer, scheduler, rank)
+    if step >= cfg.max_steps and (cfg.minutes <= 0 or fixed_budget):
         return run_dir
+    budget = Budget(cfg, step, fixed_budget, t_start)
 
-    wrapped = trained
-    if world > 1:
-        if device.type == "cuda":  # small per-GPU batches (the paper's 2): normalise over the whole global batch
-            trained = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trained)  # (PyTorch's version is GPU-only)
-            if cfg.stage == "cycle":
-                model = trained
-            else:
-                setattr(model, cfg.stage, trained)
-        wrapped = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
-    modules = {cfg.stage: wrapped} if cfg.stage != "cycle" else {"cycle": wrapped}
-
-    config_yaml = None
     writer = None
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        config_yaml = (run_dir / "config.yaml").read_text()
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if resume else None)
-
-    sampler = StepBatches(len(ds), cfg.batch_size, cfg.seed, step, cfg.max_steps, rank, world)
-    loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.data.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
     use_bf16 = device.type == "cuda" and cfg.amp in ("auto", "bf16")
     if cfg.amp == "bf16" and device.type != "cuda":
         raise WfbError("amp=bf16 needs a CUDA device; use amp=auto or amp=off on CPU")
     model.train()
 
     def state_dict() -> dict:
-        return {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
+        return {"step": step, "max_steps": cfg.max_steps, "budget_fixed": cfg.minutes > 0 and not budget.active,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
 
     pending: list[tuple[int, dict]] = []  # detached loss terms since the last finiteness check
     bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train {cfg.stage}", unit="step", file=sys.stderr,
                disable=not progress or rank != 0)
     t0, samples = time.perf_counter(), 0
-    for batch in loader:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    for batch in _batches(cfg, source, step, rank, world, device):
         with torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext():
-            loss, details, out = stage_loss(cfg.stage, model, modules, batch, cfg)
+            loss, details, out = stage_loss(cfg.stage, modules, batch, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:
@@ -244,30 +371,24 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         scheduler.step()
         step += 1
         samples += cfg.batch_size * world
+        if budget.update(step) and rank == 0:
+            save_config(cfg, run_dir / "config.yaml")
+            bar.total = cfg.max_steps
         pending.append((step, {"loss": loss.detach(), **details}))
-        if step % cfg.check_finite_every == 0 or step == cfg.max_steps:
-            flags = torch.stack([torch.isfinite(v).all() for _, d in pending for v in d.values()])
-            if not bool(flags.all()):  # one synchronisation per check, not per step
-                bad_step, term = next((s, k) for s, d in pending for k, v in d.items() if not torch.isfinite(v).all())
-                raise WfbError(f"non-finite loss at step {bad_step} in term {term}; lower optim.lr or check the data "
-                               f"(the last good checkpoint is kept in {run_dir / 'checkpoints'})")
-            pending.clear()
-        if cfg.save_all_ranks and world > 1 and step == cfg.max_steps:
-            save_checkpoint(run_dir / f"rank{rank}", step, model, config_yaml or "", state_dict(), 1)
+        last = step >= cfg.max_steps and not budget.active
+        if step % cfg.check_finite_every == 0 or last:
+            _check_finite(pending, run_dir)
+        if cfg.save_all_ranks and world > 1 and last:
+            save_checkpoint(run_dir / f"rank{rank}", step, model, (run_dir / "config.yaml").read_text(), state_dict(), 1)
         if rank == 0:
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                values = {"total": float(loss.detach()), **{k: float(v) for k, v in details.items()}}
-                for k, v in values.items():
-                    writer.add_scalar(f"loss/{k}", v, step)
-                writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
-                rate = samples / (time.perf_counter() - t0)
-                writer.add_scalar("speed/samples_per_s", rate, step)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4g}", samples_s=f"{rate:.1f}")
+            _log_step(writer, bar, cfg, step, loss, details, scheduler, samples / (time.perf_counter() - t0), last)
             if cfg.image_every > 0 and (step % cfg.image_every == 0 or step == 1):
                 _log_images(writer, step, batch, out)
-            if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-                save_checkpoint(run_dir, step, model, config_yaml, state_dict(), cfg.keep_checkpoints)
+            if step % cfg.ckpt_every == 0 or last:
+                save_checkpoint(run_dir, step, model, (run_dir / "config.yaml").read_text(), state_dict(), cfg.keep_checkpoints)
         bar.update()
+        if last:
+            break
     bar.close()
     if writer is not None:
         writer.close()
@@ -275,3 +396,39 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         dist.barrier()
     return run_dir
 
+
+def _resume(cfg: TrainConfig, run_dir: Path, model, optimizer, scheduler, rank: int) -> tuple[int, bool]:
+    """Load the newest checkpoint of ``run_dir``; returns (step, whether a time budget had already set max_steps)."""
+    for tmp in (run_dir / "checkpoints").glob(".tmp-*"):  # a save that a crash interrupted
+        shutil.rmtree(tmp)
+    ckpt, weights, state, _ = latest_checkpoint(run_dir)
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    fixed = bool(state.get("budget_fixed", False))
+    if fixed:
+        cfg.max_steps = int(state["max_steps"])
+    if rank == 0:
+        print(f"resuming {run_dir} from {ckpt.name}", file=sys.stderr)
+    return int(state["step"]), fixed
+
+
+def _check_finite(pending: list, run_dir: Path) -> None:
+    flags = torch.stack([torch.isfinite(v).all() for _, d in pending for v in d.values()])
+    if not bool(flags.all()):  # one synchronisation per check, not per step
+        bad_step, term = next((s, k) for s, d in pending for k, v in d.items() if not torch.isfinite(v).all())
+        raise WfbError(f"non-finite loss at step {bad_step} in term {term}; lower optim.lr or check the data "
+                       f"(the last good checkpoint is kept in {run_dir / 'checkpoints'})")
+    pending.clear()
+
+
+def _log_step(writer, bar, cfg: TrainConfig, step: int, loss, details: dict, scheduler, rate: float, last: bool) -> None:
+    if step % cfg.log_every != 0 and not last:
+        return
+    values = {"total": float(loss.detach()), **{k: float(v) for k, v in details.items()}}
+    for k, v in values.items():
+        writer.add_scalar(f"loss/{k}", v, step)
+    writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
+    writer.add_scalar("speed/samples_per_s", rate, step)
+    bar.set_postfix(loss=f"{values['total']:.4g}", samples_s=f"{rate:.1f}")
