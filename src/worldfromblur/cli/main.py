@@ -11,9 +11,9 @@ import sys
 
 from .. import __version__
 from ..errors import WfbError
-from . import demo, evaluate, make_dataset, reconstruct, train
+from . import demo, evaluate, make_dataset, make_pool, reconstruct, train, train_model
 
-COMMANDS = [reconstruct, make_dataset, train, evaluate, demo]
+COMMANDS = [reconstruct, make_dataset, make_pool, train, train_model, evaluate, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if (path / "model.safetensors").is_file():
         return path
+    if (path / "model" / "model.safetensors").is_file():  # a `wfb train-model` folder: its exported model
+        return path / "model"
     found = checkpoint_dirs(path)
     if found:
         return found[-1]

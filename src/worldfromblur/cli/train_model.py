@@ -1,0 +1,41 @@
+"""``wfb train-model``: train every stage of a recipe in a time budget, evaluate, and export a model folder."""
+
+from __future__ import annotations
+
+from ..errors import WfbError
+
+
+def register(sub) -> None:
+    from ..training.recipe import shipped_recipes
+
+    p = sub.add_parser(
+        "train-model",
+        help="train a whole model (every stage of a recipe) in a time budget",
+        description="Train every stage of a recipe (a file or a shipped name: " + ", ".join(shipped_recipes())
+        + "; default compact) within --minutes on the best device present (CUDA with bf16, else the CPU), evaluate "
+        "on held-out frames of the pool, and export OUT/model, which `wfb reconstruct --checkpoint OUT` and "
+        "`wfb evaluate --checkpoint OUT` read. key=value overrides apply to the recipe's base config, e.g. "
+        "batch_size=32 data.pool='[synthetic:2000,pools/7scenes]'.",
+    )
+    p.add_argument("recipe", nargs="?", default="compact", help="recipe file or shipped recipe name (default compact)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the recipe's base config")
+    p.add_argument("--out", required=True, help="run folder (new, or an interrupted run with --resume)")
+    p.add_argument("--minutes", type=float, required=True, help="time budget for training, evaluation and export")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..training.recipe import format_held_out, train_model
+
+    if "=" in args.recipe:  # `wfb train-model key=value ...`: no recipe named, the first override taken for one
+        args.overrides.insert(0, args.recipe)
+        args.recipe = "compact"
+    if args.minutes <= 0:
+        raise WfbError(f"--minutes must be positive, got {args.minutes}")
+    report = train_model(args.recipe, args.out, args.minutes, args.overrides, args.resume, not args.quiet)
+    print(format_held_out(report))
+    print(f"model: {args.out}/model (wfb reconstruct PHOTO --checkpoint {args.out}); "
+          f"{report['minutes_used']:.1f} min used")
+    return 0

@@ -1,0 +1,1 @@
+"""Shipped recipes for ``wfb train-model`` (YAML files; see :mod:`worldfromblur.training.recipe`)."""

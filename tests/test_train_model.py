@@ -1,0 +1,129 @@
+"""Training from the stream, the time budget, and `wfb train-model` end to end on the CPU."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from worldfromblur.cli.main import main
+from worldfromblur.data.pool import save_pool, synthetic_pool
+from worldfromblur.errors import WfbError
+from worldfromblur.models.io import load_model
+from worldfromblur.training import train
+from worldfromblur.training.config import config_from_dict
+from worldfromblur.training.recipe import read_recipe
+
+TINY_STREAM = {"size": [48, 32], "max_subframes": 2, "max_blur_px": 12.0}
+
+
+@pytest.fixture(scope="module")
+def pool_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pool") / "pool"
+    save_pool(synthetic_pool(12, size=(64, 48), seed=2, progress=False), out)
+    return out
+
+
+def stream_cfg(out: Path, pool: Path, **extra):
+    data = {"stage": "supervised", "model": {"preset": "compact"}, "out": str(out), "batch_size": 2, "max_steps": 4,
+            "log_every": 1, "image_every": 0, "ckpt_every": 2, "deterministic": True, "loss": {"depth": "log_l1"},
+            "data": {"source": "stream", "pool": [str(pool)], "held_out": 0.2, "stream": TINY_STREAM}}
+    data.update(extra)
+    return config_from_dict(data)
+
+
+def test_a_stream_run_trains_every_module_and_records_its_size(pool_dir, tmp_path):
+    run = train(stream_cfg(tmp_path / "run", pool_dir), progress=False)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["input_size"] == [48, 32]
+    first = load_file(run / "checkpoints" / "step-000002" / "model.safetensors")
+    last = load_file(run / "checkpoints" / "step-000004" / "model.safetensors")
+    for module in ("deblur", "depth", "motion"):
+        changed = [k for k in first if k.startswith(module + ".") and not torch.equal(first[k], last[k])]
+        assert changed, module
+
+
+def test_an_interrupted_stream_run_resumes_to_the_same_weights(pool_dir, tmp_path):
+    whole = train(stream_cfg(tmp_path / "whole", pool_dir), progress=False)
+    train(stream_cfg(tmp_path / "cut", pool_dir, max_steps=2), progress=False)
+    cut = train(stream_cfg(tmp_path / "cut", pool_dir), resume=True, progress=False)
+    a = load_file(whole / "checkpoints" / "step-000004" / "model.safetensors")
+    b = load_file(cut / "checkpoints" / "step-000004" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_time_budget_sets_and_keeps_max_steps(pool_dir, tmp_path):
+    cfg = stream_cfg(tmp_path / "budget", pool_dir, minutes=0.15, max_steps=10**6, ckpt_every=10**6)
+    run = train(cfg, progress=False)
+    steps = yaml.safe_load((run / "config.yaml").read_text())["max_steps"]
+    assert 3 <= steps < 10**6
+    assert (run / "checkpoints" / f"step-{steps:06d}").is_dir()
+    # a resume of the finished run does not train further, whatever the budget says
+    again = stream_cfg(tmp_path / "budget", pool_dir, minutes=0.15, max_steps=10**6, ckpt_every=10**6)
+    train(again, resume=True, progress=False)
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [f"step-{steps:06d}"]
+
+
+def test_stream_config_errors_are_one_line(pool_dir, tmp_path):
+    with pytest.raises(WfbError, match="data.source"):
+        config_from_dict({"data": {"source": "web"}})
+    with pytest.raises(WfbError, match="loss.depth"):
+        config_from_dict({"loss": {"depth": "l3"}})
+    with pytest.raises(WfbError, match="unknown key"):
+        train(stream_cfg(tmp_path / "a", pool_dir, data={"source": "stream", "pool": [str(pool_dir)], "stream": {"blur": 3}}),
+              progress=False)
+    with pytest.raises(WfbError, match="not a frame pool"):
+        train(stream_cfg(tmp_path / "b", pool_dir, data={"source": "stream", "pool": [str(tmp_path)]}), progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+RECIPE = {
+    "base": {"model": {"preset": "compact"}, "batch_size": 2, "image_every": 0, "log_every": 1,
+             "data": {"source": "stream", "pool": ["synthetic:12"], "held_out": 0.25, "stream": TINY_STREAM}},
+    "stages": [{"name": "supervised", "share": 1.0, "config": {"stage": "supervised"}}],
+    "evaluate": {"samples": 8},
+}
+
+
+def test_train_model_trains_evaluates_and_exports_a_model_reconstruct_reads(tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    out = tmp_path / "model-run"
+    assert main(["train-model", str(recipe), "--out", str(out), "--minutes", "0.7", "--quiet", "batch_size=3"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["samples"] == 8 and report["held_out_frames"] == 3
+    assert {"blurred", "deblurred", "depth", "median", "motion", "zero"} <= set(report["metrics"])
+    model, _ = load_model(out)  # the run folder itself works as --checkpoint
+    assert model.cfg.input_size == [48, 32]
+    card = yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]
+    assert card["samples_seen"]["supervised"] > 0 and card["recipe"]["minutes"] == 0.7
+    assert "held-out evaluation" in capsys.readouterr().out
+    photo = Path(__file__).parents[1] / "examples" / "room-1.png"
+    assert main(["reconstruct", str(photo), "--checkpoint", str(out), "--out", str(tmp_path / "rec")]) == 0
+    assert (tmp_path / "rec" / "room-1" / "deblurred.png").is_file()
+
+
+def test_train_model_refuses_bad_input_before_training(tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    assert main(["train-model", str(recipe), "--out", str(tmp_path / "a"), "--minutes", "0.1"]) == 2
+    assert "too short" in capsys.readouterr().err
+    assert main(["train-model", "nonesuch", "--out", str(tmp_path / "b"), "--minutes", "1"]) == 2
+    assert "no such recipe" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["train-model", str(recipe), "--out", str(tmp_path / "c"), "--minutes", "1",
+                 f"data.pool=[{tmp_path / 'empty'}]"]) == 2
+    assert "not a frame pool" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
+    bad = dict(RECIPE, stages=[{"name": "x", "share": 0}])
+    recipe.write_text(yaml.safe_dump(bad))
+    with pytest.raises(WfbError, match="positive share"):
+        read_recipe(str(recipe))
+
+
+def test_the_shipped_recipe_is_valid():
+    recipe = read_recipe("compact")
+    assert recipe["stages"][0]["config"]["stage"] == "supervised"
+    assert recipe["base"]["data"]["source"] == "stream"
