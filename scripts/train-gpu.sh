@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# One prepared call on a lent GPU machine (no network, 16 cores, results back through $OUT in files of <= 16 MiB):
-# install the carried wheels (kornia is not in the machine's image), measure the stream, train two models side by
-# side with `wfb train-model` within MINUTES, and pack what came out of them into $OUT.
+# One prepared call on a lent GPU machine (no network, 16 cores; results come back only through $OUT, in files of
+# at most 16 MiB, at most 8 of them): install the carried wheels (kornia is not in the machine's image), measure the
+# stream, train with `wfb train-model` within MINUTES, and pack the run into $OUT whatever happens.
 #
-#   bash scripts/train-gpu.sh MINUTES POOL_DIR...      (carry .whl and the pool folders; see docs/training.md)
+#   bash scripts/train-gpu.sh MINUTES [key=value ...]
 #
-# Run A is the compact recipe; run B the same with a wider deblurring U-Net. Both see the procedural frames and
-# every POOL_DIR (real RGB-D frames, weighted x2). Back here: OUT/bench.txt, OUT/log-A.txt, OUT/log-B.txt and
-# OUT/runs.tar.part-* (cat them | tar -x gives A/ and B/, each with eval.json, recipe.yaml and model/).
+# e.g. with the real pools carried in .pools (see docs/training.md, "Training on a lent GPU"):
+#   bash scripts/train-gpu.sh 7.5 batch_size=32 'data.pool=[synthetic:3000,.pools/7scenes-train*2,.pools/tum-cabinet*2]'
+#
+# Back here: OUT/bench.txt, OUT/log.txt and OUT/run.tar.part-* (`cat run.tar.part-* | tar -x` gives run/ with
+# eval.json, recipe.yaml, model/ and the stage's config and TensorBoard log; if the run did not finish, the stage's
+# newest checkpoint weights instead of model/). Run one training at a time: the time budget is calibrated on the
+# first steps, and a second run sharing the GPU would make that measure wrong.
 set -uo pipefail
 MINUTES=${1:?minutes}; shift
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -18,20 +22,20 @@ else
   export PYTHONPATH=$PWD/src
 fi
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>&1 | tee "$OUT/bench.txt"
-POOLS=""
-for p in "$@"; do POOLS="$POOLS,$p*2"; done
-wfb() { python3 -m worldfromblur.cli.main "$@"; }
-(cd benchmarks && timeout 120 python3 bench_stream.py --devices cuda --batch 8 32 --steps 5 --pool synthetic:64 2>&1 | tail -6) | tee -a "$OUT/bench.txt"
-COMMON=(--minutes "$MINUTES" --quiet "data.pool=[synthetic:${SYNTH:-3000}$POOLS]" batch_size=32 optim.lr=5e-4
-        optim.warmup_steps=200 ckpt_every=1000 image_every=0 log_every=50)
-wfb train-model compact --out /tmp/runs/A "${COMMON[@]}" > "$OUT/log-A.txt" 2>&1 &
-A=$!
-wfb train-model compact --out /tmp/runs/B "${COMMON[@]}" "model.deblur_widths=[48,96,192,384]" > "$OUT/log-B.txt" 2>&1 &
-B=$!
-wait $A; echo "A exit $?" >> "$OUT/log-A.txt"
-wait $B; echo "B exit $?" >> "$OUT/log-B.txt"
-rm -rf /tmp/runs/*/stages/*/checkpoints/.tmp-*
-(cd /tmp/runs && tar -cf - */eval.json */recipe.yaml */model */stages/*/config.yaml */stages/*/tb 2>/dev/null) \
-  | split -b 15000000 - "$OUT/runs.tar.part-"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/bench.txt" 2>&1
+if [ "${BENCH:-1}" = 1 ]; then
+  (cd benchmarks && timeout 120 python3 bench_stream.py --devices cuda --batch 8 32 --steps 5 --pool synthetic:64 2>&1 | tail -6) >> "$OUT/bench.txt"
+fi
+LIMIT=$(python3 -c "print(int(float('$MINUTES') * 60 + 90))")  # the budget, plus room for a late evaluation
+timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model compact --out /tmp/run --minutes "$MINUTES" \
+  --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 "$@" > "$OUT/log.txt" 2>&1
+echo "train-model exit $?" >> "$OUT/log.txt"
+cd /tmp && rm -rf run/stages/*/checkpoints/.tmp-*
+if [ -f run/model/model.safetensors ]; then
+  KEEP=(run/eval.json run/recipe.yaml run/model run/stages/*/config.yaml run/stages/*/tb)
+else
+  KEEP=(run/recipe.yaml run/stages/*/config.yaml run/stages/*/tb)
+  for s in run/stages/*/checkpoints; do KEEP+=("$(ls -d "$s"/step-* | tail -1)/model.safetensors" "$(ls -d "$s"/step-* | tail -1)/config.yaml"); done
+fi
+tar -cf - "${KEEP[@]}" 2>/dev/null | split -b 15000000 - "$OUT/run.tar.part-"
 ls -la "$OUT"
