@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +182,7 @@ def rgbd_pool(roots: list[str], opts, stride: int = 1, progress: bool = True) ->
     from .rgbd.formats import load_depth, load_rgb
 
     size = (opts.width, opts.height)
+    opts = replace(opts, poses="none")  # a pool needs no poses: a sequence without ground truth reads too
     rgb, depth, Ks, names, sources = [], [], [], [], []
     for root in roots:
         seq = open_sequence(root, opts)

@@ -70,7 +70,7 @@ class RGBDOptions:
 
 def open_sequence(root: str, opts: RGBDOptions) -> Sequence:
     if opts.kind == "tum":
-        return tum_sequence(root, opts.camera, opts.intrinsics)
+        return tum_sequence(root, opts.camera, opts.intrinsics, require_poses=opts.poses == "groundtruth")
     if opts.kind == "icl":
         return icl_sequence(root, opts.intrinsics, opts.icl_handle_fy_sign, opts.depth_is_ray_distance)
     if opts.kind == "nyu":

@@ -249,13 +249,14 @@ def _timed_sequence(root: Path, kind: str, rgb: list[tuple[float, Path]], depth:
 
 
 def tum_sequence(root: Path, camera: str | None = None, intrinsics=None, max_dt: float = 0.02,
-                 max_gt_gap: float = 0.05) -> Sequence:
-    """A TUM RGB-D sequence folder (see the module docstring)."""
+                 max_gt_gap: float = 0.05, require_poses: bool = True) -> Sequence:
+    """A TUM RGB-D sequence folder (see the module docstring). With ``require_poses=False`` a folder without
+    ``groundtruth.txt`` reads too, its frames without poses (enough for a frame pool or for RGB-D odometry)."""
     root = Path(root)
     rgb = read_timed_files(root / "rgb.txt")
     depth = read_timed_files(root / "depth.txt")
-    # Without groundtruth.txt frames have no pose: enough for a frame pool, and the builder's --poses odometry.
-    gt = read_trajectory(root / "groundtruth.txt") if (root / "groundtruth.txt").is_file() else None
+    has_gt = require_poses or (root / "groundtruth.txt").is_file()
+    gt = read_trajectory(root / "groundtruth.txt") if has_gt else None
     K = intrinsics_matrix(*(intrinsics if intrinsics is not None else tum_camera(root, camera)))
     return _timed_sequence(root, "tum", rgb, depth, gt, K, max_dt, max_gt_gap, lambda T: T,
                            {"depth_scale": TUM_DEPTH_SCALE})
