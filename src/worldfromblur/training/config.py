@@ -170,18 +170,24 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
     return cfg
 
 
+def shipped_names(package: str = "worldfromblur.configs") -> list[str]:
+    """Names of the YAML files shipped in ``package`` (configs, or recipes for ``wfb train-model``)."""
+    return sorted(p.name[:-5] for p in resources.files(package).iterdir() if p.name.endswith(".yaml"))
+
+
 def shipped_configs() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("worldfromblur.configs").iterdir() if p.name.endswith(".yaml"))
+    return shipped_names("worldfromblur.configs")
 
 
-def _read_yaml(path_or_name: str) -> tuple[dict, str]:
+def read_yaml(path_or_name: str, package: str = "worldfromblur.configs", kind: str = "config") -> tuple[dict, str]:
+    """A YAML file, or the one shipped in ``package`` under that name: (its mapping, where it came from)."""
     path = Path(path_or_name)
     if path.is_file():
         text, where = path.read_text(), str(path)
     else:
-        shipped = resources.files("worldfromblur.configs") / f"{path_or_name}.yaml"
+        shipped = resources.files(package) / f"{path_or_name}.yaml"
         if not shipped.is_file():
-            raise WfbError(f"{path_or_name}: no such config file or shipped config; shipped: {', '.join(shipped_configs())}")
+            raise WfbError(f"{path_or_name}: no such {kind} file or shipped {kind}; shipped: {', '.join(shipped_names(package))}")
         text, where = shipped.read_text(), f"{path_or_name} (shipped)"
     try:
         data = yaml.safe_load(text) or {}
@@ -209,7 +215,7 @@ def apply_override(data: dict, override: str) -> None:
 
 
 def load_config(path_or_name: str, overrides: list[str] = ()) -> TrainConfig:
-    data, where = _read_yaml(path_or_name)
+    data, where = read_yaml(path_or_name)
     for o in overrides:
         apply_override(data, o)
     return config_from_dict(data, where)

@@ -25,7 +25,6 @@ import copy
 import json
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -33,29 +32,20 @@ import torch
 import yaml
 
 from ..errors import WfbError
-from .config import apply_override, config_from_dict
+from .config import apply_override, config_from_dict, read_yaml, shipped_names
 
 EVAL_RESERVE_S = 30.0
 
 
 def shipped_recipes() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("worldfromblur.recipes").iterdir() if p.name.endswith(".yaml"))
+    return shipped_names("worldfromblur.recipes")
 
 
 def read_recipe(path_or_name: str, overrides: list[str] = ()) -> dict:
     """The recipe dict, with ``overrides`` applied to its base and every stage's config checked."""
-    path = Path(path_or_name)
-    if path.is_file():
-        text, where = path.read_text(), str(path)
-    else:
-        shipped = resources.files("worldfromblur.recipes") / f"{path_or_name}.yaml"
-        if not shipped.is_file():
-            raise WfbError(f"{path_or_name}: no such recipe file or shipped recipe; shipped: {', '.join(shipped_recipes())}")
-        text, where = shipped.read_text(), f"{path_or_name} (shipped)"
-    try:
-        recipe = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise WfbError(f"{where}: invalid YAML ({err})".replace("\n", " ")) from None
+    recipe, where = read_yaml(path_or_name, "worldfromblur.recipes", "recipe")
+    if not isinstance(recipe, dict):
+        raise WfbError(f"{where}: a recipe must be a mapping with base, stages and evaluate")
     unknown = sorted(set(recipe) - {"base", "stages", "evaluate"})
     if unknown or not isinstance(recipe.get("stages"), list) or not recipe["stages"]:
         raise WfbError(f"{where}: a recipe has base, stages (a non-empty list) and evaluate; "
