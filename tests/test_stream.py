@@ -196,3 +196,25 @@ def test_7scenes_layout_reads_frames_depth_poses_and_ranges(tmp_path):
                  "--quiet"]) == 0
     pool = load_pool(tmp_path / "pool")
     assert len(pool) == 6 and np.isclose(float(pool.K[0, 0, 0]), 29.25)
+
+
+def test_photo_textures_reach_synthetic_pools(tmp_path):
+    from worldfromblur.training.trainer import build_pool
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):  # strongly coloured "photographs", unlike any procedural texture's palette
+        a = np.zeros((64, 64, 3), np.uint8)
+        a[..., i] = rng.integers(200, 256, (64, 64))
+        Image.fromarray(a).save(photos / f"p{i}.png")
+    plain = synthetic_pool(4, size=(64, 48), seed=0, progress=False)
+    textured = synthetic_pool(4, size=(64, 48), seed=0, textures=str(photos), progress=False)
+    assert not torch.equal(plain.rgb, textured.rgb)
+    assert torch.equal(plain.depth, textured.depth)  # same rooms and cameras, other surfaces
+    train, _ = build_pool(["synthetic:2"], textures=str(photos), progress=False)  # pools of synthetic:N: 320x240
+    assert torch.equal(train.rgb, synthetic_pool(2, seed=0, textures=str(photos), progress=False).rgb)
+    assert not torch.equal(train.rgb, synthetic_pool(2, seed=0, progress=False).rgb)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="no photographs"):
+        build_pool(["synthetic:4"], textures=str(tmp_path / "empty"), progress=False)

@@ -38,6 +38,9 @@ class DataConfig:
     """Frame pools of the stream: folders made by ``wfb make-pool``, and/or "synthetic:N" for N procedural frames
     rendered when the run starts (320x240, seed = the run's seed); "ENTRY*K" repeats an entry's training frames K
     times, to weigh a small real pool against a large synthetic one."""
+    textures: str | None = None
+    """Folder of photographs that "synthetic:N" pools also use as textures (see ``wfb make-dataset synthetic
+    --textures``); None: procedural textures only."""
     held_out: float = 0.05
     """Fraction of each pool source's frames (its last ones) kept out of training, for evaluation."""
     stream: dict = field(default_factory=dict)

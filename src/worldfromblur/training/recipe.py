@@ -190,7 +190,7 @@ def evaluate_held_out(run_dir: Path, recipe: dict, progress: bool = True) -> dic
     cfg = config_from_dict(_merge(recipe["base"], recipe["stages"][-1].get("config", {})), "recipe")
     ev = {"samples": 128, "seed": 1_000_003, **recipe.get("evaluate", {})}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False)
+    _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, textures=cfg.data.textures)
     if held is None:
         raise WfbError("data.held_out leaves no frames to evaluate on; set it above 0 (e.g. 0.05)")
     stream = BlurStream(held, stream_options(cfg), ev["seed"], device)

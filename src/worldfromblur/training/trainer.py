@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..data import BlurDataset, DatasetError
 from ..data.pool import FramePool, concat_pools, load_pool, synthetic_pool
 from ..data.stream import BlurStream, StreamOptions
+from ..data.synthetic.textures import find_photos
 from ..errors import WfbError
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from ..models import WorldFromBlur
@@ -174,7 +175,8 @@ def _log_images(writer, step: int, batch: dict, out: dict) -> None:
         writer.add_image("output/reblur_error_x4", (4 * err).clamp(0, 1), step)
 
 
-def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool = True) -> tuple[FramePool, FramePool | None]:
+def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool = True,
+               textures: str | None = None) -> tuple[FramePool, FramePool | None]:
     """(training frames, held-out frames) of ``data.pool``.
 
     Each entry is a pool folder (``wfb make-pool``) or "synthetic:N" (N frames rendered now, 320x240), optionally
@@ -197,7 +199,10 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
                 num = int(spec.split(":", 1)[1])
             except ValueError:
                 raise WfbError(f"data.pool: {spec!r} must be synthetic:N with N a whole number") from None
-            pool = synthetic_pool(num, seed=seed, workers=min(os.cpu_count() or 1, 16), progress=progress)
+            if textures is not None and not find_photos(textures):
+                raise WfbError(f"data.textures: {textures} holds no photographs (.png, .jpg, ...)")
+            pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
+                                  progress=progress)
         else:
             pool = load_pool(spec)
         train_part, held_part = pool.split(held_out)
@@ -224,7 +229,7 @@ def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -
     """The training stream and the held-out part of its pool, checked before any training starts."""
     opts = stream_options(cfg)
     try:
-        train_pool, held_out = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress)
+        train_pool, held_out = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures)
     except DatasetError as err:
         raise WfbError(f"data.pool: {err}") from None
     if cfg.model.input_size is None:
