@@ -155,6 +155,21 @@ def test_model_config_from_yaml(tmp_path):
         load_model_config(tmp_path / "bad.yaml")
 
 
+def test_model_config_files_coerce_numbers_as_training_configs_do(tmp_path):
+    """YAML 1.1 reads 1e-1 as a string: a model config file must give the float, as training configs do."""
+    from worldfromblur.errors import WfbError
+    from worldfromblur.models import load_model_config
+    from worldfromblur.training.config import config_from_dict
+
+    (tmp_path / "exp.yaml").write_text("min_depth: 1e-1\nwarp_iterations: '2'\n")
+    cfg = load_model_config(tmp_path / "exp.yaml")
+    assert cfg.min_depth == 0.1 and isinstance(cfg.min_depth, float) and cfg.warp_iterations == 2
+    assert config_from_dict({"model": {"min_depth": "1e-1"}}).model.min_depth == 0.1
+    (tmp_path / "bad.yaml").write_text("min_depth: deep\n")
+    with pytest.raises(WfbError, match="min_depth: expected float"):
+        load_model_config(tmp_path / "bad.yaml")
+
+
 def test_frozen_modules_get_no_gradient_and_keep_their_statistics():
     torch.manual_seed(0)
     model = WorldFromBlur(ModelConfig(train=["motion"])).train()

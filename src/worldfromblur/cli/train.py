@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..training import load_config, train
-    from ..training.checkpoint import checkpoint_dirs
+    from ..checkpoint import checkpoint_dirs
 
     cfg = load_config(args.config, args.overrides)
     if cfg.max_steps < 1:

@@ -47,12 +47,34 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+    def from_dict(cls, d: dict, where: str = "model") -> "ModelConfig":
+        """A config from a mapping (YAML, overrides); scalar values are coerced to their field's type."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
         if unknown:
             raise WfbError(f"unknown model config keys: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
-        return cls(**d)
+        return cls(**{k: coerce(v, known[k].type, f"{where}.{k}") for k, v in d.items()})
+
+
+def coerce(value, annotation, where: str):
+    """YAML 1.1 reads 1e-4 as a string: convert to the field's declared scalar type, or say what is wrong.
+
+    The one coercion of every config the package reads (model configs, training configs, recipes).
+    """
+    kind = {"float": float, "int": int, "bool": bool, "str": str}.get(str(annotation))
+    if kind is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (float, int) and isinstance(value, str):
+        try:
+            number = float(value)
+            if kind is int and number != int(number):
+                raise ValueError
+            return kind(number)
+        except ValueError:
+            pass
+    raise WfbError(f"{where}: expected {kind.__name__}, got {value!r}")
 
 
 def load_model_config(path: str | Path) -> ModelConfig:

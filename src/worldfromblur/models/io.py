@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from ..checkpoint import checkpoint_dirs, load_weights
 from ..errors import WfbError
 from .config import ModelConfig
 from .cycle import WorldFromBlur
@@ -17,8 +18,6 @@ MODULE_FIELDS = {"deblur": ("deblur", "deblur_widths"), "depth": ("depth",), "mo
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder, or a run folder's newest checkpoint."""
-    from ..training.checkpoint import checkpoint_dirs
-
     path = Path(path)
     if (path / "model.safetensors").is_file():
         return path
@@ -33,8 +32,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_module(model: WorldFromBlur, name: str, path: str | Path, context: str = "") -> Path:
     """Load one module ("deblur", "depth" or "motion") of ``model`` from a checkpoint or run folder, where its
     weights are stored under the module's name. Returns the checkpoint used. ``context`` prefixes error messages."""
-    from ..training.checkpoint import load_weights
-
     ckpt = resolve_checkpoint(path)
     weights = load_weights(ckpt)
     part = {k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")}

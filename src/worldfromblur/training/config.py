@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import WfbError
-from ..models.config import ModelConfig, preset
+from ..models.config import ModelConfig, coerce, preset
 
 STAGES = ("deblur", "depth", "motion", "supervised", "cycle")
 
@@ -129,26 +129,8 @@ def _build(cls, data: dict, where: str):
         elif sub_cls is not None:
             kw[name] = _build(sub_cls, value or {}, f"{where}.{name}")
         else:
-            kw[name] = _coerce(value, known[name].type, f"{where}.{name}")
+            kw[name] = coerce(value, known[name].type, f"{where}.{name}")
     return cls(**kw)
-
-
-def _coerce(value, annotation, where: str):
-    """YAML 1.1 reads 1e-4 as a string: convert to the field's declared scalar type, or say what is wrong."""
-    kind = {"float": float, "int": int, "bool": bool, "str": str}.get(str(annotation))
-    if kind is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind in (float, int) and isinstance(value, str):
-        try:
-            number = float(value)
-            if kind is int and number != int(number):
-                raise ValueError
-            return kind(number)
-        except ValueError:
-            pass
-    raise WfbError(f"{where}: expected {kind.__name__}, got {value!r}")
 
 
 def config_from_dict(data: dict, where: str = "config") -> TrainConfig:

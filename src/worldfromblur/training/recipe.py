@@ -90,7 +90,7 @@ def stage_config(recipe: dict, stage: dict, out: Path, minutes: float, init: Pat
 def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: list[str] = (), resume: bool = False,
                 progress: bool = True) -> dict:
     """Train every stage of a recipe within ``minutes``, evaluate on the held-out frames, export ``OUT/model``."""
-    from .checkpoint import checkpoint_dirs
+    from ..checkpoint import checkpoint_dirs
     from .trainer import train
 
     t_start = time.perf_counter()

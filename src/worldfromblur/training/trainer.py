@@ -29,7 +29,7 @@ from ..errors import WfbError
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from ..models import WorldFromBlur
 from ..models.io import load_module
-from .checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
+from ..checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 
 

@@ -1,5 +1,6 @@
 """Checkpoints: weights as safetensors with the config beside them, and a training state that loads without
-unpickling arbitrary objects.
+unpickling arbitrary objects. The file format that training writes and inference reads, so it sits below both
+(``worldfromblur.training`` and ``worldfromblur.models.io`` import it; it imports neither).
 
 ::
 
@@ -25,7 +26,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import WfbError
+from .errors import WfbError
 
 PREFIX = "step-"
 
