@@ -318,88 +318,114 @@ def _prepare_modules(cfg: TrainConfig, model: WorldFromBlur, world: int, device:
     return params, modules, model
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) a training run; returns the run folder."""
-    t_start = time.perf_counter()
-    rank, world, device = _setup_distributed(cfg)
-    run_dir = Path(cfg.out)
-    if not resume and checkpoint_dirs(run_dir):
-        raise WfbError(f"{run_dir}: already holds a run with checkpoints; pass --resume to continue it, or choose another out=")
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed sample sizes: let cuDNN pick its fastest kernels once
-    torch.manual_seed(cfg.seed)
-    source = open_stream(cfg, device, progress and rank == 0)[0] if cfg.data.source == "stream" else open_dataset(cfg)
+class _Run:
+    """One run's state: set up from the config (and the checkpoint on resume), then advanced step by step."""
 
-    model = WorldFromBlur(cfg.model)
-    init_modules(model, cfg.init)
-    model.to(device)
-    params, modules, model = _prepare_modules(cfg, model, world, device)
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-    step, fixed_budget = 0, False
-    if resume:
-        step, fixed_budget = _resume(cfg, run_dir, model, optimizer, scheduler, rank)
-    if step >= cfg.max_steps and (cfg.minutes <= 0 or fixed_budget):
-        return run_dir
-    budget = Budget(cfg, step, fixed_budget, t_start)
+    def __init__(self, cfg: TrainConfig, resume: bool, progress: bool):
+        t_start = time.perf_counter()
+        self.cfg = cfg
+        self.rank, self.world, self.device = _setup_distributed(cfg)
+        self.run_dir = Path(cfg.out)
+        if not resume and checkpoint_dirs(self.run_dir):
+            raise WfbError(f"{self.run_dir}: already holds a run with checkpoints; pass --resume to continue it, or choose another out=")
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed sample sizes: let cuDNN pick its fastest kernels once
+        torch.manual_seed(cfg.seed)
+        self.source = (open_stream(cfg, self.device, progress and self.rank == 0)[0] if cfg.data.source == "stream"
+                       else open_dataset(cfg))
+        model = WorldFromBlur(cfg.model)
+        init_modules(model, cfg.init)
+        model.to(self.device)
+        self.params, self.modules, self.model = _prepare_modules(cfg, model, self.world, self.device)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                           weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
+        self.step, fixed_budget = 0, False
+        if resume:
+            self.step, fixed_budget = _resume(cfg, self.run_dir, self.model, self.optimizer, self.scheduler, self.rank)
+        self.done = self.step >= cfg.max_steps and (cfg.minutes <= 0 or fixed_budget)
+        self.budget = Budget(cfg, self.step, fixed_budget, t_start)
+        self.use_bf16 = self.device.type == "cuda" and cfg.amp in ("auto", "bf16")
+        if cfg.amp == "bf16" and self.device.type != "cuda":
+            raise WfbError("amp=bf16 needs a CUDA device; use amp=auto or amp=off on CPU")
+        self.writer = self.bar = None
+        self.pending: list[tuple[int, dict]] = []  # detached loss terms since the last finiteness check
+        self.t0, self.samples = time.perf_counter(), 0
+        if not self.done:
+            self._open_logs(resume, progress)
 
-    writer = None
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        from torch.utils.tensorboard import SummaryWriter
+    def _open_logs(self, resume: bool, progress: bool) -> None:
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+            from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if resume else None)
-    use_bf16 = device.type == "cuda" and cfg.amp in ("auto", "bf16")
-    if cfg.amp == "bf16" and device.type != "cuda":
-        raise WfbError("amp=bf16 needs a CUDA device; use amp=auto or amp=off on CPU")
-    model.train()
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step if resume else None)
+        self.bar = tqdm(total=self.cfg.max_steps, initial=self.step, desc=f"train {self.cfg.stage}", unit="step",
+                        file=sys.stderr, disable=not progress or self.rank != 0)
 
-    def state_dict() -> dict:
-        return {"step": step, "max_steps": cfg.max_steps, "budget_fixed": cfg.minutes > 0 and not budget.active,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
+    def state_dict(self) -> dict:
+        return {"step": self.step, "max_steps": self.cfg.max_steps,
+                "budget_fixed": self.cfg.minutes > 0 and not self.budget.active,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": _rng_state()}
 
-    pending: list[tuple[int, dict]] = []  # detached loss terms since the last finiteness check
-    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train {cfg.stage}", unit="step", file=sys.stderr,
-               disable=not progress or rank != 0)
-    t0, samples = time.perf_counter(), 0
-    for batch in _batches(cfg, source, step, rank, world, device):
-        with torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext():
-            loss, details, out = stage_loss(cfg.stage, modules, batch, cfg)
-        optimizer.zero_grad(set_to_none=True)
+    def advance(self, batch: dict) -> bool:
+        """One optimisation step on ``batch`` with its logging and checkpoints; True after the last step."""
+        cfg = self.cfg
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else nullcontext():
+            loss, details, out = stage_loss(cfg.stage, self.modules, batch, cfg)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        samples += cfg.batch_size * world
-        if budget.update(step) and rank == 0:
-            save_config(cfg, run_dir / "config.yaml")
-            bar.total = cfg.max_steps
-        pending.append((step, {"loss": loss.detach(), **details}))
-        last = step >= cfg.max_steps and not budget.active
-        if step % cfg.check_finite_every == 0 or last:
-            _check_finite(pending, run_dir)
-        if cfg.save_all_ranks and world > 1 and last:
-            save_checkpoint(run_dir / f"rank{rank}", step, model, (run_dir / "config.yaml").read_text(), state_dict(), 1)
-        if rank == 0:
-            _log_step(writer, bar, cfg, step, loss, details, scheduler, samples / (time.perf_counter() - t0), last)
-            if cfg.image_every > 0 and (step % cfg.image_every == 0 or step == 1):
-                _log_images(writer, step, batch, out)
-            if step % cfg.ckpt_every == 0 or last:
-                save_checkpoint(run_dir, step, model, (run_dir / "config.yaml").read_text(), state_dict(), cfg.keep_checkpoints)
-        bar.update()
-        if last:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.samples += cfg.batch_size * self.world
+        if self.budget.update(self.step) and self.rank == 0:
+            save_config(cfg, self.run_dir / "config.yaml")
+            self.bar.total = cfg.max_steps
+        self.pending.append((self.step, {"loss": loss.detach(), **details}))
+        last = self.step >= cfg.max_steps and not self.budget.active
+        if self.step % cfg.check_finite_every == 0 or last:
+            _check_finite(self.pending, self.run_dir)
+        if cfg.save_all_ranks and self.world > 1 and last:
+            self._save(self.run_dir / f"rank{self.rank}", 1)
+        if self.rank == 0:
+            rate = self.samples / (time.perf_counter() - self.t0)
+            _log_step(self.writer, self.bar, cfg, self.step, loss, details, self.scheduler, rate, last)
+            if cfg.image_every > 0 and (self.step % cfg.image_every == 0 or self.step == 1):
+                _log_images(self.writer, self.step, batch, out)
+            if self.step % cfg.ckpt_every == 0 or last:
+                self._save(self.run_dir, cfg.keep_checkpoints)
+        self.bar.update()
+        return last
+
+    def _save(self, where: Path, keep: int) -> None:
+        config = self.run_dir / "config.yaml"  # written by rank 0; another rank may not see it
+        save_checkpoint(where, self.step, self.model, config.read_text() if config.is_file() else "", self.state_dict(), keep)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.world > 1:
+            dist.barrier()
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) a training run; returns the run folder."""
+    run = _Run(cfg, resume, progress)
+    if run.done:
+        return run.run_dir
+    run.model.train()
+    for batch in _batches(cfg, run.source, run.step, run.rank, run.world, run.device):
+        if run.advance(batch):
             break
-    bar.close()
-    if writer is not None:
-        writer.close()
-    if world > 1:
-        dist.barrier()
-    return run_dir
+    run.close()
+    return run.run_dir
 
 
 def _resume(cfg: TrainConfig, run_dir: Path, model, optimizer, scheduler, rank: int) -> tuple[int, bool]:
