@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["srgb_to_linear", "linear_to_srgb", "blur_frames"]
+__all__ = ["srgb_to_linear", "linear_to_srgb", "blur_frames", "to_uint8"]
 
 
 def _where(x):
@@ -73,3 +73,13 @@ def blur_frames(frames, dim: int = 0, linear_light: bool = True, weights=None):
         w = (w / w.sum()).reshape(shape)
         mean = (x * w).sum(dim) if torch.is_tensor(x) else (x * w).sum(axis=dim)
     return linear_to_srgb(mean) if linear_light else mean
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """8-bit values of an image in [0, 1] (any layout): clipped, scaled by 255 and rounded to the nearest.
+
+    Example:
+        >>> to_uint8(np.array([-0.1, 0.5, 0.999, 2.0])).tolist()
+        [0, 128, 255, 255]
+    """
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)

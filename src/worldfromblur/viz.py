@@ -10,6 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .geometry import backproject, project, trajectory_with_reference
+from .imaging import to_uint8
 
 # Control points of a perceptually ordered map from dark blue (near) through green and yellow to dark red (far).
 _MAP = np.array(
@@ -20,7 +21,7 @@ _MAP = np.array(
 def to_u8(x: torch.Tensor) -> np.ndarray:
     """An image tensor (3, H, W), or (1, 3, H, W), in [0, 1] -> (H, W, 3) uint8."""
     x = x[0] if x.dim() == 4 else x
-    return (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return to_uint8(x.detach().float().permute(1, 2, 0).cpu().numpy())
 
 
 def colorize_depth(depth: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:

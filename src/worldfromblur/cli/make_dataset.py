@@ -136,13 +136,13 @@ def check_splits(splits) -> tuple[float, float, float]:
 def run_synthetic(args) -> int:
     from ..data.build import format_summary, run_build
     from ..data.synthetic import SyntheticOptions, plan_synthetic
-    from ..data.synthetic.textures import find_photos
+    from ..data.synthetic.textures import texture_photos
 
     splits = check_splits(args.splits)
     if args.textures is not None:
         if not args.textures.is_dir():
             raise WfbError(f"{args.textures}: --textures must be a folder of images")
-        if not find_photos(args.textures):
+        if not texture_photos(args.textures):
             raise WfbError(f"{args.textures}: no PNG/JPEG/TIFF/WebP images found for --textures")
     for name, (lo, hi) in (("--rot-speed", args.rot_speed), ("--trans-speed", args.trans_speed)):
         if not 0 < lo <= hi:

@@ -136,12 +136,12 @@ def synthetic_pool(num: int, size: tuple[int, int] = (320, 240), seed: int = 0, 
                    workers: int = 1, progress: bool = True) -> FramePool:
     """``num`` frames of procedural rooms, each its own room, rendered exactly (about 30 ms a frame at 320x240)."""
     from .synthetic.engine import SyntheticOptions
-    from .synthetic.textures import find_photos
+    from .synthetic.textures import texture_photos
 
     if num < 1:
         raise DatasetError(f"a synthetic pool needs at least one frame, got {num}")
     opts = SyntheticOptions(width=size[0], height=size[1], textures=textures)
-    init = (seed, opts, find_photos(textures) if textures else None)
+    init = (seed, opts, texture_photos(textures) if textures else None)
     bar = dict(total=num, desc="render pool", unit="frame", disable=not progress)
     if workers > 1 and num >= 4 * workers:
         ctx = multiprocessing.get_context("spawn")  # the caller may hold a CUDA context, which must not be forked

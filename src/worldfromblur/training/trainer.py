@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..data import BlurDataset, DatasetError
 from ..data.pool import FramePool, concat_pools, load_pool, synthetic_pool
 from ..data.stream import BlurStream, StreamOptions
-from ..data.synthetic.textures import find_photos
+from ..data.synthetic.textures import texture_photos
 from ..errors import WfbError
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from ..models import WorldFromBlur
@@ -199,7 +199,7 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
                 num = int(spec.split(":", 1)[1])
             except ValueError:
                 raise WfbError(f"data.pool: {spec!r} must be synthetic:N with N a whole number") from None
-            if textures is not None and not find_photos(textures):
+            if textures is not None and not texture_photos(textures):
                 raise WfbError(f"data.textures: {textures} holds no photographs (.png, .jpg, ...)")
             pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
                                   progress=progress)

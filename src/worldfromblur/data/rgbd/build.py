@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ... import __version__
 from ...geometry import interpolate_trajectory, invert_pose, warp
-from ...imaging import linear_to_srgb, srgb_to_linear
+from ...imaging import linear_to_srgb, srgb_to_linear, to_uint8
 from ...viz import pixel_paths
 from ..build import BuildPlan, SkipSample
 from ..cameras import scale_intrinsics_np
@@ -240,12 +240,8 @@ def rgbd_renderer(roots: list[str], options: dict):
         meta = {"n": n, "fps": round(seq.fps, 4), "subframes": s, "averaging": opts.averaging,
                 "scene": scene_label(seq, c, opts), "provenance": provenance,
                 "stats": {k: round(v, 5) for k, v in stats.items()}}
-
-        def u8(a: np.ndarray) -> np.ndarray:
-            return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
-
-        return SampleRecord(u8(blurred), u8(rgbs[n]), depths[n], poses, K, meta,
-                            np.stack([u8(r) for r in rgbs]) if opts.keep_frames else None)
+        return SampleRecord(to_uint8(blurred), to_uint8(rgbs[n]), depths[n], poses, K, meta,
+                            to_uint8(rgbs) if opts.keep_frames else None)
 
     return render
 

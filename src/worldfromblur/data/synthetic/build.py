@@ -11,7 +11,7 @@ from ... import __version__
 from ..build import BuildPlan, SkipSample
 from ..format import SampleRecord
 from .engine import SyntheticOptions, render_sample
-from .textures import find_photos, make_texture_bank
+from .textures import make_texture_bank, texture_photos
 
 
 def options_from_dict(d: dict) -> SyntheticOptions:
@@ -26,7 +26,7 @@ def options_from_dict(d: dict) -> SyntheticOptions:
 def synthetic_renderer(seed: int, options: dict):
     """Worker-side factory: builds the texture bank once, returns ``index -> SampleRecord``."""
     opts = options_from_dict(options)
-    photos = find_photos(opts.textures) if opts.textures else None
+    photos = texture_photos(opts.textures) if opts.textures else None
     bank = make_texture_bank(seed, photos=photos)
 
     def render(index: int) -> SampleRecord:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ...imaging import linear_to_srgb, srgb_to_linear
+from ...imaging import linear_to_srgb, srgb_to_linear, to_uint8
 from ..cameras import NYU_KINECT_RGB, scale_intrinsics_np
 from ...viz import pixel_paths
 from .scene import camera_rotation, inside_any, make_scene, render
@@ -182,7 +182,7 @@ def render_still(seed: int, index: int, opts: SyntheticOptions, bank: list[Textu
         raise RuntimeError(f"could not place a camera in 20 rooms for frame {index} of seed {seed}")
     radiance, depth = render(scene, bank, R_wc, C, K, H, W)
     linear = np.clip(optics(radiance * np.float32(auto_exposure(radiance)), opts.psf_sigma), 0, 1)
-    return _to_u8(linear_to_srgb(linear.astype(np.float64))), depth.astype(np.float64), K
+    return to_uint8(linear_to_srgb(linear.astype(np.float64))), depth.astype(np.float64), K
 
 
 def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Texture]) -> RenderedSample:
@@ -223,14 +223,14 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
             lin = expose(render(scene, bank, R_w, C - R_w @ vv[i], K, H, W)[0])
         acc += lin if opts.averaging == "linear" else linear_to_srgb(lin)
         if keep is not None and i % subframes == 0:
-            keep.append(_to_u8(linear_to_srgb(lin.astype(np.float64))))
+            keep.append(to_uint8(linear_to_srgb(lin.astype(np.float64))))
     mean = acc.astype(np.float64) / len(uu)
     if opts.noise > 0:
         lin = mean if opts.averaging == "linear" else srgb_to_linear(mean)
         lin = lin + rng.normal(0, 1, lin.shape) * opts.noise * np.sqrt(0.2 + lin)
         mean = lin if opts.averaging == "linear" else linear_to_srgb(lin)
     blurred = linear_to_srgb(mean) if opts.averaging == "linear" else mean
-    sharp = _to_u8(linear_to_srgb(sharp_lin.astype(np.float64)))
+    sharp = to_uint8(linear_to_srgb(sharp_lin.astype(np.float64)))
 
     path_len = step_px.sum(0)
     stats = {
@@ -243,7 +243,7 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
         "depth_max_m": float(depth.max()),
     }
     return RenderedSample(
-        blurred=_to_u8(blurred),
+        blurred=to_uint8(blurred),
         sharp=sharp,
         depth=depth,
         poses=poses,
@@ -252,8 +252,3 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
         frames=np.stack(keep) if keep is not None else None,
         stats=stats,
     )
-
-
-def _to_u8(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
-

@@ -140,7 +140,7 @@ def mip_pyramid(albedo: np.ndarray, levels: int = 5) -> list[np.ndarray]:
     return out
 
 
-def find_photos(folder: str | Path) -> list[Path]:
+def texture_photos(folder: str | Path) -> list[Path]:
     """Image files in a folder (recursively), sorted so that a build is reproducible."""
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
     return paths
