@@ -133,9 +133,14 @@ class WorldFromBlur(nn.Module):
             ``poses`` (B, 2n, 4, 4), ``reblurred`` (B, 3, H, W) and ``valid`` (B, 1, H, W), where every instant
             of the re-blur had a source pixel.
         """
+        out = self.predict(blurred, reference)
+        reblurred, valid = self.render(out["deblurred"], out["depth"], out["u"], out["v"], K)
+        return {**out, "poses": pose_from_uv(out["u"], out["v"]), "reblurred": reblurred, "valid": valid}
+
+    def predict(self, blurred: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
+        """The three networks alone (no re-blur, no K): ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres,
+        ``u`` and ``v`` (B, 2n, 3), motion read from the blurred image against the deblurred (or a given) frame."""
         deblurred = self.deblur(blurred)
         depth = self.depth(deblurred)
         u, v = self.motion(blurred, deblurred if reference is None else reference)
-        reblurred, valid = self.render(deblurred, depth, u, v, K)
-        return {"deblurred": deblurred, "depth": depth, "u": u, "v": v, "poses": pose_from_uv(u, v),
-                "reblurred": reblurred, "valid": valid}
+        return {"deblurred": deblurred, "depth": depth, "u": u, "v": v}

@@ -106,11 +106,7 @@ class Reconstructor:
     @torch.no_grad()
     def networks(self, x: torch.Tensor) -> dict:
         """The three networks on a (1, 3, h, w) image at the working size: deblurred, depth, u, v (float, CPU)."""
-        x = x.to(self.device)
-        deblurred = self.model.deblur(x)
-        depth = self.model.depth(deblurred)
-        u, v = self.model.motion(x, deblurred)
-        return {k: t.float().cpu() for k, t in (("deblurred", deblurred), ("depth", depth), ("u", u), ("v", v))}
+        return {k: t.float().cpu() for k, t in self.model.predict(x.to(self.device)).items()}
 
     def __call__(self, photo: Photo, intrinsics: list[float] | None = None) -> Reconstruction:
         timings = {}
