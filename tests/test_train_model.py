@@ -116,7 +116,9 @@ def test_train_model_refuses_bad_input_before_training(tmp_path, capsys):
     assert main(["train-model", str(recipe), "--out", str(tmp_path / "c"), "--minutes", "1",
                  f"data.pool=[{tmp_path / 'empty'}]"]) == 2
     assert "not a frame pool" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
+    assert main(["train-model", str(recipe), "--out", str(tmp_path / "d"), "--minutes", "1", "data.held_out=0"]) == 2
+    assert "held_out must be above 0" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "d"))
     bad = dict(RECIPE, stages=[{"name": "x", "share": 0}])
     recipe.write_text(yaml.safe_dump(bad))
     with pytest.raises(WfbError, match="positive share"):

@@ -148,7 +148,8 @@ def _check_budget(recipe: dict, minutes: float) -> None:
 
 
 def _check_pools(recipe: dict) -> None:
-    """Every pool folder a stage names is a readable pool, before anything is written."""
+    """Every pool folder a stage names is a readable pool, and some frames are held out, before anything is
+    written."""
     from ..data.format import DatasetError
     from ..data.pool import read_pool_meta
 
@@ -156,6 +157,8 @@ def _check_pools(recipe: dict) -> None:
         cfg = stage_config(recipe, st, Path("."), 1.0)
         if cfg.data.source != "stream":
             continue
+        if cfg.data.held_out <= 0:
+            raise WfbError("data.held_out must be above 0: train-model evaluates on held-out frames (e.g. 0.05)")
         if not cfg.data.pool:
             raise WfbError("data.pool is empty; name pool folders (wfb make-pool) or synthetic:N")
         for spec in cfg.data.pool:
