@@ -79,10 +79,6 @@ class StreamOptions:
             raise DatasetError("stream max_blur_px, noise must be >= 0, still in [0, 1], subframe_px > 0")
 
 
-def _frame_index(rng: np.random.Generator, pool: FramePool) -> int:
-    return int(rng.integers(len(pool)))
-
-
 class BlurStream:
     """Training samples made on ``device`` from ``pool``; ``batch(step)`` is a pure function of (seed, step, rank).
 
@@ -96,11 +92,27 @@ class BlurStream:
     def __init__(self, pool: FramePool, opts: StreamOptions, seed: int = 0, device: str | torch.device = "cpu"):
         opts.check()
         self.pool, self.opts, self.seed, self.device = pool, opts, seed, torch.device(device)
-        self.rgb = pool.rgb.to(self.device)
+        self.rgb = self._colour_for_sampling(pool.rgb).to(self.device)
         self.depth = pool.depth.to(self.device)
         self.filled = fill_holes(pool.depth).to(self.device)  # every pixel needs a depth to be warped
         self.K = pool.K.double().numpy()
         self.motion = SyntheticOptions(n=opts.n, fps=opts.fps)
+
+    def _colour_for_sampling(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The pool's colour, shrunk once by area (in linear light) to the least cover of the sample size when the
+        frames are much larger than the samples: bilinear sampling only enlarges from there (zoom >= 1), so it needs
+        no anti-alias filter. The sampling grid is in normalised coordinates, so it reads either size."""
+        W, H = self.opts.size
+        W0, H0 = self.pool.size
+        cover = max(W / W0, H / H0)
+        if cover >= 0.75:
+            return rgb
+        size = (int(np.ceil(H0 * cover * 1.0001)), int(np.ceil(W0 * cover * 1.0001)))
+        out = []
+        for chunk in rgb.split(64):
+            lin = F.interpolate(srgb_to_linear(chunk.permute(0, 3, 1, 2).float() / 255.0), size=size, mode="area")
+            out.append(torch.round(linear_to_srgb(lin) * 255).to(torch.uint8).permute(0, 2, 3, 1))
+        return torch.cat(out)
 
     def _crop(self, rng: np.random.Generator, B: int):
         """Augmented sharp frames (B, 3, H, W) sRGB, raw and filled depth (B, 1, H, W), K (B, 3, 3)."""
@@ -108,7 +120,7 @@ class BlurStream:
         W0, H0 = self.pool.size
         idx, grids, Ks = [], [], []
         for _ in range(B):
-            j = _frame_index(rng, self.pool)
+            j = int(rng.integers(len(self.pool)))
             f = max(W / W0, H / H0) * rng.uniform(*self.opts.zoom)
             x0 = rng.uniform(0, W0 * f - W)
             y0 = rng.uniform(0, H0 * f - H)
@@ -130,13 +142,6 @@ class BlurStream:
             Ks.append(K)
         grid = torch.from_numpy(np.stack(grids)).float().to(self.device)
         rgb = self.rgb[idx].permute(0, 3, 1, 2).float() / 255.0
-        # Enlarging (zoom >= 1 after the least cover) never needs an anti-alias filter; the first cover can shrink,
-        # so shrink by area first when the pool frames are much larger than the samples.
-        cover = max(W / W0, H / H0)
-        if cover < 0.75:
-            size = (int(np.ceil(H0 * cover * 1.0001)), int(np.ceil(W0 * cover * 1.0001)))
-            lin = F.interpolate(srgb_to_linear(rgb), size=size, mode="area")
-            rgb = linear_to_srgb(lin)
         sharp = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False)
         depth = F.grid_sample(self.depth[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
         filled = F.grid_sample(self.filled[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
