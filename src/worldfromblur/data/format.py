@@ -73,6 +73,13 @@ def _save_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=6)
 
 
+def depth_to_mm(depth: np.ndarray) -> np.ndarray:
+    """z-depth in metres -> uint16 millimetres, the 16-bit depth PNGs of datasets, pools and reconstructions: rounded,
+    0 where there is no finite positive depth, clipped at 65.535 m."""
+    mm = np.where(np.isfinite(depth) & (depth > 0), np.round(depth * 1000.0), 0)
+    return np.clip(mm, 0, 65535).astype(np.uint16)
+
+
 def write_sample(samples_dir: Path, sample_id: str, rec: SampleRecord) -> Path:
     """Write one sample folder atomically (temporary folder, then rename). Returns the final folder."""
     final = samples_dir / sample_id
@@ -82,8 +89,7 @@ def write_sample(samples_dir: Path, sample_id: str, rec: SampleRecord) -> Path:
     tmp.mkdir(parents=True)
     _save_png(tmp / "blurred.png", rec.blurred)
     _save_png(tmp / "sharp.png", rec.sharp)
-    mm = np.where(np.isfinite(rec.depth) & (rec.depth > 0), np.round(rec.depth * 1000.0), 0)
-    _save_png(tmp / "depth.png", np.clip(mm, 0, 65535).astype(np.uint16))
+    _save_png(tmp / "depth.png", depth_to_mm(rec.depth))
     rows = "\n".join(" ".join(f"{x:.10g}" for x in T[:3].ravel()) for T in rec.poses)
     (tmp / "poses.txt").write_text(
         "# reference-to-instant poses [R | t] (3 x 4, row-major), time order, reference excluded; metres\n" + rows + "\n"

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from .format import DatasetError
+from ..imaging import to_uint8
+from .format import DatasetError, depth_to_mm
 
 POOL_FORMAT = "world-from-blur frame pool"
 POOL_VERSION = 1
@@ -192,7 +193,7 @@ def rgbd_pool(roots: list[str], opts, stride: int = 1, progress: bool = True) ->
         W0, H0 = seq.size
         K = scale_intrinsics(torch.as_tensor(seq.K, dtype=torch.float64), size[0] / W0, size[1] / H0)
         for f in tqdm(frames, desc=f"pool {seq.name}", unit="frame", disable=not progress):
-            rgb.append(np.round(resize_rgb(load_rgb(seq, f), size) * 255).astype(np.uint8))
+            rgb.append(to_uint8(resize_rgb(load_rgb(seq, f), size)))
             depth.append(resize_depth(load_depth(seq, f), size).astype(np.float32))
             Ks.append(K)
             names.append(f"{seq.name}/{f.rgb.name}")
@@ -218,8 +219,7 @@ def save_pool(pool: FramePool, out: str | Path, jpeg: int = 0) -> Path:
         im = Image.fromarray(pool.rgb[i].numpy())
         ext = "jpg" if jpeg > 0 else "png"
         im.save(tmp / "rgb" / f"{name}.{ext}", **({"quality": jpeg} if jpeg > 0 else {"compress_level": 6}))
-        mm = np.round(pool.depth[i].double().numpy() * 1000).clip(0, 65535).astype(np.uint16)
-        Image.fromarray(mm).save(tmp / "depth" / f"{name}.png", compress_level=6)
+        Image.fromarray(depth_to_mm(pool.depth[i].double().numpy())).save(tmp / "depth" / f"{name}.png", compress_level=6)
         K = pool.K[i]
         frames.append({"file": f"{name}.{ext}", "name": pool.names[i], "source": pool.sources[i],
                        "K": [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])]})

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.format import depth_to_mm
 from ..geometry import invert_pose, quaternion_from_rotation, trajectory_with_reference
 
 PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
@@ -73,8 +74,7 @@ def depth_mesh(depth: np.ndarray, max_ratio: float = 1.05) -> np.ndarray:
 
 def write_depth_png(path: Path, depth: np.ndarray) -> None:
     """16-bit PNG of z-depth in millimetres (0 = no depth); values above 65.535 m are clipped."""
-    mm = np.where(np.isfinite(depth) & (depth > 0), np.round(depth * 1000.0), 0)
-    Image.fromarray(np.clip(mm, 0, 65535).astype(np.uint16)).save(path, format="PNG")
+    Image.fromarray(depth_to_mm(depth)).save(path, format="PNG")
 
 
 def camera_to_reference(poses: np.ndarray) -> np.ndarray:
