@@ -29,13 +29,13 @@ remain the reference for evaluation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..geometry import forward_flow, pose_from_uv, reblur
+from ..geometry import forward_flow, pose_from_uv, reblur, scale_intrinsics
 from ..imaging import linear_to_srgb, srgb_to_linear
 from .format import DatasetError
 from .pool import FramePool, fill_holes
@@ -95,7 +95,7 @@ class BlurStream:
         self.rgb = self._colour_for_sampling(pool.rgb).to(self.device)
         self.depth = pool.depth.to(self.device)
         self.filled = fill_holes(pool.depth).to(self.device)  # every pixel needs a depth to be warped
-        self.K = pool.K.double().numpy()
+        self.K = pool.K.double()
         self.motion = SyntheticOptions(n=opts.n, fps=opts.fps)
 
     def _colour_for_sampling(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -133,9 +133,9 @@ class BlurStream:
             src_y = (np.arange(H, dtype=np.float64) + y0 + 0.5) / f - 0.5
             gx, gy = 2 * (src_x + 0.5) / W0 - 1, 2 * (src_y + 0.5) / H0 - 1
             grids.append(np.stack(np.meshgrid(gx, gy), -1))
-            K = self.K[j].copy()
-            K[0, 0], K[1, 1] = K[0, 0] * f, K[1, 1] * f
-            K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * f - 0.5 - x0, (K[1, 2] + 0.5) * f - 0.5 - y0
+            K = scale_intrinsics(self.K[j], f, f)
+            K[0, 2] -= x0
+            K[1, 2] -= y0
             if flip:
                 K[0, 2] = W - 1 - K[0, 2]
             idx.append(j)
@@ -145,10 +145,11 @@ class BlurStream:
         sharp = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False)
         depth = F.grid_sample(self.depth[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
         filled = F.grid_sample(self.filled[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
-        return sharp.clamp(0, 1), depth, filled, torch.from_numpy(np.stack(Ks)).float().to(self.device)
+        return sharp.clamp(0, 1), depth, filled, torch.stack(Ks).float().to(self.device)
 
     def _motion(self, rng: np.random.Generator, filled: torch.Tensor, K: torch.Tensor):
-        """Poses (B, 2n, 4, 4), rescaled to drawn blur lengths, and the per-step pixel motion (B,)."""
+        """Poses (B, 2n, 4, 4) rescaled to drawn blur lengths; each exposure's largest pixel step between two
+        instants and its longest pixel path (B,) each."""
         B, n = filled.shape[0], self.opts.n
         u, v = [], []
         for _ in range(B):
@@ -201,6 +202,3 @@ class BlurStream:
             "linear_light": torch.ones(batch_size, dtype=torch.bool, device=self.device),
             "valid_blur": valid, "blur_px": length,
         }
-
-    def options(self) -> dict:
-        return asdict(self.opts)

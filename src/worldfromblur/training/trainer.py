@@ -225,18 +225,18 @@ def stream_options(cfg: TrainConfig) -> StreamOptions:
     return opts
 
 
-def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -> tuple[BlurStream, FramePool | None]:
-    """The training stream and the held-out part of its pool, checked before any training starts."""
+def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -> BlurStream:
+    """The training stream (of the pool's training frames), checked before any training starts."""
     opts = stream_options(cfg)
     try:
-        train_pool, held_out = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures)
+        train_pool, _ = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures)
     except DatasetError as err:
         raise WfbError(f"data.pool: {err}") from None
     if cfg.model.input_size is None:
         cfg.model.input_size = list(opts.size)
     elif list(cfg.model.input_size) != list(opts.size):
         raise WfbError(f"data.stream.size {opts.size} differs from model.input_size {cfg.model.input_size}; make them equal")
-    return BlurStream(train_pool, opts, cfg.seed, device), held_out
+    return BlurStream(train_pool, opts, cfg.seed, device)
 
 
 def _batches(cfg: TrainConfig, source, start: int, rank: int, world: int, device: torch.device):
@@ -333,7 +333,7 @@ class _Run:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed sample sizes: let cuDNN pick its fastest kernels once
         torch.manual_seed(cfg.seed)
-        self.source = (open_stream(cfg, self.device, progress and self.rank == 0)[0] if cfg.data.source == "stream"
+        self.source = (open_stream(cfg, self.device, progress and self.rank == 0) if cfg.data.source == "stream"
                        else open_dataset(cfg))
         model = WorldFromBlur(cfg.model)
         init_modules(model, cfg.init)
