@@ -83,6 +83,17 @@ def test_repeated_pool_entries_never_leak_held_out_frames(tmp_path):
         build_pool([str(tmp_path / "p") + "*x"], progress=False)
 
 
+def test_held_out_frames_alone_are_the_ones_a_split_holds_out(tmp_path):
+    from worldfromblur.training.trainer import build_pool
+
+    save_pool(ramp_pool(320, 240, sources=("a",), per_source=10), tmp_path / "p")  # synthetic:N frames are 320x240
+    specs = ["synthetic:8", str(tmp_path / "p")]
+    _, held = build_pool(specs, held_out=0.25, progress=False)
+    train, alone = build_pool(specs, held_out=0.25, progress=False, held_out_only=True)
+    assert train is None and alone.names == held.names
+    assert torch.equal(alone.rgb, held.rgb) and torch.equal(alone.depth, held.depth)
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_crops_zooms_and_flips_keep_the_intrinsics_true(flip):
     """Each stream pixel's depth must come from the pool pixel that its K says it sees."""

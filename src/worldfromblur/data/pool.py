@@ -134,27 +134,29 @@ def _synthetic_frame(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def synthetic_pool(num: int, size: tuple[int, int] = (320, 240), seed: int = 0, textures: str | None = None,
-                   workers: int = 1, progress: bool = True) -> FramePool:
-    """``num`` frames of procedural rooms, each its own room, rendered exactly (about 30 ms a frame at 320x240)."""
+                   workers: int = 1, progress: bool = True, start: int = 0) -> FramePool:
+    """Frames ``start .. num - 1`` of procedural rooms, each its own room, rendered exactly (about 30 ms a frame at
+    320x240); frame i depends only on (seed, i)."""
     from .synthetic.engine import SyntheticOptions
     from .synthetic.textures import texture_photos
 
-    if num < 1:
-        raise DatasetError(f"a synthetic pool needs at least one frame, got {num}")
+    if num < 1 or not 0 <= start < num:
+        raise DatasetError(f"a synthetic pool needs at least one frame, got frames {start}..{num - 1}")
     opts = SyntheticOptions(width=size[0], height=size[1], textures=textures)
     init = (seed, opts, texture_photos(textures) if textures else None)
-    bar = dict(total=num, desc="render pool", unit="frame", disable=not progress)
-    if workers > 1 and num >= 4 * workers:
+    index = range(start, num)
+    bar = dict(total=len(index), desc="render pool", unit="frame", disable=not progress)
+    if workers > 1 and len(index) >= 4 * workers:
         ctx = multiprocessing.get_context("spawn")  # the caller may hold a CUDA context, which must not be forked
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_synthetic, initargs=init) as ex:
-            frames = list(tqdm(ex.map(_synthetic_frame, range(num), chunksize=16), **bar))
+            frames = list(tqdm(ex.map(_synthetic_frame, index, chunksize=16), **bar))
     else:
         _init_synthetic(*init)
-        frames = [_synthetic_frame(i) for i in tqdm(range(num), **bar)]
+        frames = [_synthetic_frame(i) for i in tqdm(index, **bar)]
     return FramePool(torch.from_numpy(np.stack([f[0] for f in frames])),
                      torch.from_numpy(np.stack([f[1] for f in frames])).float(),
                      torch.from_numpy(np.stack([f[2] for f in frames])),
-                     [f"synthetic-{seed}-{i:06d}" for i in range(num)], ["synthetic"] * num)
+                     [f"synthetic-{seed}-{i:06d}" for i in index], ["synthetic"] * len(index))
 
 
 def dataset_pool(root: str | Path, split: str = "train") -> FramePool:

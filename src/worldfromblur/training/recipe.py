@@ -152,6 +152,7 @@ def _check_pools(recipe: dict) -> None:
     written."""
     from ..data.format import DatasetError
     from ..data.pool import read_pool_meta
+    from .trainer import pool_entries
 
     for st in recipe["stages"]:
         cfg = stage_config(recipe, st, Path("."), 1.0)
@@ -159,13 +160,10 @@ def _check_pools(recipe: dict) -> None:
             continue
         if cfg.data.held_out <= 0:
             raise WfbError("data.held_out must be above 0: train-model evaluates on held-out frames (e.g. 0.05)")
-        if not cfg.data.pool:
-            raise WfbError("data.pool is empty; name pool folders (wfb make-pool) or synthetic:N")
-        for spec in cfg.data.pool:
-            path = str(spec).partition("*")[0]
-            if not path.startswith("synthetic:"):
+        for entry, _, num in pool_entries(cfg.data.pool):
+            if num is None:
                 try:
-                    read_pool_meta(path)
+                    read_pool_meta(entry)
                 except DatasetError as err:
                     raise WfbError(f"data.pool: {err}") from None
 
@@ -193,7 +191,8 @@ def evaluate_held_out(run_dir: Path, recipe: dict, progress: bool = True) -> dic
     cfg = config_from_dict(_merge(recipe["base"], recipe["stages"][-1].get("config", {})), "recipe")
     ev = {"samples": 128, "seed": 1_000_003, **recipe.get("evaluate", {})}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, textures=cfg.data.textures)
+    _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, textures=cfg.data.textures,
+                         held_out_only=True)
     if held is None:
         raise WfbError("data.held_out leaves no frames to evaluate on; set it above 0 (e.g. 0.05)")
     stream = BlurStream(held, stream_options(cfg), ev["seed"], device)

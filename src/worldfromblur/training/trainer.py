@@ -175,41 +175,59 @@ def _log_images(writer, step: int, batch: dict, out: dict) -> None:
         writer.add_image("output/reblur_error_x4", (4 * err).clamp(0, 1), step)
 
 
+def pool_entries(specs: list) -> list[tuple[str, int, int | None]]:
+    """The entries of ``data.pool``, checked: (folder or "synthetic:N", repeat K of "*K", N or None)."""
+    if not specs:
+        raise WfbError("data.pool is empty; name pool folders (wfb make-pool) or synthetic:N")
+    entries = []
+    for spec in specs:
+        entry, _, times = str(spec).partition("*")
+        try:
+            repeat = int(times) if times else 1
+            assert repeat >= 1
+        except (ValueError, AssertionError):
+            raise WfbError(f"data.pool: {entry}*{times}: the repeat after * must be a whole number >= 1") from None
+        num = None
+        if entry.startswith("synthetic:"):
+            try:
+                num = int(entry.split(":", 1)[1])
+            except ValueError:
+                raise WfbError(f"data.pool: {entry!r} must be synthetic:N with N a whole number") from None
+        entries.append((entry, repeat, num))
+    return entries
+
+
 def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool = True,
-               textures: str | None = None) -> tuple[FramePool, FramePool | None]:
+               textures: str | None = None, held_out_only: bool = False) -> tuple[FramePool | None, FramePool | None]:
     """(training frames, held-out frames) of ``data.pool``.
 
     Each entry is a pool folder (``wfb make-pool``) or "synthetic:N" (N frames rendered now, 320x240), optionally
     with "*K" appended to repeat its training frames K times (to weigh a small real pool against a large synthetic
     one). Each entry's last ``held_out`` fraction of frames per source is held out before any repetition, so the
-    held-out frames never reach training.
+    held-out frames never reach training. ``held_out_only`` skips the training frames (None), and renders only the
+    held-out frames of synthetic entries, which are a pure function of their index.
     """
-    if not specs:
-        raise WfbError("data.pool is empty; name pool folders (wfb make-pool) or synthetic:N")
     train_parts, held_parts = [], []
-    for spec in specs:
-        spec, _, times = str(spec).partition("*")
-        try:
-            repeat = int(times) if times else 1
-            assert repeat >= 1
-        except (ValueError, AssertionError):
-            raise WfbError(f"data.pool: {spec}*{times}: the repeat after * must be a whole number >= 1") from None
-        if spec.startswith("synthetic:"):
-            try:
-                num = int(spec.split(":", 1)[1])
-            except ValueError:
-                raise WfbError(f"data.pool: {spec!r} must be synthetic:N with N a whole number") from None
+    for entry, repeat, num in pool_entries(specs):
+        if num is not None:
             if textures is not None and not texture_photos(textures):
                 raise WfbError(f"data.textures: {textures} holds no photographs (.png, .jpg, ...)")
+            k = int(round(num * held_out))
+            if held_out_only and not 0 < k < num:
+                continue
             pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
-                                  progress=progress)
+                                  progress=progress, start=num - k if held_out_only else 0)
+            if held_out_only:  # exactly the frames that split() would hold out
+                held_parts.append(pool)
+                continue
         else:
-            pool = load_pool(spec)
+            pool = load_pool(entry)
         train_part, held_part = pool.split(held_out)
         train_parts += [train_part] * repeat
         if held_part is not None:
             held_parts.append(held_part)
-    return concat_pools(train_parts), concat_pools(held_parts) if held_parts else None
+    train = None if held_out_only else concat_pools(train_parts)
+    return train, concat_pools(held_parts) if held_parts else None
 
 
 def stream_options(cfg: TrainConfig) -> StreamOptions:
