@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -130,8 +131,6 @@ def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: li
     (out / "eval.json").write_text(json.dumps(report, indent=1) + "\n")
     model_dir = out / "model"
     if model_dir.exists():
-        import shutil
-
         shutil.rmtree(model_dir)  # a resumed run re-exports its final weights
     from ..models.io import export_model
 
