@@ -67,7 +67,8 @@ def run(args) -> int:
 
     from ..models.io import load_model
     from ..reconstruct.photo import PhotoError, check_header, find_photos, load_photo
-    from ..reconstruct.pipeline import Reconstructor, write_outputs
+    from ..reconstruct.outputs import write_outputs
+    from ..reconstruct.pipeline import Reconstructor
 
     if args.refine < 0:
         raise WfbError(f"--refine must be 0 or more steps, got {args.refine}")
