@@ -62,7 +62,7 @@ def test_every_output_is_written_and_listed(reconstruction):
     assert set(summary["files"]) == written
     assert json.loads((out / "summary.json").read_text())["reblur_psnr_db"] == summary["reblur_psnr_db"]
     assert not list(out.parent.glob(".tmp-*"))
-    h, w = rec.blurred.shape[-2:]
+    h, w = rec.out.blurred.shape[-2:]
     for name in ("deblurred.png", "depth_vis.png", "reblurred.png", "summary.png", "frames/03.png"):
         with Image.open(out / name) as im:
             assert im.mode == "RGB"
@@ -75,7 +75,7 @@ def test_depth_png_round_trips_to_a_millimetre(reconstruction):
     with Image.open(out / "depth.png") as im:
         assert im.mode in ("I;16", "I")
         mm = np.asarray(im).astype(np.float64)
-    err = np.abs(mm / 1000.0 - rec.depth[0, 0].double().numpy())
+    err = np.abs(mm / 1000.0 - rec.out.depth[0, 0].double().numpy())
     assert err.max() <= 0.0005 + 1e-9
 
 
@@ -86,7 +86,7 @@ def test_point_cloud_matches_depth_and_K(reconstruction):
     v = ply["vertex"]
     pts = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float64)
     cols = np.stack([v["red"], v["green"], v["blue"]], 1)
-    h, w = rec.blurred.shape[-2:]
+    h, w = rec.out.blurred.shape[-2:]
     assert len(pts) == h * w  # every pixel has a depth > 0
     K = torch.tensor(summary["K"], dtype=torch.float64)
     with Image.open(out / "depth.png") as im:
@@ -231,10 +231,12 @@ def test_working_size_keeps_aspect_and_scales_K(model, tmp_path):
     photo = load_photo(_save(tmp_path / "wide.png", Image.open(EXAMPLE).convert("RGB").resize((640, 360))))
     rec = Reconstructor(model, "cpu")(photo, [400.0, 400.0, 319.5, 179.5])
     w, h = working_size(640, 360, model.cfg.input_size)
-    assert tuple(rec.blurred.shape[-2:]) == (h, w) and tuple(rec.depth.shape[-2:]) == (h, w)
+    assert tuple(rec.work.blurred.shape[-2:]) == (h, w) and tuple(rec.work.depth.shape[-2:]) == (h, w)
     s = w / 640
-    assert rec.K[0, 0, 0].item() == pytest.approx(400 * s, rel=1e-5)
-    assert rec.K[0, 0, 2].item() == pytest.approx(s * 320 - 0.5, rel=1e-5)
+    assert rec.work.K[0, 0, 0].item() == pytest.approx(400 * s, rel=1e-5)
+    assert rec.work.K[0, 0, 2].item() == pytest.approx(s * 320 - 0.5, rel=1e-5)
+    assert rec.out.size == (640, 360) and tuple(rec.out.depth.shape[-2:]) == (360, 640)  # outputs at the photo's size
+    assert rec.out.K[0, 0, 0].item() == pytest.approx(400, rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------- bad input
@@ -436,14 +438,15 @@ def test_refine_rejects_an_unknown_motion_model(refined_examples):
     from worldfromblur.reconstruct import refine
 
     plain, _, _ = refined_examples["room-1"]
+    w = plain.work
     with pytest.raises(ValueError, match="motion must be one of smooth, free"):
-        refine(plain.blurred, plain.deblurred, plain.depth, plain.u, plain.v, plain.K, 1, motion="spline")
+        refine(w.blurred, w.deblurred, w.depth, plain.u, plain.v, w.K, 1, motion="spline")
 
 
 def _true_frame(plain, gt):
     import torch.nn.functional as F
 
-    size = tuple(plain.blurred.shape[-2:])
+    size = tuple(plain.work.blurred.shape[-2:])
     sharp = F.interpolate(torch.tensor(gt.sharp).permute(2, 0, 1)[None].float() / 255, size=size,
                           mode="bilinear", antialias=True, align_corners=False)
     depth = F.interpolate(torch.tensor(gt.depth).float()[None, None], size=size, mode="area")
@@ -463,7 +466,7 @@ def test_refinement_corrects_the_trajectory_given_a_sharp_frame(refined_examples
 
     plain, _, gt = refined_examples[name]
     sharp, depth = _true_frame(plain, gt)
-    r = refine(plain.blurred, sharp, depth, plain.u, plain.v, plain.K, 100, translation=True)
+    r = refine(plain.work.blurred, sharp, depth, plain.u, plain.v, plain.work.K, 100, translation=True)
     assert r.psnr_after > r.psnr_before + 5
     (t0, r0), (t1, r1) = _trajectory_error(plain.poses, gt), _trajectory_error(pose_from_uv(r.u, r.v), gt)
     assert r1 < 0.5 * r0 and t1 < t0

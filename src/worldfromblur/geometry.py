@@ -423,6 +423,10 @@ def interpolate_trajectory(trajectory: torch.Tensor, subframes: int) -> torch.Te
     return pose_from_uv(fill(u), fill(v))
 
 
+REBLUR_CHUNK_PIXELS = 1 << 23
+"""Pixels (instants x batch x image) :func:`reblur` warps in one batch; larger exposures are warped in groups."""
+
+
 def reblur(
     image_ref: torch.Tensor,
     depth_ref: torch.Tensor,
@@ -464,9 +468,19 @@ def reblur(
 
     traj = interpolate_trajectory(trajectory_with_reference(poses), subframes)
     src = srgb_to_linear(image_ref) if linear_light else image_ref
-    # All instants in one batched warp; the reference instant warps to itself exactly.
-    frames, valid = _warp_many(src, depth_ref, traj, K, iterations, "border")
-    blurred = frames.mean(dim=1)
+    M = traj.shape[1]
+    per_warp = max(1, REBLUR_CHUNK_PIXELS // (B * H * W))
+    if per_warp >= M:
+        # All instants in one batched warp; the reference instant warps to itself exactly.
+        frames, valid = _warp_many(src, depth_ref, traj, K, iterations, "border")
+        blurred, valid = frames.mean(dim=1), valid
+    else:  # a large image: instants in groups, so that memory stays bounded
+        total, valid_parts = 0.0, []
+        for i in range(0, M, per_warp):
+            frames, v = _warp_many(src, depth_ref, traj[:, i:i + per_warp], K, iterations, "border")
+            total = total + frames.sum(dim=1)
+            valid_parts.append(v.amin(dim=1, keepdim=True))
+        blurred, valid = total / M, torch.cat(valid_parts, dim=1)
     if linear_light:
         blurred = linear_to_srgb(blurred)
     if return_valid:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -34,6 +35,15 @@ def register(sub) -> None:
                    "exposure, the default) or free (every pose on its own)")
     p.add_argument("--refine-translation", action="store_true",
                    help="also refine the translations (by default they stay the networks'; see docs/reconstruct.md)")
+    p.add_argument("--max-pixels", type=_count, default=None, metavar="N",
+                   help="largest output in pixels; larger photos are reduced to it, aspect ratio kept (default "
+                   "4000000; outputs are at the photo's own size below it)")
+    p.add_argument("--max-points", type=_count, default=None, metavar="N",
+                   help="largest point cloud; above it the cloud comes from the outputs reduced to N pixels "
+                   "(default 1000000)")
+    p.add_argument("--tile", type=int, default=None, metavar="PIXELS",
+                   help="side of the tiles full-resolution deblurring runs on, to bound memory (default 512; 0: "
+                   "one pass)")
     p.add_argument("--mesh", action="store_true", help="also write mesh.ply, a surface over the depth map with "
                    "disocclusion edges removed")
     p.add_argument("--device", default="auto", help="auto (a GPU when present), cpu or cuda (default auto)")
@@ -42,6 +52,17 @@ def register(sub) -> None:
                    help="skip photos that cannot be read (reported and counted) instead of stopping at the first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _count(text: str) -> int:
+    """A positive count, also written as 4e6."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value >= 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(value)
 
 
 def default_checkpoint() -> Path:
@@ -62,41 +83,88 @@ def _device(name: str) -> str:
     return name
 
 
-def run(args) -> int:
-    from tqdm import tqdm
-
-    from ..models.io import load_model
-    from ..reconstruct.photo import PhotoError, check_header, find_photos, load_photo
-    from ..reconstruct.outputs import write_outputs
-    from ..reconstruct.pipeline import Reconstructor
-
+def _check_options(args) -> None:
     if args.refine < 0:
         raise WfbError(f"--refine must be 0 or more steps, got {args.refine}")
     for flag, used in (("--refine-sharp", args.refine_sharp), ("--refine-translation", args.refine_translation),
                        ("--refine-motion", args.refine_motion != "smooth")):
         if used and not args.refine:
             raise WfbError(f"{flag} needs --refine STEPS")
-    out: Path = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise WfbError(f"{out}: already exists; choose a new --out (nothing was written)")
-    photos = find_photos(args.inputs)
-    bad: list[str] = []
+    if args.tile is not None and (args.tile < 0 or 0 < args.tile < 128):
+        raise WfbError(f"--tile must be 0 (no tiling) or at least 128 pixels, got {args.tile}")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise WfbError(f"{args.out}: already exists; choose a new --out (nothing was written)")
+
+
+def _usable(photos: list[Path], skip_errors: bool, bad: list[str]) -> list[Path]:
+    """The photos whose headers are readable; every header is checked before anything is written or loaded."""
+    from ..reconstruct.photo import PhotoError, check_header
+
     usable = []
-    for p in photos:  # every header is checked before anything is written or any model is loaded
+    for p in photos:
         try:
             check_header(p)
             usable.append(p)
         except PhotoError as err:
-            if not args.skip_errors:
+            if not skip_errors:
                 raise
             bad.append(str(err))
+    return usable
+
+
+def _engine(args):
+    from ..models.io import load_model
+    from ..reconstruct.fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE
+    from ..reconstruct.pipeline import Reconstructor
+
     device = _device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
         raise WfbError(f"the shipped model is missing from {checkpoint}; reinstall world-from-blur or pass --checkpoint")
     model, _ = load_model(checkpoint)
-    engine = Reconstructor(model, device, args.refine, args.refine_sharp, args.refine_motion, args.refine_translation)
+    engine = Reconstructor(model, device, args.refine, args.refine_sharp, args.refine_motion, args.refine_translation,
+                           max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+                           tile=DEFAULT_TILE if args.tile is None else args.tile)
+    return engine, checkpoint
 
+
+def _one(args, engine, checkpoint: Path, photo) -> dict:
+    """Reconstruct and write one loaded photo; warnings to stderr, its line to stdout."""
+    from tqdm import tqdm
+
+    from ..reconstruct.fullres import DEFAULT_MAX_POINTS
+    from ..reconstruct.outputs import write_outputs
+    path = photo.path
+    rec = engine(photo, args.intrinsics)
+    if rec.K_source == "default":
+        print(f"wfb: warning: {path}: no --intrinsics and no EXIF focal length; assuming a "
+              f"63.3 degree horizontal field of view, so depth and motion are only as right as that guess",
+              file=sys.stderr)
+    if rec.out.size != photo.size:
+        tqdm.write(f"wfb: note: {path}: {photo.size[0]}x{photo.size[1]} is over --max-pixels {engine.max_pixels}; "
+                   f"outputs are at {rec.out.size[0]}x{rec.out.size[1]}", file=sys.stderr)
+    summary = write_outputs(rec, args.out / path.stem, mesh=args.mesh, checkpoint=str(checkpoint),
+                            max_points=args.max_points or DEFAULT_MAX_POINTS)
+    if not args.json:
+        refined = (f" (network {summary['reblur_psnr_network_db']:.2f} dB, refined {rec.refine_steps} steps)"
+                   if rec.refine_steps else "")
+        tqdm.write(f"{path} -> {args.out / path.stem}: re-blur PSNR {summary['reblur_psnr_db']:.2f} dB{refined}, "
+                   f"depth {summary['depth_m']['min']:.2f}-{summary['depth_m']['max']:.2f} m, "
+                   f"intrinsics from {rec.K_source}", file=sys.stdout)
+    return summary
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..reconstruct.photo import PhotoError, find_photos, load_photo
+
+    _check_options(args)
+    out: Path = args.out
+    photos = find_photos(args.inputs)
+    bad: list[str] = []
+    usable = _usable(photos, args.skip_errors, bad)
+    engine, checkpoint = _engine(args)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
@@ -113,19 +181,7 @@ def run(args) -> int:
                 bad.append(str(err))
                 print(f"wfb: warning: skipped {err}", file=sys.stderr)
                 continue
-            rec = engine(photo, args.intrinsics)
-            if rec.K_source == "default":
-                print(f"wfb: warning: {path}: no --intrinsics and no EXIF focal length; assuming a "
-                      f"63.3 degree horizontal field of view, so depth and motion are only as right as that guess",
-                      file=sys.stderr)
-            summary = write_outputs(rec, out / path.stem, mesh=args.mesh, checkpoint=str(checkpoint))
-            summaries.append(summary)
-            if not args.json:
-                refined = (f" (network {summary['reblur_psnr_network_db']:.2f} dB, refined {rec.refine_steps} steps)"
-                           if rec.refine_steps else "")
-                tqdm.write(f"{path} -> {out / path.stem}: re-blur PSNR {summary['reblur_psnr_db']:.2f} dB{refined}, "
-                           f"depth {summary['depth_m']['min']:.2f}-{summary['depth_m']['max']:.2f} m, "
-                           f"intrinsics from {rec.K_source}", file=sys.stdout)
+            summaries.append(_one(args, engine, checkpoint, photo))
     except BaseException as err:
         if created and not any(out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)

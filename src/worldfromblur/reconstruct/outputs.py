@@ -10,31 +10,61 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from ..geometry import point_cloud, trajectory_with_reference, warp
+from ..geometry import point_cloud, scale_intrinsics, trajectory_with_reference, warp
 from .export import depth_mesh, write_depth_png, write_ply, write_tum
-from .pipeline import FPS, Reconstruction
+from .scene import write_scene_html
+from .fullres import DEFAULT_MAX_POINTS, output_size, resize
+from .pipeline import FPS, Reconstruction, Views
+
+SCENE_MAX_POINTS = 250_000
+"""Most points ``scene.html`` embeds (a regular subset of the cloud above it): the viewer draws on a 2D canvas."""
 
 
-def projected_frames(rec: Reconstruction) -> torch.Tensor:
+def projected_frames(rec: Reconstruction, view: Views) -> torch.Tensor:
     """(2n + 1, 3, H, W): the sharp frame seen from every instant (reference in the middle), pixels the reference
     never saw filled from the nearest ones."""
     traj = trajectory_with_reference(rec.poses)[0]
-    frames = [warp(rec.deblurred, rec.depth, T[None], rec.K, padding_mode="border", validate=False)[0][0] for T in traj]
-    return torch.stack(frames)
+    return torch.stack([warp(view.deblurred, view.depth, T[None], view.K, padding_mode="border", validate=False)[0][0]
+                        for T in traj])
 
 
-def summary_dict(rec: Reconstruction, files: list[str]) -> dict:
+def cloud_view(view: Views, max_points: int = DEFAULT_MAX_POINTS) -> Views:
+    """``view``, or the same reduced to at most ``max_points`` pixels (colour anti-aliased, depth by nearest sample so
+    that no point lies between a foreground and a background surface), for the point cloud and mesh."""
+    W, H = view.size
+    w, h = output_size(W, H, max_points)
+    if (w, h) == (W, H):
+        return view
+    depth = F.interpolate(view.depth, size=(h, w), mode="nearest-exact")
+    K = scale_intrinsics(view.K.double(), w / W, h / H).float()
+    return Views(blurred=resize(view.blurred, (w, h)), K=K, deblurred=resize(view.deblurred, (w, h)).clamp(0, 1),
+                 depth=depth, reblurred=resize(view.reblurred, (w, h)))
+
+
+def points_of(view: Views) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every pixel's point (H*W, 3) and colour (H*W, 3) uint8 in row-major order, and the valid ones' of both."""
+    from ..viz import to_u8
+
+    pts_all, _, valid = point_cloud(view.deblurred, view.depth, view.K, validate=False)
+    pts_all, valid = pts_all[0].numpy(), valid[0].numpy()
+    cols_all = to_u8(view.deblurred).reshape(-1, 3)
+    return pts_all, cols_all, pts_all[valid], cols_all[valid]
+
+
+def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
     W, H = rec.photo.size
-    h, w = rec.blurred.shape[-2:]
-    K = rec.K[0].tolist()
-    d = rec.depth[0, 0]
+    K = rec.out.K[0].tolist()
+    d = rec.out.depth[0, 0]
     return {
         "input": str(rec.photo.path),
         "input_size": [W, H],
         "input_mode": rec.photo.mode,
-        "working_size": [w, h],
+        "working_size": list(rec.work.size),
+        "output_size": list(rec.out.size),
+        "deblur_scales": rec.deblur_scales,
         "intrinsics_source": rec.K_source,
         "K": [[round(x, 6) for x in row] for row in K],
         "n": rec.u.shape[1] // 2,
@@ -44,16 +74,59 @@ def summary_dict(rec: Reconstruction, files: list[str]) -> dict:
         "refine_steps": rec.refine_steps,
         "refine": rec.refine_options,
         "depth_m": {"min": round(float(d.min()), 4), "median": round(float(d.median()), 4), "max": round(float(d.max()), 4)},
+        "points": points,
         "timings_s": {k: round(v, 4) for k, v in rec.timings.items()},
         "files": files,
     }
 
 
-def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkpoint: str = "") -> dict:
-    """Write every output file of one reconstruction into ``out_dir``, which must not exist: the files go into a
-    temporary sibling folder that is renamed when complete, so a failure leaves nothing behind."""
+def _write_images(folder: Path, rec: Reconstruction) -> None:
+    """deblurred.png, depth.png, depth_vis.png, frames/ and reblurred.png, at the output size."""
     from ..viz import colorize_depth, to_u8
-    from .scene import write_scene_html
+
+    view = rec.out
+    depth = view.depth[0, 0].numpy().astype(np.float64)
+    Image.fromarray(to_u8(view.deblurred)).save(folder / "deblurred.png")
+    write_depth_png(folder / "depth.png", depth)
+    Image.fromarray(colorize_depth(depth)).save(folder / "depth_vis.png")
+    (folder / "frames").mkdir()
+    for k, f in enumerate(projected_frames(rec, view)):
+        Image.fromarray(to_u8(f)).save(folder / "frames" / f"{k:02d}.png")
+    Image.fromarray(to_u8(view.reblurred)).save(folder / "reblurred.png")
+
+
+def _write_motion(folder: Path, rec: Reconstruction) -> None:
+    """trajectory.txt (TUM) and poses.json (with K and the size of the output images)."""
+    poses = rec.poses[0].double().numpy()
+    write_tum(folder / "trajectory.txt", poses, FPS)
+    (folder / "poses.json").write_text(json.dumps({
+        "convention": "reference-to-instant 4x4 poses T_k (X_k = R_k X_ref + t_k), time order, reference excluded; "
+                      "u = axis-angle (rad), v = translation (m); see worldfromblur.geometry",
+        "n": rec.u.shape[1] // 2, "fps": FPS, "K": rec.out.K[0].double().tolist(), "size": list(rec.out.size),
+        "poses": poses.tolist(), "u": rec.u[0].tolist(), "v": rec.v[0].tolist()}, indent=1) + "\n")
+
+
+def _write_points(folder: Path, rec: Reconstruction, mesh: bool, max_points: int) -> int:
+    """points.ply (and mesh.ply) at the output size, reduced to ``max_points``, and scene.html; returns the count."""
+    view = cloud_view(rec.out, max_points)
+    pts_all, cols_all, pts, cols = points_of(view)
+    comments = [f"world-from-blur reconstruction of {rec.photo.path.name}",
+                "reference camera frame, OpenCV axes (x right, y down, z forward), metres"]
+    write_ply(folder / "points.ply", pts, cols, comments=comments)
+    if mesh:
+        depth = view.depth[0, 0].numpy().astype(np.float64)
+        write_ply(folder / "mesh.ply", pts_all, cols_all, depth_mesh(depth), comments=comments)
+    keep = np.linspace(0, len(pts) - 1, SCENE_MAX_POINTS).astype(np.int64) if len(pts) > SCENE_MAX_POINTS else slice(None)
+    write_scene_html(folder / "scene.html", pts[keep], cols[keep], rec.poses[0].double().numpy(),
+                     view.K[0].double().numpy(), *view.size, title=rec.photo.path.name)
+    return len(pts)
+
+
+def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkpoint: str = "",
+                  max_points: int = DEFAULT_MAX_POINTS) -> dict:
+    """Write every output file of one reconstruction into ``out_dir``, which must not exist: the files go into a
+    temporary sibling folder that is renamed when complete, so a failure leaves nothing behind. ``summary.png``
+    shows the working-size images (a panel of seven full-size images would be unwieldy)."""
     from .summary import summary_panel
 
     t0 = time.perf_counter()
@@ -63,39 +136,14 @@ def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkp
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        depth = rec.depth[0, 0].numpy().astype(np.float64)
-        poses = rec.poses[0].double().numpy()
-        K = rec.K[0].double().numpy()
-        Image.fromarray(to_u8(rec.deblurred)).save(tmp / "deblurred.png")
-        write_depth_png(tmp / "depth.png", depth)
-        Image.fromarray(colorize_depth(depth)).save(tmp / "depth_vis.png")
-        write_tum(tmp / "trajectory.txt", poses, FPS)
-        (tmp / "poses.json").write_text(json.dumps({
-            "convention": "reference-to-instant 4x4 poses T_k (X_k = R_k X_ref + t_k), time order, reference excluded; "
-                          "u = axis-angle (rad), v = translation (m); see worldfromblur.geometry",
-            "n": rec.u.shape[1] // 2, "fps": FPS, "K": K.tolist(), "size": list(rec.blurred.shape[-1:-3:-1]),
-            "poses": poses.tolist(), "u": rec.u[0].tolist(), "v": rec.v[0].tolist()}, indent=1) + "\n")
-        frames = projected_frames(rec)
-        (tmp / "frames").mkdir()
-        for k, f in enumerate(frames):
-            Image.fromarray(to_u8(f)).save(tmp / "frames" / f"{k:02d}.png")
-        Image.fromarray(to_u8(rec.reblurred)).save(tmp / "reblurred.png")
-
-        pts_all, _, valid = point_cloud(rec.deblurred, rec.depth, rec.K, validate=False)
-        pts_all, valid = pts_all[0].numpy(), valid[0].numpy()
-        cols_all = to_u8(rec.deblurred).reshape(-1, 3)  # row-major pixel order, as the points
-        pts, cols = pts_all[valid], cols_all[valid]
-        comments = [f"world-from-blur reconstruction of {rec.photo.path.name}",
-                    "reference camera frame, OpenCV axes (x right, y down, z forward), metres"]
-        write_ply(tmp / "points.ply", pts, cols, comments=comments)
-        if mesh:
-            write_ply(tmp / "mesh.ply", pts_all, cols_all, depth_mesh(depth), comments=comments)
-        write_scene_html(tmp / "scene.html", pts, cols, poses, K, rec.blurred.shape[-1], rec.blurred.shape[-2],
-                         title=rec.photo.path.name)
-        Image.fromarray(summary_panel(rec, frames, rec.reblurred, pts, cols)).save(tmp / "summary.png")
+        _write_images(tmp, rec)
+        _write_motion(tmp, rec)
+        points = _write_points(tmp, rec, mesh, max_points)
+        _, _, pts, cols = points_of(rec.work)
+        Image.fromarray(summary_panel(rec, projected_frames(rec, rec.work), pts, cols)).save(tmp / "summary.png")
         rec.timings["write_s"] = time.perf_counter() - t0
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["summary.json"]
-        summary = summary_dict(rec, files)
+        summary = summary_dict(rec, files, points)
         summary["checkpoint"] = checkpoint
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         tmp.rename(out_dir)

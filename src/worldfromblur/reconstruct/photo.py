@@ -7,11 +7,13 @@ A photo becomes an (H, W, 3) float32 sRGB array in [0, 1] in the orientation a v
 * 16-bit and 32-bit integer images (PIL modes I;16 and I) are read as 0..65535; float images (mode F) as 0..1;
 * an image whose pixels are not finite (a float TIFF with NaN or infinity) is refused.
 
-Intrinsics, in pixels of the photo as shown, come from one of three places, in this order (see :func:`intrinsics_for`):
+Intrinsics, in pixels of the photo as shown, come from one of four places, in this order (see :func:`intrinsics_for`):
 ``--intrinsics fx fy cx cy``; the EXIF 35 mm-equivalent focal length (``FocalLengthIn35mmFilm``), read over the
-frame's diagonal as the standard defines it, with the principal point at the centre; or a default horizontal field
-of view of :data:`DEFAULT_HFOV_DEG` degrees (the Kinect camera of NYU Depth v2, whose geometry the synthetic training
-data copies), with a warning.
+frame's diagonal as the standard defines it, with the principal point at the centre; the EXIF focal length in mm
+(``FocalLength``) times the sensor's pixels per mm (``FocalPlaneXResolution`` in ``FocalPlaneResolutionUnit``, scaled
+by the photo's width over ``PixelXDimension`` when the photo was resized after it was taken; square pixels assumed);
+or a default horizontal field of view of :data:`DEFAULT_HFOV_DEG` degrees (the Kinect camera of NYU Depth v2, whose
+geometry the synthetic training data copies), with a warning.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ DEFAULT_HFOV_DEG = 63.3
 at 640 px wide), the camera the synthetic training data imitates."""
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
 EXIF_FOCAL_35MM = 0xA405
+EXIF_FOCAL_LENGTH = 0x920A
+EXIF_FOCAL_PLANE_X_RESOLUTION = 0xA20E
+EXIF_FOCAL_PLANE_RESOLUTION_UNIT = 0xA210
+EXIF_PIXEL_X_DIMENSION = 0xA002
 EXIF_IFD = 0x8769
+FOCAL_PLANE_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
+"""``FocalPlaneResolutionUnit`` codes: inch (the default), centimetre, and the millimetre and micrometre that some
+cameras write although EXIF 2.3 lists only the first two."""
 
 
 class PhotoError(WfbError):
@@ -48,6 +57,7 @@ class Photo:
     rgb: np.ndarray  # (H, W, 3) float32 sRGB in [0, 1], as shown (EXIF rotation applied)
     mode: str  # PIL mode of the file
     focal_35mm: float | None = None  # EXIF FocalLengthIn35mmFilm, millimetres
+    focal_px: float | None = None  # EXIF FocalLength x FocalPlaneXResolution, pixels of the photo as stored
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -117,14 +127,31 @@ def _to_rgb(im: Image.Image, path: Path) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0).astype(np.float32)
 
 
-def _focal_35mm(im: Image.Image) -> float | None:
+def _exif_number(im: Image.Image, tag: int) -> float | None:
+    """A positive finite EXIF value from the Exif IFD (or, as some writers put it, the main IFD); None otherwise."""
     try:
         exif = im.getexif()
-        value = exif.get_ifd(EXIF_IFD).get(EXIF_FOCAL_35MM) or exif.get(EXIF_FOCAL_35MM)
+        value = exif.get_ifd(EXIF_IFD).get(tag) or exif.get(tag)
         value = float(value) if value is not None else None
-    except (TypeError, ValueError, OSError, SyntaxError):
+    except (TypeError, ValueError, OSError, SyntaxError, ZeroDivisionError):
         return None
     return value if value and math.isfinite(value) and value > 0 else None
+
+
+def _focal_35mm(im: Image.Image) -> float | None:
+    return _exif_number(im, EXIF_FOCAL_35MM)
+
+
+def _focal_px(im: Image.Image) -> float | None:
+    """Focal length in pixels of the stored image from FocalLength and the focal plane's resolution, or None."""
+    focal_mm = _exif_number(im, EXIF_FOCAL_LENGTH)
+    per_unit = _exif_number(im, EXIF_FOCAL_PLANE_X_RESOLUTION)
+    unit = FOCAL_PLANE_UNIT_MM.get(int(_exif_number(im, EXIF_FOCAL_PLANE_RESOLUTION_UNIT) or 2))
+    if focal_mm is None or per_unit is None or unit is None:
+        return None
+    width_at_capture = _exif_number(im, EXIF_PIXEL_X_DIMENSION)
+    resized = im.size[0] / width_at_capture if width_at_capture else 1.0
+    return focal_mm * per_unit / unit * resized
 
 
 def load_photo(path: Path) -> Photo:
@@ -134,7 +161,7 @@ def load_photo(path: Path) -> Photo:
     try:
         with Image.open(path) as im:
             im.load()
-            focal = _focal_35mm(im)
+            focal, focal_px = _focal_35mm(im), _focal_px(im)
             mode = im.mode
             shown = ImageOps.exif_transpose(im)
             rgb = _to_rgb(shown, path)
@@ -142,11 +169,12 @@ def load_photo(path: Path) -> Photo:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise PhotoError(f"{path}: the image cannot be decoded ({_reason(err)}); the file is truncated or corrupt") from None
-    return Photo(path=path, rgb=rgb, mode=mode, focal_35mm=focal)
+    return Photo(path=path, rgb=rgb, mode=mode, focal_35mm=focal, focal_px=focal_px)
 
 
 def intrinsics_for(photo: Photo, given: list[float] | None = None) -> tuple[np.ndarray, str]:
-    """K (3, 3) in pixels of the photo as shown, and where it came from: "given", "exif" or "default"."""
+    """K (3, 3) in pixels of the photo as shown, and where it came from: "given", "exif" (35 mm equivalent),
+    "exif-focal-plane" or "default"."""
     W, H = photo.size
     if given is not None:
         fx, fy, cx, cy = (float(x) for x in given)
@@ -160,5 +188,8 @@ def intrinsics_for(photo: Photo, given: list[float] | None = None) -> tuple[np.n
     if photo.focal_35mm is not None:
         f = photo.focal_35mm * math.hypot(W, H) / FULL_FRAME_DIAGONAL_MM
         return np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], dtype=np.float64), "exif"
+    if photo.focal_px is not None:
+        f = photo.focal_px
+        return np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], dtype=np.float64), "exif-focal-plane"
     f = (W / 2.0) / math.tan(math.radians(DEFAULT_HFOV_DEG) / 2.0)
     return np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], dtype=np.float64), "default"

@@ -1,10 +1,13 @@
-"""From one blurred photo to a 3D scene: resize, run the networks and refine (the files are written by ``outputs``).
+"""From one blurred photo to a 3D scene: resize, run the networks, refine, and bring the results to the photo's size
+(the files are written by ``outputs``).
 
-Sizes. A model works at the resolution it was trained at (``ModelConfig.input_size``, W0 x H0). A photo is resized
-to about the same number of pixels *with its own aspect ratio kept* (each side a multiple of 8), not cropped or
-padded: the networks are fully convolutional, nothing of the photo is lost, and a border of padding would not be
-blurred like the rest. K is scaled with the image (see :func:`worldfromblur.geometry.scale_intrinsics`). Photos
-more than 3:1 wide or tall are refused. Every output is at this working resolution, the one its geometry is exact at.
+Sizes. A model works at the resolution it was trained at (``ModelConfig.input_size``, W0 x H0). For the networks a
+photo is resized to about the same number of pixels *with its own aspect ratio kept* (each side a multiple of 8), not
+cropped or padded: the networks are fully convolutional, nothing of the photo is lost, and a border of padding would
+not be blurred like the rest. K is scaled with the image (see :func:`worldfromblur.geometry.scale_intrinsics`).
+Photos more than 3:1 wide or tall are refused. Motion, depth and refinement work at this *working size*; the
+deblurred frame, depth, re-blurred image and point cloud then come back at the *output size*, the photo's own
+(reduced to ``max_pixels`` when larger), as :mod:`worldfromblur.reconstruct.fullres` describes.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WfbError
+from ..evaluation.metrics import psnr
 from ..geometry import pose_from_uv, scale_intrinsics
 from ..models import WorldFromBlur
+from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, upsample_depth
 from .photo import Photo, intrinsics_for
-from .refine import refine
+from .refine import refine, render
 
 DEFAULT_INPUT_SIZE = (320, 240)
 MAX_ASPECT = 3.0
@@ -57,23 +62,37 @@ def resize_photo(photo: Photo, K: np.ndarray, size: tuple[int, int]) -> tuple[to
 
 
 @dataclass
+class Views:
+    """One reconstruction's images at one size (tensors on the CPU, batch of one)."""
+
+    blurred: torch.Tensor  # (1, 3, h, w) the input photo at this size
+    K: torch.Tensor  # (1, 3, 3) intrinsics at this size
+    deblurred: torch.Tensor  # (1, 3, h, w)
+    depth: torch.Tensor  # (1, 1, h, w) metres
+    reblurred: torch.Tensor  # (1, 3, h, w) the final output re-blurred (refinement's exposure model)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.blurred.shape[-1], self.blurred.shape[-2]
+
+
+@dataclass
 class Reconstruction:
-    """Everything a photo's reconstruction holds, at the working resolution (tensors on the CPU, batch of one)."""
+    """Everything a photo's reconstruction holds: the trajectory, and the images at the output size (``out``) and at
+    the networks' working size (``work``); the two are the same object when the sizes are equal."""
 
     photo: Photo
     K_source: str
-    blurred: torch.Tensor  # (1, 3, h, w)
-    K: torch.Tensor  # (1, 3, 3)
-    deblurred: torch.Tensor  # (1, 3, h, w)
-    depth: torch.Tensor  # (1, 1, h, w) metres
+    out: Views
+    work: Views
     u: torch.Tensor  # (1, 2n, 3) radians
     v: torch.Tensor  # (1, 2n, 3) metres
-    psnr_network: float  # re-blur PSNR of the networks' output against the input
-    psnr: float  # re-blur PSNR of the final (refined) output
-    reblurred: torch.Tensor  # (1, 3, h, w) the final output re-blurred (refinement's exposure model)
+    psnr_network: float  # re-blur PSNR at the output size of the networks' output against the input
+    psnr: float  # re-blur PSNR at the output size of the final (refined) output
     refine_steps: int = 0
     refine_options: dict = field(default_factory=dict)  # what refinement optimised (see refine.refine)
     linear_light: bool = True  # the model's exposure model: average instants in linear light
+    deblur_scales: list = field(default_factory=lambda: [1])  # see fullres.deblur_full
     timings: dict = field(default_factory=dict)
 
     @property
@@ -85,13 +104,16 @@ class Reconstructor:
     """A loaded model and the options of a run; call it on a :class:`Photo`."""
 
     def __init__(self, model: WorldFromBlur, device: str = "cpu", refine_steps: int = 0, refine_sharp: bool = False,
-                 refine_motion: str = "smooth", refine_translation: bool = False):
+                 refine_motion: str = "smooth", refine_translation: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.refine_steps = refine_steps
         self.refine_sharp = refine_sharp
         self.refine_motion = refine_motion
         self.refine_translation = refine_translation
+        self.max_pixels = max_pixels
+        self.tile = tile
         size = model.cfg.input_size
         self.input_size = tuple(size) if size else DEFAULT_INPUT_SIZE
         self.linear_light = bool(model.cfg.linear_light)
@@ -109,22 +131,47 @@ class Reconstructor:
         t = time.perf_counter()
         K_full, source = intrinsics_for(photo, intrinsics)
         x, K = resize_photo(photo, K_full, working_size(*photo.size, self.input_size))
+        out_size = output_size(*photo.size, self.max_pixels)
         timings["prepare_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        out = self.networks(x)
-        if not all(torch.isfinite(v).all() for v in out.values()):
+        net = self.networks(x)
+        if not all(torch.isfinite(v).all() for v in net.values()):
             raise ReconstructionError(f"{photo.path}: the model's output is not finite for this photo; "
                                       "check the image's values and the checkpoint")
         timings["networks_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
         with torch.enable_grad():
-            r = refine(x, out["deblurred"], out["depth"], out["u"], out["v"], K, self.refine_steps,
+            r = refine(x, net["deblurred"], net["depth"], net["u"], net["v"], K, self.refine_steps,
                        linear_light=self.linear_light, optimize_sharp=self.refine_sharp, motion=self.refine_motion,
                        translation=self.refine_translation)
         timings["refine_s"] = time.perf_counter() - t
-        return Reconstruction(photo=photo, K_source=source, blurred=x, K=K, deblurred=r.sharp, depth=out["depth"],
-                              u=r.u, v=r.v, psnr_network=r.psnr_before, psnr=r.psnr_after, reblurred=r.reblurred,
-                              refine_steps=r.steps, refine_options=self._refine_options() if r.steps else {},
-                              linear_light=self.linear_light, timings=timings)
+        work = Views(blurred=x, K=K, deblurred=r.sharp, depth=net["depth"], reblurred=r.reblurred)
+        rec = Reconstruction(photo=photo, K_source=source, out=work, work=work, u=r.u, v=r.v,
+                             psnr_network=r.psnr_before, psnr=r.psnr_after, refine_steps=r.steps,
+                             refine_options=self._refine_options() if r.steps else {},
+                             linear_light=self.linear_light, timings=timings)
+        if out_size != work.size:
+            t = time.perf_counter()
+            self._upscale(rec, photo, K_full, out_size, net)
+            timings["full_resolution_s"] = time.perf_counter() - t
+        return rec
+
+    def _upscale(self, rec: Reconstruction, photo: Photo, K_full: np.ndarray, size: tuple[int, int], net: dict) -> None:
+        """Bring the deblurred frame, depth and re-blur of ``rec`` to ``size`` (see :mod:`.fullres`)."""
+        blurred, K = resize_photo(photo, K_full, size)
+        deblurred, rec.deblur_scales = deblur_full(self.model.deblur, blurred.to(self.device),
+                                                   rec.work.size[0] * rec.work.size[1], self.tile)
+        deblurred = deblurred.float().cpu()
+        if self.refine_sharp and rec.refine_steps:  # carry refinement's change of the sharp frame over
+            change = F.interpolate(rec.work.deblurred - net["deblurred"], size=deblurred.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+            deblurred = (deblurred + change).clamp(0, 1)
+        depth = upsample_depth(net["depth"], deblurred)
+        with torch.no_grad():
+            reblurred = render(deblurred, depth, rec.u, rec.v, K, self.linear_light)
+            rec.psnr = psnr(reblurred, blurred)
+            rec.psnr_network = (psnr(render(deblurred, depth, net["u"], net["v"], K, self.linear_light), blurred)
+                                if rec.refine_steps else rec.psnr)
+        rec.out = Views(blurred=blurred, K=K, deblurred=deblurred, depth=depth, reblurred=reblurred)

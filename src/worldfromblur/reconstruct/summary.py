@@ -13,14 +13,16 @@ from ..evaluation.figures import render_points
 from ..viz import colorize_depth, labelled_row, to_u8
 
 
-def summary_panel(rec, frames: torch.Tensor, reblurred: torch.Tensor, points: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    H, W = rec.blurred.shape[-2:]
-    depth = rec.depth[0, 0].numpy()
-    view = render_points(points, colors, rec.K[0].double().numpy(), H, W)
+def summary_panel(rec, frames: torch.Tensor, points: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """The panel of ``rec`` at its working size, from that size's projected frames and valid points."""
+    work = rec.work
+    W, H = work.size
+    depth = work.depth[0, 0].numpy()
+    view = render_points(points, colors, work.K[0].double().numpy(), H, W)
     refined = f" {rec.psnr_network:.1f}->" if rec.refine_steps else " "
     return labelled_row(
-        [to_u8(rec.blurred), to_u8(frames[0]), to_u8(rec.deblurred), to_u8(frames[-1]), colorize_depth(depth), view,
-         to_u8(reblurred)],
+        [to_u8(work.blurred), to_u8(frames[0]), to_u8(work.deblurred), to_u8(frames[-1]), colorize_depth(depth), view,
+         to_u8(work.reblurred)],
         ["(a) blurred", "(b) first frame", "(c) deblurred", "(d) last frame",
          f"(e) depth {float(depth.min()):.1f}-{float(depth.max()):.1f} m", "(f) 3D",
          f"(g) re-blur{refined}{rec.psnr:.1f} dB"],
