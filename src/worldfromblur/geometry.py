@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from kornia.geometry.camera.perspective import project_points, unproject_points
 from kornia.geometry.conversions import (
     axis_angle_to_rotation_matrix,
-    normalize_pixel_coordinates,
     quaternion_to_rotation_matrix,
     rotation_matrix_to_axis_angle,
     rotation_matrix_to_quaternion,
@@ -274,7 +273,9 @@ def project(points: torch.Tensor, K: torch.Tensor, validate: bool = True) -> tor
 def _sample(x: torch.Tensor, pix: torch.Tensor, padding_mode: str) -> torch.Tensor:
     """Bilinearly sample (B, C, H, W) at pixel coordinates (B, H', W', 2)."""
     H, W = x.shape[-2:]
-    grid = normalize_pixel_coordinates(pix, H, W)
+    # kornia.geometry.normalize_pixel_coordinates's affine map for align_corners=True, in one fused multiply-add.
+    scale = pix.new_tensor([2.0 / max(W - 1, 1), 2.0 / max(H - 1, 1)])
+    grid = torch.addcmul(pix.new_tensor(-1.0), pix, scale)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
 
@@ -306,9 +307,13 @@ def forward_flow(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> t
 
 
 def _warp_many(
-    image_ref: torch.Tensor, depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor, iterations: int, padding_mode: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Warp one reference image to M poses: T (B, M, 4, 4) -> images (B, M, C, H, W), valid (B, M, 1, H, W)."""
+    image_ref: torch.Tensor, depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor, iterations: int, padding_mode: str,
+    need_valid: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Warp one reference image to M poses: T (B, M, 4, 4) -> images (B, M, C, H, W), valid (B, M, 1, H, W).
+
+    ``need_valid=False`` skips the validity test (two more samplings per frame) and returns None for it; only with
+    ``padding_mode="border"``, where the images do not depend on it."""
     B, C, H, W = image_ref.shape
     M = T.shape[1]
     flow, z_k = forward_flow(depth_ref, T, K)  # (B, M, 2, H, W)
@@ -319,6 +324,8 @@ def _warp_many(
         p = q - _sample(flow, p, "border").permute(0, 2, 3, 1)
     # All M frames read the same source: stack their sampling grids along the height instead of copying the image.
     image_k = _sample(image_ref, p.reshape(B, M * H, W, 2), padding_mode).reshape(B, C, M, H, W).transpose(1, 2)
+    if not need_valid and padding_mode == "border":
+        return image_k, None
     # How well p solves g(p) = q, and whether the point is in front of camera k and inside the reference image.
     residual = (p + _sample(flow, p, "border").permute(0, 2, 3, 1) - q).norm(dim=-1, keepdim=True)
     inside = (p[..., :1] >= -0.5) & (p[..., :1] <= W - 0.5) & (p[..., 1:] >= -0.5) & (p[..., 1:] <= H - 0.5)
@@ -472,15 +479,15 @@ def reblur(
     per_warp = max(1, REBLUR_CHUNK_PIXELS // (B * H * W))
     if per_warp >= M:
         # All instants in one batched warp; the reference instant warps to itself exactly.
-        frames, valid = _warp_many(src, depth_ref, traj, K, iterations, "border")
-        blurred, valid = frames.mean(dim=1), valid
+        frames, valid = _warp_many(src, depth_ref, traj, K, iterations, "border", return_valid)
+        blurred = frames.mean(dim=1)
     else:  # a large image: instants in groups, so that memory stays bounded
         total, valid_parts = 0.0, []
         for i in range(0, M, per_warp):
-            frames, v = _warp_many(src, depth_ref, traj[:, i:i + per_warp], K, iterations, "border")
+            frames, v = _warp_many(src, depth_ref, traj[:, i:i + per_warp], K, iterations, "border", return_valid)
             total = total + frames.sum(dim=1)
-            valid_parts.append(v.amin(dim=1, keepdim=True))
-        blurred, valid = total / M, torch.cat(valid_parts, dim=1)
+            valid_parts.append(v.amin(dim=1, keepdim=True) if return_valid else None)
+        blurred, valid = total / M, torch.cat(valid_parts, dim=1) if return_valid else None
     if linear_light:
         blurred = linear_to_srgb(blurred)
     if return_valid:

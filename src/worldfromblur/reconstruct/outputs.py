@@ -19,6 +19,9 @@ from .scene import write_scene_html
 from .fullres import DEFAULT_MAX_POINTS, output_size, resize
 from .pipeline import FPS, Reconstruction, Views
 
+PNG_LEVEL = 1
+"""zlib level of the output PNGs: Pillow's default (6) makes files about a third smaller but takes several times as
+long, which at full resolution is seconds per photo."""
 SCENE_MAX_POINTS = 250_000
 """Most points ``scene.html`` embeds (a regular subset of the cloud above it): the viewer draws on a 2D canvas."""
 
@@ -86,13 +89,13 @@ def _write_images(folder: Path, rec: Reconstruction) -> None:
 
     view = rec.out
     depth = view.depth[0, 0].numpy().astype(np.float64)
-    Image.fromarray(to_u8(view.deblurred)).save(folder / "deblurred.png")
+    Image.fromarray(to_u8(view.deblurred)).save(folder / "deblurred.png", compress_level=PNG_LEVEL)
     write_depth_png(folder / "depth.png", depth)
-    Image.fromarray(colorize_depth(depth)).save(folder / "depth_vis.png")
+    Image.fromarray(colorize_depth(depth)).save(folder / "depth_vis.png", compress_level=PNG_LEVEL)
     (folder / "frames").mkdir()
     for k, f in enumerate(projected_frames(rec, view)):
-        Image.fromarray(to_u8(f)).save(folder / "frames" / f"{k:02d}.png")
-    Image.fromarray(to_u8(view.reblurred)).save(folder / "reblurred.png")
+        Image.fromarray(to_u8(f)).save(folder / "frames" / f"{k:02d}.png", compress_level=PNG_LEVEL)
+    Image.fromarray(to_u8(view.reblurred)).save(folder / "reblurred.png", compress_level=PNG_LEVEL)
 
 
 def _write_motion(folder: Path, rec: Reconstruction) -> None:
