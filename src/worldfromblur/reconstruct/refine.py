@@ -83,6 +83,59 @@ def _half(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=0.5, mode="area")
 
 
+def _energy(blurred, sharp, depth, K, u, v, linear_light: bool, anchor=None, weight: float = 0.0) -> torch.Tensor:
+    """E of the module docstring: the re-blur error, plus the sharp frame's distance to ``anchor`` when given."""
+    err = (render(sharp, depth, u, v, K, linear_light) - blurred).pow(2).mean()
+    return err + weight * (sharp - anchor).pow(2).mean() if anchor is not None else err
+
+
+class _Fit:
+    """Refinement's state: the optimised parameters, their optimiser, and the best full-resolution fit seen.
+
+    The parameters are ``pu``, ``pv`` (the smooth model's coefficients, or the per-instant vectors themselves) and a
+    residual added to the sharp frame (optimised only with ``optimize_sharp``).
+    """
+
+    def __init__(self, u0, v0, sharp, motion: str, translation: bool, optimize_sharp: bool, lrs: tuple):
+        self.n, self.smooth, self.translation, self.v0 = u0.shape[1] // 2, motion == "smooth", translation, v0
+        self.pu = (fit_smooth(u0) if self.smooth else u0.clone()).requires_grad_(True)
+        self.pv = (fit_smooth(v0) if self.smooth else v0.clone()).requires_grad_(translation)
+        self.residual = torch.zeros_like(sharp, requires_grad=True)
+        lr_rot, lr_trans, lr_sharp = lrs
+        groups = [{"params": [self.pu], "lr": lr_rot}]
+        if translation:
+            groups.append({"params": [self.pv], "lr": lr_trans})
+        if optimize_sharp:
+            groups.append({"params": [self.residual], "lr": lr_sharp})
+        self.opt = torch.optim.Adam(groups)
+        self.peak = [g["lr"] for g in self.opt.param_groups]
+        self.best_loss, self.best, self.history = math.inf, None, []
+
+    def trajectory(self, detach: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        pu, pv = (self.pu.detach(), self.pv.detach()) if detach else (self.pu, self.pv)
+        to_uv = (lambda p: eval_smooth(p, self.n)) if self.smooth else (lambda p: p)
+        return to_uv(pu), (to_uv(pv) if self.translation else self.v0)
+
+    def sharp(self, base: torch.Tensor, coarse: bool = False) -> torch.Tensor:
+        return (base + (_half(self.residual) if coarse else self.residual)).clamp(0, 1)
+
+    def consider(self, loss_value: float, sharp: torch.Tensor) -> None:
+        """Keep the current parameters if their full-resolution energy is the lowest seen."""
+        self.history.append(loss_value)
+        if math.isfinite(loss_value) and loss_value < self.best_loss:
+            self.best_loss = loss_value
+            uu, vv = self.trajectory(detach=True)
+            self.best = (uu.clone(), vv.clone(), self.sharp(sharp).detach().clone())
+
+    def step(self, loss: torch.Tensor, t: float) -> None:
+        """One Adam step at the cosine-decayed step size of progress ``t`` in [0, 1]."""
+        for g, lr in zip(self.opt.param_groups, self.peak):
+            g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
 def refine(
     blurred: torch.Tensor,
     sharp: torch.Tensor,
@@ -117,76 +170,32 @@ def refine(
         raise ValueError(f"motion must be one of {', '.join(MOTION_MODELS)}, got {motion!r}")
     blurred, sharp, depth, K = blurred.detach().float(), sharp.detach().float(), depth.detach().float(), K.float()
     u0, v0 = u.detach().float().clone(), v.detach().float().clone()
-    n = u0.shape[1] // 2
-    # The optimised parameters pu, pv and the per-instant vectors they stand for.
-    if motion == "smooth":
-        to_uv = lambda p: eval_smooth(p, n)  # noqa: E731
-        pu, pv = fit_smooth(u0), fit_smooth(v0)
-    else:
-        to_uv = lambda p: p  # noqa: E731
-        pu, pv = u0.clone(), v0.clone()
-
-    def trajectory(pu_t, pv_t):
-        return to_uv(pu_t), (to_uv(pv_t) if translation else v0)
-
-    def energy(blur_t, sharp_t, depth_t, K_t, uu, vv, s0=None):
-        err = (render(sharp_t, depth_t, uu, vv, K_t, linear_light) - blur_t).pow(2).mean()
-        if s0 is not None:
-            err = err + sharp_weight * (sharp_t - s0).pow(2).mean()
-        return err
-
     with torch.no_grad():
         start = render(sharp, depth, u0, v0, K, linear_light)
     before = psnr(start, blurred)
     if steps <= 0:
         return RefineResult(u0, v0, sharp, before, before, start, 0, [])
 
-    pu, pv = pu.requires_grad_(True), pv.requires_grad_(translation)
-    residual = torch.zeros_like(sharp, requires_grad=True)
-    groups = [{"params": [pu], "lr": lr_rot}]
-    if translation:
-        groups.append({"params": [pv], "lr": lr_trans})
-    if optimize_sharp:
-        groups.append({"params": [residual], "lr": lr_sharp})
-    opt = torch.optim.Adam(groups)
-    peak = [g["lr"] for g in opt.param_groups]
-    coarse_steps = steps // 2
-    levels = {
-        True: (_half(blurred), _half(sharp), _half(depth), scale_intrinsics(K, 0.5, 0.5)),
-        False: (blurred, sharp, depth, K),
-    }
+    fit = _Fit(u0, v0, sharp, motion, translation, optimize_sharp, (lr_rot, lr_trans, lr_sharp))
     # The starting point is a candidate too, so refinement never returns a worse fit. Its energy is the error of
     # `start` (the sharp-frame term is zero there).
-    best_loss = float((start - blurred).pow(2).mean())
-    best = (u0.clone(), v0.clone(), sharp.clone())
-    history = [best_loss]
-
-    def consider(loss_value: float) -> None:
-        """Keep the current parameters if their full-resolution energy is the lowest seen."""
-        nonlocal best_loss, best
-        history.append(loss_value)
-        if math.isfinite(loss_value) and loss_value < best_loss:
-            best_loss = loss_value
-            uu, vv = trajectory(pu.detach(), pv.detach())
-            best = (uu.clone(), vv.clone(), (sharp + residual).clamp(0, 1).detach().clone())
-
+    fit.best_loss, fit.best = float((start - blurred).pow(2).mean()), (u0.clone(), v0.clone(), sharp.clone())
+    fit.history.append(fit.best_loss)
+    levels = {True: (_half(blurred), _half(sharp), _half(depth), scale_intrinsics(K, 0.5, 0.5)),
+              False: (blurred, sharp, depth, K)}
+    anchor_weight = sharp_weight if optimize_sharp else 0.0
     for step in range(steps):
-        coarse = step < coarse_steps
+        coarse = step < steps // 2  # the first half at half resolution
         b_t, s_t, d_t, K_t = levels[coarse]
-        t = step / max(steps - 1, 1)
-        for g, lr in zip(opt.param_groups, peak):
-            g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
-        res_t = _half(residual) if coarse else residual
-        loss = energy(b_t, (s_t + res_t).clamp(0, 1), d_t, K_t, *trajectory(pu, pv), s_t if optimize_sharp else None)
+        loss = _energy(b_t, fit.sharp(s_t, coarse), d_t, K_t, *fit.trajectory(), linear_light,
+                       s_t if optimize_sharp else None, anchor_weight)
         if not coarse:
-            consider(float(loss.detach()))  # the energy of the parameters before this step's update
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+            fit.consider(float(loss.detach()), sharp)  # the energy of the parameters before this step's update
+        fit.step(loss, step / max(steps - 1, 1))
     with torch.no_grad():  # the parameters after the last update
-        consider(float(energy(blurred, (sharp + residual).clamp(0, 1), depth, K, *trajectory(pu, pv),
-                              sharp if optimize_sharp else None)))
-    u_best, v_best, s_best = best
+        fit.consider(float(_energy(blurred, fit.sharp(sharp), depth, K, *fit.trajectory(), linear_light,
+                                   sharp if optimize_sharp else None, anchor_weight)), sharp)
+    u_best, v_best, s_best = fit.best
     with torch.no_grad():
         final = render(s_best, depth, u_best, v_best, K, linear_light)
-    return RefineResult(u_best, v_best, s_best, before, psnr(final, blurred), final, steps, history)
+    return RefineResult(u_best, v_best, s_best, before, psnr(final, blurred), final, steps, fit.history)
