@@ -14,8 +14,9 @@ import numpy as np
 from PIL import Image
 
 from worldfromblur.data.rgbd.formats import (FLIP_Y, ICL_INTRINSICS, NYU_DEPTH, NYU_DEPTH_TO_RGB, NYU_DISPARITY,
-                                             NYU_RGB, TUM_CAMERAS, intrinsics_matrix, matrix_to_quat)
-from worldfromblur.data.synthetic.engine import optics, place_camera, rodrigues
+                                             NYU_RGB, TUM_CAMERAS, intrinsics_matrix)
+from worldfromblur.data.cameras import matrix_to_quat, rotation_matrix
+from worldfromblur.data.synthetic.engine import optics, place_camera
 from worldfromblur.data.synthetic.scene import make_scene, render
 from worldfromblur.data.synthetic.textures import make_texture_bank
 from worldfromblur.imaging import linear_to_srgb
@@ -40,7 +41,7 @@ class Trajectory:
         s = t - T0
         ramp = s + 7.5 * s * s
         T = np.eye(4)
-        T[:3, :3] = self.R0 @ rodrigues(self.omega * ramp)
+        T[:3, :3] = self.R0 @ rotation_matrix(self.omega * ramp)
         T[:3, 3] = self.C0 + self.R0 @ (self.velocity * ramp)
         return T
 

@@ -127,10 +127,10 @@ def test_same_seed_gives_byte_identical_dataset_whatever_the_workers(tmp_path):
 
 
 def random_record(rng, H=12, W=16, frames=True):
-    from worldfromblur.data.synthetic.engine import rodrigues
+    from worldfromblur.data.cameras import rotation_matrix
 
     poses = np.tile(np.eye(4), (6, 1, 1))
-    poses[:, :3, :3] = rodrigues(rng.normal(0, 0.05, (6, 3)))
+    poses[:, :3, :3] = rotation_matrix(rng.normal(0, 0.05, (6, 3)))
     poses[:, :3, 3] = rng.normal(0, 0.02, (6, 3))
     depth = rng.uniform(0.5, 9.0, (H, W))
     depth[0, 0] = 0.0

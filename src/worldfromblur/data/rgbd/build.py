@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from ... import __version__
 from ...geometry import interpolate_trajectory, invert_pose, warp
 from ...imaging import linear_to_srgb, srgb_to_linear, to_uint8
-from ...viz import pixel_paths
 from ..build import BuildPlan, SkipSample
-from ..cameras import scale_intrinsics_np
+from ..cameras import rotation_angle_deg, scale_intrinsics_np, steps_per_frame
+from ..exposure import choose_subframes
 from ..format import DatasetError, SampleRecord
 from ..pool import fill_holes
 from .formats import Sequence, icl_sequence, load_depth, load_rgb, nyu_sequence, sevenscenes_sequence, tum_sequence
@@ -112,17 +112,6 @@ def fill_depth(depth: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- exposure synthesis
 
 
-def choose_subframes(depth: np.ndarray, poses: np.ndarray, K: np.ndarray, subframe_px: float, max_subframes: int) -> tuple[int, dict]:
-    """Instants per frame interval so that no pixel steps more than ``subframe_px``; and the window's blur statistics."""
-    d = np.where(depth > 0, depth, np.nan)
-    filled = np.where(np.isfinite(d), d, np.nanmedian(d))
-    paths = pixel_paths(filled, poses, K, step=8)
-    step = np.linalg.norm(np.diff(paths, axis=0), axis=-1)  # (2n, P)
-    s = int(np.clip(np.ceil(step.max() / subframe_px), 1, max_subframes))
-    length = step.sum(0)
-    return s, {"blur_px_median": float(np.median(length)), "blur_px_max": float(length.max())}
-
-
 def synthesize_exposure(frames: np.ndarray, depths: list[np.ndarray], traj: np.ndarray, K: np.ndarray, subframes: int,
                         linear: bool) -> np.ndarray:
     """The blurred image of a window: frames (2n + 1, H, W, 3) sRGB floats, their filled depths, trajectory
@@ -153,11 +142,6 @@ def synthesize_exposure(frames: np.ndarray, depths: list[np.ndarray], traj: np.n
                 count += 1
     mean = (total / count).clamp(0, 1)
     return (linear_to_srgb(mean) if linear else mean).permute(1, 2, 0).numpy()
-
-
-def _rotation_deg(T: np.ndarray) -> np.ndarray:
-    c = np.clip((np.trace(T[..., :3, :3], axis1=-2, axis2=-1) - 1) / 2, -1, 1)
-    return np.rad2deg(np.arccos(c))
 
 
 # ------------------------------------------------------------------------------------------------- the build
@@ -221,7 +205,7 @@ def rgbd_renderer(roots: list[str], options: dict):
                 err = np.linalg.inv(truth) @ traj
                 provenance["odometry_vs_groundtruth"] = {
                     "max_translation_mm": round(float(1000 * np.linalg.norm(err[:, :3, 3], axis=1).max()), 3),
-                    "max_rotation_deg": round(float(_rotation_deg(err).max()), 4)}
+                    "max_rotation_deg": round(float(rotation_angle_deg(err).max()), 4)}
         poses = np.delete(traj, n, axis=0)
         if opts.synthesis == "geometry":
             s, blur_stats = choose_subframes(depths[n], poses, K, opts.subframe_px, opts.max_subframes)
@@ -232,9 +216,7 @@ def rgbd_renderer(roots: list[str], options: dict):
         except DatasetError as err:
             raise SkipSample(f"{err} in window around {window[n].rgb.name}") from None
         blurred = synthesize_exposure(rgbs, filled, traj, K, s, opts.averaging == "linear")
-        steps = np.stack([np.linalg.inv(traj[k]) @ traj[k + 1] for k in range(len(traj) - 1)])
-        stats = {"rotation_deg_per_frame": float(_rotation_deg(steps).mean()),
-                 "translation_cm_per_frame": float(100 * np.linalg.norm(steps[:, :3, 3], axis=1).mean()),
+        stats = {**steps_per_frame(traj),
                  "depth_min_m": float(depths[n][depths[n] > 0].min()), "depth_max_m": float(depths[n].max()),
                  **blur_stats}
         meta = {"n": n, "fps": round(seq.fps, 4), "subframes": s, "averaging": opts.averaging,

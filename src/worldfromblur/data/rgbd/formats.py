@@ -41,10 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from ...geometry import quaternion_from_rotation, rotation_from_quaternion
+from ..cameras import matrix_to_quat, quat_to_matrix
 from ..format import DatasetError
 
 # Published intrinsics (the TUM benchmark's "calibrated" values, pixel centres at integer coordinates).
@@ -168,16 +167,6 @@ def read_trajectory(path: Path) -> tuple[np.ndarray, np.ndarray]:
     T[:, :3, :3] = quat_to_matrix(q / norm)
     T[:, :3, 3] = values[:, 1:4]
     return values[:, 0], T
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(N, 4) quaternions (w, x, y, z) -> (N, 3, 3) rotation matrices (NumPy front end of the geometry module's)."""
-    return rotation_from_quaternion(torch.as_tensor(q, dtype=torch.float64)).numpy()
-
-
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotation matrices -> (N, 4) unit quaternions (w, x, y, z), w >= 0."""
-    return quaternion_from_rotation(torch.as_tensor(R, dtype=torch.float64)).numpy()
 
 
 def interpolate_poses(times: np.ndarray, poses: np.ndarray, t: float, max_gap: float) -> np.ndarray | None:

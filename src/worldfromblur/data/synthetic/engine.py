@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ...imaging import linear_to_srgb, srgb_to_linear, to_uint8
-from ..cameras import NYU_KINECT_RGB, scale_intrinsics_np
-from ...viz import pixel_paths
+from ..cameras import NYU_KINECT_RGB, interpolate_poses_uv, rotation_matrix, scale_intrinsics_np, steps_per_frame
+from ..exposure import choose_subframes
 from .scene import camera_rotation, inside_any, make_scene, render
 from .textures import Texture
 
@@ -74,16 +74,6 @@ class RenderedSample:
     stats: dict = field(default_factory=dict)
 
 
-def rodrigues(u: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) from axis-angle vectors (..., 3)."""
-    theta = np.linalg.norm(u, axis=-1, keepdims=True)[..., None]
-    k = u / np.maximum(theta[..., 0], 1e-12)
-    Kx = np.zeros(u.shape[:-1] + (3, 3))
-    Kx[..., 0, 1], Kx[..., 0, 2], Kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
-    Kx = Kx - np.swapaxes(Kx, -1, -2)
-    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * (Kx @ Kx)
-
-
 def draw_motion(rng: np.random.Generator, opts: SyntheticOptions) -> tuple[np.ndarray, np.ndarray, float]:
     """Pose parameters (u, v), each (2n + 1, 3), of the frame instants, and the shake level."""
     n = opts.n
@@ -107,19 +97,8 @@ def draw_motion(rng: np.random.Generator, opts: SyntheticOptions) -> tuple[np.nd
     c = path(speed(opts.trans_speed), [1.0, 1.0, 0.7])
     # T(t) = [R(r)^T | -R(r)^T c]: u = -r exactly, v = -R(r)^T c.
     u = -r
-    v = -np.einsum("kji,kj->ki", rodrigues(r), c)
+    v = -np.einsum("kji,kj->ki", rotation_matrix(r), c)
     return u, v, level
-
-
-def interpolate_uv(u: np.ndarray, v: np.ndarray, subframes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation of (u, v) between frame instants (same rule as geometry.interpolate_trajectory)."""
-    lam = (np.arange(subframes) / subframes)[None, :, None]
-
-    def fill(x):
-        inner = ((1 - lam) * x[:-1, None] + lam * x[1:, None]).reshape(-1, 3)
-        return np.concatenate([inner, x[-1:]])
-
-    return fill(u), fill(v)
 
 
 def place_camera(rng: np.random.Generator, scene, bank, K: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,32 +178,29 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
     radiance_ref, depth = render(scene, bank, R_wc, C, K, H, W)
     depth = depth.astype(np.float64)
     T = np.zeros((2 * n + 1, 4, 4))
-    T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = rodrigues(u), v, 1.0
+    T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = rotation_matrix(u), v, 1.0
     poses = np.delete(T, n, axis=0)
-    paths = pixel_paths(depth, poses, K, step=8)  # where a grid of reference pixels is at each instant
-    step_px = np.linalg.norm(np.diff(paths, axis=0), axis=-1)  # (2n, P)
-    subframes = int(np.clip(np.ceil(step_px.max() / opts.subframe_px), 1, opts.max_subframes))
+    subframes, blur_stats = choose_subframes(depth, poses, K, opts.subframe_px, opts.max_subframes)
 
     exposure = auto_exposure(radiance_ref)
 
     def expose(radiance: np.ndarray) -> np.ndarray:
         return np.clip(optics(radiance * np.float32(exposure), opts.psf_sigma), 0, 1)
 
-    uu, vv = interpolate_uv(u, v, subframes)
+    instants = interpolate_poses_uv(T, subframes)
     acc = np.zeros((H, W, 3), np.float32)
     keep = [] if opts.keep_frames else None
     sharp_lin = expose(radiance_ref)
-    for i in range(len(uu)):
+    for i, T_k in enumerate(instants):
         if i == n * subframes:
             lin = sharp_lin
-        else:
-            R_k = rodrigues(uu[i])  # T = [R_k | v]; camera-to-world = R_wc R_k^T, centre C - R_wc R_k^T v
-            R_w = R_wc @ R_k.T
-            lin = expose(render(scene, bank, R_w, C - R_w @ vv[i], K, H, W)[0])
+        else:  # T_k = [R_k | t_k]; camera-to-world = R_wc R_k^T, centre C - R_wc R_k^T t_k
+            R_w = R_wc @ T_k[:3, :3].T
+            lin = expose(render(scene, bank, R_w, C - R_w @ T_k[:3, 3], K, H, W)[0])
         acc += lin if opts.averaging == "linear" else linear_to_srgb(lin)
         if keep is not None and i % subframes == 0:
             keep.append(to_uint8(linear_to_srgb(lin.astype(np.float64))))
-    mean = acc.astype(np.float64) / len(uu)
+    mean = acc.astype(np.float64) / len(instants)
     if opts.noise > 0:
         lin = mean if opts.averaging == "linear" else srgb_to_linear(mean)
         lin = lin + rng.normal(0, 1, lin.shape) * opts.noise * np.sqrt(0.2 + lin)
@@ -232,13 +208,10 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
     blurred = linear_to_srgb(mean) if opts.averaging == "linear" else mean
     sharp = to_uint8(linear_to_srgb(sharp_lin.astype(np.float64)))
 
-    path_len = step_px.sum(0)
     stats = {
         "shake_level": float(level),
-        "rotation_deg_per_frame": float(np.rad2deg(np.linalg.norm(np.diff(u, axis=0), axis=1)).mean()),
-        "translation_cm_per_frame": float(100 * np.linalg.norm(np.diff(v, axis=0), axis=1).mean()),
-        "blur_px_median": float(np.median(path_len)),
-        "blur_px_max": float(path_len.max()),
+        **steps_per_frame(T),
+        **blur_stats,
         "depth_min_m": float(depth.min()),
         "depth_max_m": float(depth.max()),
     }
