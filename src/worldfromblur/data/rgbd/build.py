@@ -152,80 +152,90 @@ def windows_of(seq: Sequence, opts: RGBDOptions) -> list[int]:
     return list(range(opts.n, len(seq.frames) - opts.n, opts.stride))
 
 
+def _window(seq: Sequence, c: int, opts: RGBDOptions) -> list:
+    """The 2n + 1 frames around ``c``, or SkipSample saying why they cannot make a sample."""
+    n = opts.n
+    window = seq.frames[c - n : c + n + 1]
+    times = np.array([f.time for f in window])
+    if (np.diff(times) > opts.max_gap * (1.0 / seq.fps)).any():
+        raise SkipSample("time gap in the window (a dropped frame)")
+    if opts.block_frames > 0 and (c - n) // opts.block_frames != (c + n) // opts.block_frames:
+        raise SkipSample("window straddles two scene blocks")
+    if any(f.depth is None for f in window):
+        raise SkipSample("a frame has no depth within the time tolerance")
+    if seq.kind != "nyu" and opts.poses == "groundtruth" and any(f.pose is None for f in window):
+        raise SkipSample("a frame has no ground-truth pose (outside or in a gap of the trajectory)")
+    return window
+
+
+def _trajectory(window: list, rgbs: np.ndarray, depths: list, K: np.ndarray, use_gt: bool, provenance: dict) -> np.ndarray:
+    """(2n + 1, 4, 4) reference-to-instant poses: the ground truth's, or dense RGB-D odometry's (noted in
+    ``provenance``, with its distance from the ground truth where there is one)."""
+    n = len(window) // 2
+    if use_gt:
+        provenance["poses"] = "ground truth"
+        return np.stack([np.linalg.inv(f.pose) @ window[n].pose for f in window])
+    traj, fits = window_poses([(to_uint8(r), d) for r, d in zip(rgbs, depths)], K)
+    provenance["poses"] = "estimated: dense RGB-D odometry"
+    provenance["odometry"] = [{"photometric_rms": round(f.photometric_rms, 5), "depth_rms_m": round(f.depth_rms_m, 5),
+                               "inlier_fraction": round(f.inlier_fraction, 4), "converged": f.converged} for f in fits]
+    if not all(f.ok() for f in fits):
+        raise SkipSample("odometry failed (poor fit or no convergence)")
+    if all(f.pose is not None for f in window):  # ground truth exists too: say how far odometry is from it
+        truth = np.stack([np.linalg.inv(f.pose) @ window[n].pose for f in window])
+        err = np.linalg.inv(truth) @ traj
+        provenance["odometry_vs_groundtruth"] = {
+            "max_translation_mm": round(float(1000 * np.linalg.norm(err[:, :3, 3], axis=1).max()), 3),
+            "max_rotation_deg": round(float(rotation_angle_deg(err).max()), 4)}
+    return traj
+
+
+def window_sample(seq: Sequence, c: int, opts: RGBDOptions) -> SampleRecord:
+    """The sample of the window centred on frame ``c`` of ``seq``: its frames, depth, poses and synthesised blur."""
+    n, size = opts.n, (opts.width, opts.height)
+    window = _window(seq, c, opts)
+    K = scale_intrinsics_np(seq.K, size[0] / seq.size[0], size[1] / seq.size[1])
+    try:
+        rgbs = np.stack([resize_rgb(load_rgb(seq, f), size) for f in window])
+        depths = [resize_depth(load_depth(seq, f), size) for f in window]
+    except DatasetError as err:
+        raise SkipSample(str(err)) from None
+    if (depths[n] > 0).mean() < 0.3:
+        raise SkipSample("the reference frame has depth on fewer than 30% of its pixels")
+    provenance = {"source": seq.kind, "sequence": seq.name, "frames": [f.rgb.name for f in window],
+                  "times": [round(f.time, 6) for f in window], "synthesis": opts.synthesis,
+                  "generator": f"world-from-blur {__version__}", "depth": "measured, registered to colour"}
+    traj = _trajectory(window, rgbs, depths, K, seq.kind != "nyu" and opts.poses == "groundtruth", provenance)
+    poses = np.delete(traj, n, axis=0)
+    if opts.synthesis == "geometry":
+        s, blur_stats = choose_subframes(depths[n], poses, K, opts.subframe_px, opts.max_subframes)
+    else:
+        s, blur_stats = 1, choose_subframes(depths[n], poses, K, 1.0, 1)[1]
+    try:
+        filled = [fill_depth(d) for d in depths]
+    except DatasetError as err:
+        raise SkipSample(f"{err} in window around {window[n].rgb.name}") from None
+    blurred = synthesize_exposure(rgbs, filled, traj, K, s, opts.averaging == "linear")
+    stats = {**steps_per_frame(traj), "depth_min_m": float(depths[n][depths[n] > 0].min()),
+             "depth_max_m": float(depths[n].max()), **blur_stats}
+    meta = {"n": n, "fps": round(seq.fps, 4), "subframes": s, "averaging": opts.averaging,
+            "scene": scene_label(seq, c, opts), "provenance": provenance,
+            "stats": {k: round(v, 5) for k, v in stats.items()}}
+    return SampleRecord(to_uint8(blurred), to_uint8(rgbs[n]), depths[n], poses, K, meta,
+                        to_uint8(rgbs) if opts.keep_frames else None)
+
+
 def rgbd_renderer(roots: list[str], options: dict):
     """Worker-side factory: opens the sequences once, returns ``index -> SampleRecord``."""
     opts = RGBDOptions(**options)
     seqs = [open_sequence(r, opts) for r in roots]
     index = [(s, c) for s, seq in enumerate(seqs) for c in windows_of(seq, opts)]
-    size = (opts.width, opts.height)
 
-    def render(i: int) -> SampleRecord:
+    def sample(i: int) -> SampleRecord:
         s, c = index[i]
-        seq = seqs[s]
-        n = opts.n
-        window = seq.frames[c - n : c + n + 1]
-        times = np.array([f.time for f in window])
-        median_dt = 1.0 / seq.fps
-        if (np.diff(times) > opts.max_gap * median_dt).any():
-            raise SkipSample("time gap in the window (a dropped frame)")
-        if opts.block_frames > 0 and (c - n) // opts.block_frames != (c + n) // opts.block_frames:
-            raise SkipSample("window straddles two scene blocks")
-        if any(f.depth is None for f in window):
-            raise SkipSample("a frame has no depth within the time tolerance")
-        use_gt = seq.kind != "nyu" and opts.poses == "groundtruth"
-        if use_gt and any(f.pose is None for f in window):
-            raise SkipSample("a frame has no ground-truth pose (outside or in a gap of the trajectory)")
-        K = scale_intrinsics_np(seq.K, size[0] / seq.size[0], size[1] / seq.size[1])
-        try:
-            rgbs = np.stack([resize_rgb(load_rgb(seq, f), size) for f in window])
-            depths = [resize_depth(load_depth(seq, f), size) for f in window]
-        except DatasetError as err:
-            raise SkipSample(str(err)) from None
-        if (depths[n] > 0).mean() < 0.3:
-            raise SkipSample("the reference frame has depth on fewer than 30% of its pixels")
-        provenance = {"source": seq.kind, "sequence": seq.name, "frames": [f.rgb.name for f in window],
-                      "times": [round(f.time, 6) for f in window], "synthesis": opts.synthesis,
-                      "generator": f"world-from-blur {__version__}", "depth": "measured, registered to colour"}
-        if use_gt:
-            ref = window[n].pose
-            traj = np.stack([np.linalg.inv(f.pose) @ ref for f in window])  # reference -> instant k
-            provenance["poses"] = "ground truth"
-        else:
-            u8 = [np.round(r * 255).astype(np.uint8) for r in rgbs]
-            traj, fits = window_poses(list(zip(u8, depths)), K)
-            provenance["poses"] = "estimated: dense RGB-D odometry"
-            provenance["odometry"] = [{"photometric_rms": round(f.photometric_rms, 5), "depth_rms_m": round(f.depth_rms_m, 5),
-                                       "inlier_fraction": round(f.inlier_fraction, 4), "converged": f.converged}
-                                      for f in fits]
-            if not all(f.ok() for f in fits):
-                raise SkipSample("odometry failed (poor fit or no convergence)")
-            if all(f.pose is not None for f in window):  # ground truth exists too: say how far odometry is from it
-                ref = window[n].pose
-                truth = np.stack([np.linalg.inv(f.pose) @ ref for f in window])
-                err = np.linalg.inv(truth) @ traj
-                provenance["odometry_vs_groundtruth"] = {
-                    "max_translation_mm": round(float(1000 * np.linalg.norm(err[:, :3, 3], axis=1).max()), 3),
-                    "max_rotation_deg": round(float(rotation_angle_deg(err).max()), 4)}
-        poses = np.delete(traj, n, axis=0)
-        if opts.synthesis == "geometry":
-            s, blur_stats = choose_subframes(depths[n], poses, K, opts.subframe_px, opts.max_subframes)
-        else:
-            s, blur_stats = 1, choose_subframes(depths[n], poses, K, 1.0, 1)[1]
-        try:
-            filled = [fill_depth(d) for d in depths]
-        except DatasetError as err:
-            raise SkipSample(f"{err} in window around {window[n].rgb.name}") from None
-        blurred = synthesize_exposure(rgbs, filled, traj, K, s, opts.averaging == "linear")
-        stats = {**steps_per_frame(traj),
-                 "depth_min_m": float(depths[n][depths[n] > 0].min()), "depth_max_m": float(depths[n].max()),
-                 **blur_stats}
-        meta = {"n": n, "fps": round(seq.fps, 4), "subframes": s, "averaging": opts.averaging,
-                "scene": scene_label(seq, c, opts), "provenance": provenance,
-                "stats": {k: round(v, 5) for k, v in stats.items()}}
-        return SampleRecord(to_uint8(blurred), to_uint8(rgbs[n]), depths[n], poses, K, meta,
-                            to_uint8(rgbs) if opts.keep_frames else None)
+        return window_sample(seqs[s], c, opts)
 
-    return render
+    return sample
 
 
 def scene_label(seq: Sequence, centre: int, opts: RGBDOptions) -> str:
