@@ -17,7 +17,7 @@ from worldfromblur.data.rgbd.formats import (FLIP_Y, ICL_INTRINSICS, NYU_DEPTH, 
                                              NYU_RGB, TUM_CAMERAS, intrinsics_matrix)
 from worldfromblur.data.cameras import matrix_to_quat, rotation_matrix
 from worldfromblur.data.synthetic.engine import optics, place_camera
-from worldfromblur.data.synthetic.scene import make_scene, render
+from worldfromblur.data.synthetic.scene import make_scene, raycast
 from worldfromblur.data.synthetic.textures import make_texture_bank
 from worldfromblur.imaging import linear_to_srgb
 
@@ -56,7 +56,7 @@ def _world(seed: int, K: np.ndarray):
         except RuntimeError:
             continue
         # near enough for the Kinect's disparity quantisation to stay small: the median depth under 3 m
-        if np.median(render(scene, bank, R0, C0, K, H, W, stride=16)[1]) < 3.0:
+        if np.median(raycast(scene, bank, R0, C0, K, H, W, stride=16)[1]) < 3.0:
             return bank, scene, R0, C0
     raise RuntimeError("no usable fixture scene")
 
@@ -90,15 +90,15 @@ def record(frames: int = 9, seed: int = 0, K: np.ndarray | None = None, depth_K:
     omega = np.deg2rad(rot_deg_per_frame) * FPS * direction / np.linalg.norm(direction)
     v = rng.normal(0, 1, 3) * [1, 1, 0.6]
     traj = Trajectory(R0, C0, omega, cm_per_frame / 100 * FPS * v / np.linalg.norm(v))
-    exposure = 0.25 / max(float(np.percentile(render(scene, bank, R0, C0, K, H, W, stride=4)[0].mean(-1), 60)), 1e-4)
+    exposure = 0.25 / max(float(np.percentile(raycast(scene, bank, R0, C0, K, H, W, stride=4)[0].mean(-1), 60)), 1e-4)
     rec = Recording([], [], [], [], traj, K)
     for i in range(frames):
         t = T0 + i / FPS + rng.uniform(-0.003, 0.003)
         c2w = traj.pose(t)
-        radiance, depth = render(scene, bank, c2w[:3, :3], c2w[:3, 3], K, H, W)
+        radiance, depth = raycast(scene, bank, c2w[:3, :3], c2w[:3, 3], K, H, W)
         if depth_K is not None:
             d2w = c2w @ depth_from_rgb
-            depth = render(scene, bank, d2w[:3, :3], d2w[:3, 3], depth_K, H, W)[1]
+            depth = raycast(scene, bank, d2w[:3, :3], d2w[:3, 3], depth_K, H, W)[1]
         rec.times.append(t)
         rec.rgb.append(_expose(radiance, exposure))
         rec.depth.append(depth.astype(np.float64))

@@ -113,7 +113,7 @@ def test_cycle_with_ground_truth_adds_no_error(dataset20):
         model = WorldFromBlur(ModelConfig(subframes=s, linear_light=bool(it["linear_light"])))
         u, v = uv_from_pose(it["poses"][None])
         with torch.no_grad():
-            out, _ = model.render(it["sharp"][None], it["depth"][None], u, v, it["K"][None])
+            out, _ = model.reblur(it["sharp"][None], it["depth"][None], u, v, it["K"][None])
             direct = reblur(it["sharp"][None], it["depth"][None], it["poses"][None], it["K"], subframes=s, linear_light=True)
         target = it["blurred"][None, :, m:-m, m:-m]
         cycle_scores.append(psnr(out[..., m:-m, m:-m], target))
@@ -198,7 +198,7 @@ def test_cycle_geometry_stays_float32_under_bf16_autocast():
         ref = model(b["blurred"], b["K"])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(b["blurred"], b["K"])
-            re, _ = model.render(ref["deblurred"], ref["depth"], ref["u"], ref["v"], b["K"])
+            re, _ = model.reblur(ref["deblurred"], ref["depth"], ref["u"], ref["v"], b["K"])
     assert out["reblurred"].dtype == torch.float32 and re.dtype == torch.float32
     assert torch.allclose(re, ref["reblurred"], atol=1e-5)  # the geometry itself ran in float32
 

@@ -109,7 +109,7 @@ class WorldFromBlur(nn.Module):
                 getattr(self, name).eval()
         return self
 
-    def render(self, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor):
+    def reblur(self, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor):
         """Re-blur a sharp frame with a depth map and pose parameters; returns (blurred, valid).
 
         Always in float32, also under bf16 autocast: pixel coordinates of a few hundred need more than bf16's
@@ -134,7 +134,7 @@ class WorldFromBlur(nn.Module):
             of the re-blur had a source pixel.
         """
         out = self.predict(blurred, reference)
-        reblurred, valid = self.render(out["deblurred"], out["depth"], out["u"], out["v"], K)
+        reblurred, valid = self.reblur(out["deblurred"], out["depth"], out["u"], out["v"], K)
         return {**out, "poses": pose_from_uv(out["u"], out["v"]), "reblurred": reblurred, "valid": valid}
 
     def predict(self, blurred: torch.Tensor, reference: torch.Tensor | None = None) -> dict:

@@ -26,7 +26,7 @@ from ..geometry import pose_from_uv, scale_intrinsics
 from ..models import WorldFromBlur
 from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, upsample_depth
 from .photo import Photo, intrinsics_for
-from .refine import refine, render
+from .refine import reblur_uv, refine
 
 DEFAULT_INPUT_SIZE = (320, 240)
 MAX_ASPECT = 3.0
@@ -169,8 +169,8 @@ class Reconstructor:
             deblurred = (deblurred + change).clamp(0, 1)
         depth = upsample_depth(net["depth"], deblurred)
         with torch.no_grad():
-            reblurred = render(deblurred, depth, rec.u, rec.v, K, self.linear_light)
+            reblurred = reblur_uv(deblurred, depth, rec.u, rec.v, K, self.linear_light)
             rec.psnr = psnr(reblurred, blurred)
-            rec.psnr_network = (psnr(render(deblurred, depth, net["u"], net["v"], K, self.linear_light), blurred)
+            rec.psnr_network = (psnr(reblur_uv(deblurred, depth, net["u"], net["v"], K, self.linear_light), blurred)
                                 if rec.refine_steps else rec.psnr)
         rec.out = Views(blurred=blurred, K=K, deblurred=deblurred, depth=depth, reblurred=reblurred)

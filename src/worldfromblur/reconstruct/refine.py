@@ -74,7 +74,7 @@ class RefineResult:
     history: list[float]  # energy at the start, at each full-resolution step, and after the last
 
 
-def render(sharp, depth, u, v, K, linear_light: bool = True, subframes: int = REFINE_SUBFRAMES) -> torch.Tensor:
+def reblur_uv(sharp, depth, u, v, K, linear_light: bool = True, subframes: int = REFINE_SUBFRAMES) -> torch.Tensor:
     """The blurred image of a sharp frame, depth and trajectory (u, v), with the exposure model of this module."""
     return reblur(sharp, depth, pose_from_uv(u, v), K, subframes=subframes, linear_light=linear_light, validate=False)
 
@@ -85,7 +85,7 @@ def _half(x: torch.Tensor) -> torch.Tensor:
 
 def _energy(blurred, sharp, depth, K, u, v, linear_light: bool, anchor=None, weight: float = 0.0) -> torch.Tensor:
     """E of the module docstring: the re-blur error, plus the sharp frame's distance to ``anchor`` when given."""
-    err = (render(sharp, depth, u, v, K, linear_light) - blurred).pow(2).mean()
+    err = (reblur_uv(sharp, depth, u, v, K, linear_light) - blurred).pow(2).mean()
     return err + weight * (sharp - anchor).pow(2).mean() if anchor is not None else err
 
 
@@ -171,7 +171,7 @@ def refine(
     blurred, sharp, depth, K = blurred.detach().float(), sharp.detach().float(), depth.detach().float(), K.float()
     u0, v0 = u.detach().float().clone(), v.detach().float().clone()
     with torch.no_grad():
-        start = render(sharp, depth, u0, v0, K, linear_light)
+        start = reblur_uv(sharp, depth, u0, v0, K, linear_light)
     before = psnr(start, blurred)
     if steps <= 0:
         return RefineResult(u0, v0, sharp, before, before, start, 0, [])
@@ -197,5 +197,5 @@ def refine(
                                    sharp if optimize_sharp else None, anchor_weight)), sharp)
     u_best, v_best, s_best = fit.best
     with torch.no_grad():
-        final = render(s_best, depth, u_best, v_best, K, linear_light)
+        final = reblur_uv(s_best, depth, u_best, v_best, K, linear_light)
     return RefineResult(u_best, v_best, s_best, before, psnr(final, blurred), final, steps, fit.history)

@@ -29,7 +29,7 @@ def synthetic_renderer(seed: int, options: dict):
     photos = texture_photos(opts.textures) if opts.textures else None
     bank = make_texture_bank(seed, photos=photos)
 
-    def render(index: int) -> SampleRecord:
+    def sample(index: int) -> SampleRecord:
         try:
             s = render_sample(seed, index, opts, bank)
         except RuntimeError as err:  # a scene with no room for a camera
@@ -53,7 +53,7 @@ def synthetic_renderer(seed: int, options: dict):
         }
         return SampleRecord(s.blurred, s.sharp, s.depth, s.poses, s.K, meta, s.frames)
 
-    return render
+    return sample
 
 
 def split_scenes(num_scenes: int, fractions: tuple[float, float, float], seed: int) -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 from ...imaging import linear_to_srgb, srgb_to_linear, to_uint8
 from ..cameras import NYU_KINECT_RGB, interpolate_poses_uv, rotation_matrix, scale_intrinsics_np, steps_per_frame
 from ..exposure import choose_subframes
-from .scene import camera_rotation, inside_any, make_scene, render
+from .scene import camera_rotation, inside_any, make_scene, raycast
 from .textures import Texture
 
 
@@ -119,7 +119,7 @@ def place_camera(rng: np.random.Generator, scene, bank, K: np.ndarray, H: int, W
         if abs(C[0]) > room.half_x - 0.3 or abs(C[2]) > room.half_z - 0.3 or inside_any(scene, C, 0.3):
             continue
         R = camera_rotation(yaw, pitch + np.deg2rad(rng.normal(0, 5)), np.deg2rad(rng.normal(0, 3)))
-        _, depth = render(scene, bank, R, C, K, H, W, stride=stride)
+        _, depth = raycast(scene, bank, R, C, K, H, W, stride=stride)
         if depth.min() >= 0.35:
             return R, C
     raise RuntimeError("could not place a camera in this scene")  # practically unreachable
@@ -159,7 +159,7 @@ def render_still(seed: int, index: int, opts: SyntheticOptions, bank: list[Textu
             continue
     else:
         raise RuntimeError(f"could not place a camera in 20 rooms for frame {index} of seed {seed}")
-    radiance, depth = render(scene, bank, R_wc, C, K, H, W)
+    radiance, depth = raycast(scene, bank, R_wc, C, K, H, W)
     linear = np.clip(optics(radiance * np.float32(auto_exposure(radiance)), opts.psf_sigma), 0, 1)
     return to_uint8(linear_to_srgb(linear.astype(np.float64))), depth.astype(np.float64), K
 
@@ -175,7 +175,7 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
 
     u, v, level = draw_motion(rng, opts)
     n = opts.n
-    radiance_ref, depth = render(scene, bank, R_wc, C, K, H, W)
+    radiance_ref, depth = raycast(scene, bank, R_wc, C, K, H, W)
     depth = depth.astype(np.float64)
     T = np.zeros((2 * n + 1, 4, 4))
     T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = rotation_matrix(u), v, 1.0
@@ -196,7 +196,7 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
             lin = sharp_lin
         else:  # T_k = [R_k | t_k]; camera-to-world = R_wc R_k^T, centre C - R_wc R_k^T t_k
             R_w = R_wc @ T_k[:3, :3].T
-            lin = expose(render(scene, bank, R_w, C - R_w @ T_k[:3, 3], K, H, W)[0])
+            lin = expose(raycast(scene, bank, R_w, C - R_w @ T_k[:3, 3], K, H, W)[0])
         acc += lin if opts.averaging == "linear" else linear_to_srgb(lin)
         if keep is not None and i % subframes == 0:
             keep.append(to_uint8(linear_to_srgb(lin.astype(np.float64))))

@@ -253,26 +253,9 @@ def _screen_box(center_cam: np.ndarray, radius: float, K: np.ndarray, H: int, W:
     return slice(r0, r1), slice(c0, c1)
 
 
-def render(
-    scene: Scene,
-    bank: list[Texture],
-    R_wc: np.ndarray,
-    C: np.ndarray,
-    K: np.ndarray,
-    H: int,
-    W: int,
-    stride: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render linear radiance and exact z-depth through the centres of an H x W image's pixels.
-
-    Args:
-        R_wc: (3, 3) camera-to-world rotation; C: (3,) camera centre in the world.
-        K: (3, 3) intrinsics of the H x W image.
-        stride: render only every ``stride``-th row and column (a quick low-resolution probe).
-
-    Returns:
-        ``(radiance (h, w, 3) float32, depth (h, w) float32)`` with h = ceil(H / stride), w = ceil(W / stride).
-    """
+def _cast(scene: Scene, R_wc: np.ndarray, C: np.ndarray, K: np.ndarray, H: int, W: int, stride: int):
+    """The rays through the pixel centres and what they hit: world-frame ray components (3 x (h, w)), the hit
+    distance along each ray (h, w), the object hit (-1: the room) and the room face hit."""
     vs = np.arange(0, H, stride, dtype=np.float32)
     us = np.arange(0, W, stride, dtype=np.float32)
     xc = ((us - K[0, 2]) / K[0, 0])[None, :].astype(np.float32)  # camera-frame ray, z = 1
@@ -293,26 +276,68 @@ def render(
         closer = t < t_best[box]
         t_best[box] = np.where(closer, t, t_best[box])
         owner[box][closer] = i
+    return d, t_best, owner, face
 
-    t_flat, owner, face = t_best.ravel(), owner.ravel(), face.ravel()
-    dirs = np.stack([c.ravel() for c in d], 1)
-    p = C.astype(np.float32) + t_flat[:, None] * dirs  # float32 is ample: micrometres over a room
+
+def _surfaces_hit(scene: Scene, p: np.ndarray, owner: np.ndarray, face: np.ndarray):
+    """Per hit point (N, 3): its surface's normal (sign not yet turned to the viewer) and texture coordinates, and
+    the points grouped by surface as (surface index, point indices) into ``room.surfaces + objects' surfaces``."""
     normal = np.zeros_like(p)
     st = np.zeros((len(p), 2), np.float32)
-    surf_id = np.where(owner < 0, face, 6 + owner)  # index into `surfaces` below
-    surfaces = scene.room.surfaces + [ob.surface for ob in scene.objects]
+    surf_id = np.where(owner < 0, face, 6 + owner)
     order = np.argsort(surf_id, kind="stable")
     ids, starts = np.unique(surf_id[order], return_index=True)
     groups = list(zip(ids, np.split(order, starts[1:])))
-
     for sid, sel in groups:
         if sid < 6:  # a room face: axis sid // 2; the texture lies in the other two coordinates
             axis = sid // 2
-            normal[sel, axis] = 1.0  # sign fixed below, where normals are turned to the viewer
+            normal[sel, axis] = 1.0
             st[sel] = p[sel][:, [(2, 1), (0, 2), (0, 1)][axis]]
         else:
             n_i, st_i = _attributes(scene.objects[sid - 6], p[sel])
             normal[sel], st[sel] = n_i, st_i
+    return normal, st, groups
+
+
+def _light(scene: Scene, C: np.ndarray, t: np.ndarray, d: tuple, normal: tuple) -> np.ndarray:
+    """Lambertian shading under the scene's point lights with a soft distance fall-off, plus ambient light."""
+    (dx, dy, dz), (nx, ny, nz) = d, normal
+    px, py, pz = (C[i] + t * c for i, c in enumerate((dx, dy, dz)))
+    light = np.full(len(t), scene.ambient, np.float32)
+    for pos, power in zip(scene.lights.astype(np.float32), scene.light_power):
+        lx, ly, lz = pos[0] - px, pos[1] - py, pos[2] - pz
+        dist2 = lx * lx + ly * ly + lz * lz
+        light += np.float32(power) * np.maximum(nx * lx + ny * ly + nz * lz, 0) / (np.sqrt(dist2) * (1.0 + dist2 / 4.0))
+    return light
+
+
+def raycast(
+    scene: Scene,
+    bank: list[Texture],
+    R_wc: np.ndarray,
+    C: np.ndarray,
+    K: np.ndarray,
+    H: int,
+    W: int,
+    stride: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ray-cast linear radiance and exact z-depth through the centres of an H x W image's pixels.
+
+    Args:
+        R_wc: (3, 3) camera-to-world rotation; C: (3,) camera centre in the world.
+        K: (3, 3) intrinsics of the H x W image.
+        stride: cast only every ``stride``-th row and column (a quick low-resolution probe).
+
+    Returns:
+        ``(radiance (h, w, 3) float32, depth (h, w) float32)`` with h = ceil(H / stride), w = ceil(W / stride).
+    """
+    d, t_best, owner, face = _cast(scene, R_wc, C, K, H, W, stride)
+    h, w = t_best.shape
+    t_flat = t_best.ravel()
+    dirs = np.stack([c.ravel() for c in d], 1)
+    p = C.astype(np.float32) + t_flat[:, None] * dirs  # float32 is ample: micrometres over a room
+    normal, st, groups = _surfaces_hit(scene, p, owner.ravel(), face.ravel())
+    surfaces = scene.room.surfaces + [ob.surface for ob in scene.objects]
 
     dx, dy, dz = (c.ravel() for c in d)
     nx, ny, nz = normal[:, 0].copy(), normal[:, 1].copy(), normal[:, 2].copy()
@@ -329,12 +354,5 @@ def render(
         level = np.clip(np.round(np.log2(np.maximum(footprint[sel] / s.texel, 1e-6))), 0, len(tex.levels) - 1).astype(int)
         coords = (st[sel] + s.offset.astype(np.float32)) * np.float32(1.0 / s.texel)
         albedo[sel] = sample_texture(tex, coords[:, 0], coords[:, 1], level) * s.tint.astype(np.float32)
-
-    # Lambertian shading under point lights with a soft distance fall-off, plus ambient light.
-    px, py, pz = (C[i] + t_flat * c for i, c in enumerate((dx, dy, dz)))
-    light = np.full(len(p), scene.ambient, np.float32)
-    for pos, power in zip(scene.lights.astype(np.float32), scene.light_power):
-        lx, ly, lz = pos[0] - px, pos[1] - py, pos[2] - pz
-        dist2 = lx * lx + ly * ly + lz * lz
-        light += np.float32(power) * np.maximum(nx * lx + ny * ly + nz * lz, 0) / (np.sqrt(dist2) * (1.0 + dist2 / 4.0))
+    light = _light(scene, C, t_flat, (dx, dy, dz), (nx, ny, nz))
     return (albedo * light[:, None]).reshape(h, w, 3), t_best.reshape(h, w)
