@@ -44,11 +44,30 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+RGBD_SOURCES = {
+    "tum": ("TUM RGB-D sequences (rgb.txt, depth.txt, groundtruth.txt)",
+            "Windows of 2n+1 frames of TUM RGB-D sequences, with ground-truth poses interpolated to the frame times."),
+    "icl": ("ICL-NUIM sequences, TUM-compatible release",
+            "Windows of 2n+1 frames of ICL-NUIM sequences (TUM layout or associations.txt + *.gt.freiburg); the "
+            "dataset's negative fy is handled by flipping the camera's y axis."),
+    "nyu": ("NYU Depth v2 raw scene folders (r-*.ppm, d-*.pgm); poses by RGB-D odometry",
+            "Windows of 2n+1 frames of NYU Depth v2 raw scenes: depth paired and registered to colour as the NYU "
+            "toolbox does, poses estimated by dense RGB-D odometry (NYU has no ground truth)."),
+    "7scenes": ("Microsoft 7-Scenes sequence folders (frame-*.color.png|jpg, .depth.png, .pose.txt)",
+                "Windows of 2n+1 frames of 7-Scenes sequences, with their KinectFusion poses."),
+}
+
+
 def register(sub) -> None:
     p = sub.add_parser("make-dataset", help="build a blurred RGB-D dataset", description=__doc__)
     kinds = p.add_subparsers(dest="kind", metavar="SOURCE")
     kinds.required = True
+    _register_synthetic(kinds)
+    for kind, (short, long) in RGBD_SOURCES.items():
+        _register_rgbd(kinds, kind, short, long)
 
+
+def _register_synthetic(kinds) -> None:
     s = kinds.add_parser(
         "synthetic",
         help="procedural rooms rendered exactly (no download needed)",
@@ -75,56 +94,45 @@ def register(sub) -> None:
     s.add_argument("--textures", type=Path, help="folder of photographs to use as textures, besides procedural ones")
     s.set_defaults(func=run_synthetic)
 
-    descriptions = {
-        "tum": ("TUM RGB-D sequences (rgb.txt, depth.txt, groundtruth.txt)",
-                "Windows of 2n+1 frames of TUM RGB-D sequences, with ground-truth poses interpolated to the frame times."),
-        "icl": ("ICL-NUIM sequences, TUM-compatible release",
-                "Windows of 2n+1 frames of ICL-NUIM sequences (TUM layout or associations.txt + *.gt.freiburg); the "
-                "dataset's negative fy is handled by flipping the camera's y axis."),
-        "nyu": ("NYU Depth v2 raw scene folders (r-*.ppm, d-*.pgm); poses by RGB-D odometry",
-                "Windows of 2n+1 frames of NYU Depth v2 raw scenes: depth paired and registered to colour as the NYU "
-                "toolbox does, poses estimated by dense RGB-D odometry (NYU has no ground truth)."),
-        "7scenes": ("Microsoft 7-Scenes sequence folders (frame-*.color.png|jpg, .depth.png, .pose.txt)",
-                    "Windows of 2n+1 frames of 7-Scenes sequences, with their KinectFusion poses."),
-    }
-    for kind, (short, long) in descriptions.items():
-        r = kinds.add_parser(kind, help=short, description=long + " The blur is synthesised from the frames and "
-                             "their depth with intermediate instants (--synthesis geometry, the default) or as the "
-                             "paper's plain average of the frames (--synthesis plain).")
-        add_common(r)
-        r.add_argument("--root", type=Path, nargs="+", required=True, metavar="SEQ_DIR",
-                       help="sequence folder(s); each is a scene, never split across train/val/test")
-        r.add_argument("--size", type=_size, default=(320, 240), help="output image size WxH (default 320x240)")
-        r.add_argument("--stride", type=_positive_int, default=1, help="frames between window centres (default 1)")
-        r.add_argument("--synthesis", choices=["geometry", "plain"], default="geometry",
-                       help="render intermediate instants from depth and interpolated poses (default), or average "
-                       "the 2n+1 frames as the paper does")
-        r.add_argument("--subframe-px", type=float, default=1.0,
-                       help="largest pixel motion between two instants of the exposure (default 1.0)")
-        r.add_argument("--max-subframes", type=_positive_int, default=8, help="cap on instants per frame interval (default 8)")
-        r.add_argument("--block-frames", type=int, default=0,
-                       help="cut each sequence into independent scenes of this many frames, so that one sequence can "
-                       "feed all splits (default 0: a sequence is one scene)")
-        r.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
-                       help="colour intrinsics in pixels of the source images, overriding the dataset's")
-        r.add_argument("--seed", type=int, default=0, help="seed of the assignment of scenes to splits")
-        if kind == "tum":
-            r.add_argument("--camera", choices=["freiburg1", "freiburg2", "freiburg3"],
-                           help="TUM camera (default: read from the sequence name)")
-        if kind == "icl":
-            r.add_argument("--depth-is-ray-distance", action="store_true",
-                           help="depth images hold distance along the ray (ICL-NUIM's original release), not z")
-        if kind == "7scenes":
-            r.add_argument("--frame-range", type=int, nargs=2, metavar=("FIRST", "LAST"),
-                           help="use only frames FIRST..LAST (inclusive), e.g. to keep a test part apart")
-        if kind in ("tum", "icl", "7scenes"):
-            r.add_argument("--poses", choices=["groundtruth", "odometry"], default="groundtruth",
-                           help="use the ground-truth trajectory (default) or estimate poses by RGB-D odometry")
-        if kind == "nyu":
-            r.add_argument("--pgm-byte-order", choices=["little", "big"], default="little",
-                           help="byte order of the 16-bit depth PGMs (default little: what the NYU toolbox reads, "
-                           "with imread and swapbytes)")
-        r.set_defaults(func=run_rgbd)
+
+def _register_rgbd(kinds, kind: str, short: str, long: str) -> None:
+    r = kinds.add_parser(kind, help=short, description=long + " The blur is synthesised from the frames and "
+                         "their depth with intermediate instants (--synthesis geometry, the default) or as the "
+                         "paper's plain average of the frames (--synthesis plain).")
+    add_common(r)
+    r.add_argument("--root", type=Path, nargs="+", required=True, metavar="SEQ_DIR",
+                   help="sequence folder(s); each is a scene, never split across train/val/test")
+    r.add_argument("--size", type=_size, default=(320, 240), help="output image size WxH (default 320x240)")
+    r.add_argument("--stride", type=_positive_int, default=1, help="frames between window centres (default 1)")
+    r.add_argument("--synthesis", choices=["geometry", "plain"], default="geometry",
+                   help="render intermediate instants from depth and interpolated poses (default), or average "
+                   "the 2n+1 frames as the paper does")
+    r.add_argument("--subframe-px", type=float, default=1.0,
+                   help="largest pixel motion between two instants of the exposure (default 1.0)")
+    r.add_argument("--max-subframes", type=_positive_int, default=8, help="cap on instants per frame interval (default 8)")
+    r.add_argument("--block-frames", type=int, default=0,
+                   help="cut each sequence into independent scenes of this many frames, so that one sequence can "
+                   "feed all splits (default 0: a sequence is one scene)")
+    r.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="colour intrinsics in pixels of the source images, overriding the dataset's")
+    r.add_argument("--seed", type=int, default=0, help="seed of the assignment of scenes to splits")
+    if kind == "tum":
+        r.add_argument("--camera", choices=["freiburg1", "freiburg2", "freiburg3"],
+                       help="TUM camera (default: read from the sequence name)")
+    if kind == "icl":
+        r.add_argument("--depth-is-ray-distance", action="store_true",
+                       help="depth images hold distance along the ray (ICL-NUIM's original release), not z")
+    if kind == "7scenes":
+        r.add_argument("--frame-range", type=int, nargs=2, metavar=("FIRST", "LAST"),
+                       help="use only frames FIRST..LAST (inclusive), e.g. to keep a test part apart")
+    if kind in ("tum", "icl", "7scenes"):
+        r.add_argument("--poses", choices=["groundtruth", "odometry"], default="groundtruth",
+                       help="use the ground-truth trajectory (default) or estimate poses by RGB-D odometry")
+    if kind == "nyu":
+        r.add_argument("--pgm-byte-order", choices=["little", "big"], default="little",
+                       help="byte order of the 16-bit depth PGMs (default little: what the NYU toolbox reads, "
+                       "with imread and swapbytes)")
+    r.set_defaults(func=run_rgbd)
 
 
 def check_splits(splits) -> tuple[float, float, float]:
