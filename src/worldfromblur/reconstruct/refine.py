@@ -137,20 +137,9 @@ class _Fit:
 
 
 def refine(
-    blurred: torch.Tensor,
-    sharp: torch.Tensor,
-    depth: torch.Tensor,
-    u: torch.Tensor,
-    v: torch.Tensor,
-    K: torch.Tensor,
-    steps: int,
-    linear_light: bool = True,
-    optimize_sharp: bool = False,
-    motion: str = "smooth",
-    translation: bool = False,
-    lr_rot: float = 2e-3,
-    lr_trans: float = 2e-3,
-    lr_sharp: float = 1e-2,
+    blurred: torch.Tensor, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor,
+    steps: int, linear_light: bool = True, optimize_sharp: bool = False, motion: str = "smooth",
+    translation: bool = False, lr_rot: float = 2e-3, lr_trans: float = 2e-3, lr_sharp: float = 1e-2,
     sharp_weight: float = 0.1,
 ) -> RefineResult:
     """Refine (u, v) (and the sharp frame when ``optimize_sharp``) of one image; see the module docstring.

@@ -80,20 +80,25 @@ def _skew(v: torch.Tensor) -> torch.Tensor:
                         torch.stack([-v[:, 1], v[:, 0], z], -1)], -2)
 
 
+def _target_maps(gray_t: torch.Tensor, depth_t: torch.Tensor) -> torch.Tensor:
+    """The target frame's maps sampled at each warped point: grey, its gradient, depth, its gradient, and where the
+    depth residual is usable (the 3x3 neighbourhood measured and the surface smooth: no depth edge, across which a
+    difference quotient is meaningless). (1, 7, H, W)."""
+    gx, gy = _gradients(gray_t)
+    dgx, dgy = _gradients(depth_t)
+    measured = -F.max_pool2d(-(depth_t > 0).double(), 3, stride=1, padding=1)
+    smooth = ((dgx.abs() + dgy.abs()) < 0.05 * depth_t).double()
+    return torch.cat([gray_t, gx, gy, depth_t, dgx, dgy, measured * smooth], dim=1)
+
+
 def _level(gray_r, depth_r, gray_t, depth_t, K, T, iterations, use_depth):
-    """Gauss-Newton at one pyramid level; returns (T, stats)."""
+    """Gauss-Newton at one pyramid level; returns (T, stats, iterations run, converged)."""
     H, W = gray_r.shape[-2:]
     X_all = backproject(depth_r.clamp_min(1e-6), K, validate=False)[0].reshape(-1, 3)
     has_depth = (depth_r > 0).reshape(-1)
     X_ref = X_all[has_depth]
     I_ref = gray_r.reshape(-1)[has_depth]
-    gx, gy = _gradients(gray_t)
-    dgx, dgy = _gradients(depth_t)
-    # The depth residual is used only where its gradient means something: the 3x3 neighbourhood is measured and
-    # the surface is smooth (no depth edge, across which a difference quotient is meaningless).
-    measured = -F.max_pool2d(-(depth_t > 0).double(), 3, stride=1, padding=1)
-    smooth = ((dgx.abs() + dgy.abs()) < 0.05 * depth_t).double()
-    target = torch.cat([gray_t, gx, gy, depth_t, dgx, dgy, measured * smooth], dim=1)
+    target = _target_maps(gray_t, depth_t)
     fx, fy, cx, cy = K[0, 0, 0], K[0, 1, 1], K[0, 0, 2], K[0, 1, 2]
     stats = {"photometric_rms": float("inf"), "depth_rms_m": float("inf"), "inlier_fraction": 0.0}
     converged = False

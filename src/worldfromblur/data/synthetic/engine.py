@@ -164,6 +164,15 @@ def render_still(seed: int, index: int, opts: SyntheticOptions, bank: list[Textu
     return to_uint8(linear_to_srgb(linear.astype(np.float64))), depth.astype(np.float64), K
 
 
+def _sensor_noise(mean: np.ndarray, rng: np.random.Generator, opts: SyntheticOptions) -> np.ndarray:
+    """The exposure's mean (linear, or sRGB for the paper's averaging) with shot and read noise of ``opts.noise``."""
+    if opts.noise <= 0:
+        return mean
+    lin = mean if opts.averaging == "linear" else srgb_to_linear(mean)
+    lin = lin + rng.normal(0, 1, lin.shape) * opts.noise * np.sqrt(0.2 + lin)
+    return lin if opts.averaging == "linear" else linear_to_srgb(lin)
+
+
 def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Texture]) -> RenderedSample:
     """Render sample ``index`` of the build with ``seed``; depends on nothing else, so builds are reproducible."""
     scene_id, _ = divmod(index, opts.samples_per_scene)
@@ -200,11 +209,7 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
         acc += lin if opts.averaging == "linear" else linear_to_srgb(lin)
         if keep is not None and i % subframes == 0:
             keep.append(to_uint8(linear_to_srgb(lin.astype(np.float64))))
-    mean = acc.astype(np.float64) / len(instants)
-    if opts.noise > 0:
-        lin = mean if opts.averaging == "linear" else srgb_to_linear(mean)
-        lin = lin + rng.normal(0, 1, lin.shape) * opts.noise * np.sqrt(0.2 + lin)
-        mean = lin if opts.averaging == "linear" else linear_to_srgb(lin)
+    mean = _sensor_noise(acc.astype(np.float64) / len(instants), rng, opts)
     blurred = linear_to_srgb(mean) if opts.averaging == "linear" else mean
     sharp = to_uint8(linear_to_srgb(sharp_lin.astype(np.float64)))
 
