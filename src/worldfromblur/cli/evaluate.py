@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..devices import resolve_device
 from ..errors import WfbError
 
 
@@ -21,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--out", type=Path, required=True, help="report folder (must not hold a report already)")
     p.add_argument("--figures", type=int, default=0, help="write a Fig. 7-style panel for the first N samples per model")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when present), cpu or cuda (default auto)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -44,12 +45,8 @@ def run(args) -> int:
 
     if (args.out / "metrics.json").exists() and not args.overwrite:
         raise WfbError(f"{args.out}: already holds a report; pass --overwrite or choose another --out")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise WfbError("--device cuda but no CUDA device is available")
-    report = evaluate(parse_specs(args.checkpoint), args.data, args.split, args.device, args.batch_size,
+    device = resolve_device(args.device)
+    report = evaluate(parse_specs(args.checkpoint), args.data, args.split, device, args.batch_size,
                       args.figures, args.out, progress=not args.quiet)
     write_report(report, args.out)
     print(tables_markdown(report))

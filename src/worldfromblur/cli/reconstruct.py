@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..devices import resolve_device
 from ..errors import WfbError
 
 
@@ -71,18 +72,6 @@ def default_checkpoint() -> Path:
     return Path(str(resources.files("worldfromblur") / "weights" / "default"))
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise WfbError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise WfbError("--device cuda but no CUDA device is available; use --device cpu")
-    return name
-
-
 def _check_options(args) -> None:
     if args.refine < 0:
         raise WfbError(f"--refine must be 0 or more steps, got {args.refine}")
@@ -117,7 +106,7 @@ def _engine(args):
     from ..reconstruct.fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE
     from ..reconstruct.pipeline import Reconstructor
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
         raise WfbError(f"the shipped model is missing from {checkpoint}; reinstall world-from-blur or pass --checkpoint")

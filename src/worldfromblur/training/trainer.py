@@ -25,6 +25,7 @@ from ..data import BlurDataset, DatasetError
 from ..data.pool import FramePool, concat_pools, load_pool, synthetic_pool
 from ..data.stream import BlurStream, StreamOptions
 from ..data.synthetic.textures import texture_photos
+from ..devices import resolve_device
 from ..errors import WfbError
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from ..models import WorldFromBlur
@@ -65,9 +66,7 @@ class StepBatches(Sampler):
 def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise WfbError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
+    want_cuda = resolve_device(cfg.device, "device").startswith("cuda")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if want_cuda else "gloo")
     if want_cuda:
