@@ -10,10 +10,12 @@ Functions here accept NumPy arrays or torch tensors and return the same kind.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-__all__ = ["srgb_to_linear", "linear_to_srgb", "blur_frames", "to_uint8"]
+__all__ = ["srgb_to_linear", "linear_to_srgb", "blur_frames", "to_uint8", "psnr"]
 
 
 def _where(x):
@@ -83,3 +85,18 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
         [0, 128, 255, 255]
     """
     return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def psnr(pred, gt) -> float:
+    """PSNR in dB (data range 1) of two images or batches of the same shape (NumPy or torch), over all their values.
+
+    Example:
+        >>> psnr(np.zeros(4), np.full(4, 0.1))
+        20.0
+    """
+    def as_np(x):
+        return x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
+
+    mse = float(np.mean((as_np(pred) - as_np(gt)) ** 2))
+    return float("inf") if mse == 0 else -10 * math.log10(mse)
+

@@ -90,3 +90,23 @@ def stack_rows(rows: list[np.ndarray], pad: int = 4) -> np.ndarray:
         r = np.pad(r, ((0, pad), (0, width - r.shape[1]), (0, 0)), constant_values=255)
         out.append(r)
     return np.concatenate(out, axis=0)
+
+
+def splat_points(points: np.ndarray, colors: np.ndarray, K: np.ndarray, H: int, W: int, yaw_deg: float = 25.0) -> np.ndarray:
+    """Splat coloured points (N, 3) seen from the reference camera turned by ``yaw_deg`` about a pivot at the median
+    depth, nearest point winning (a painter's z-buffer). Returns (H, W, 3) uint8 on white."""
+    img = np.full((H, W, 3), 255, np.uint8)
+    if len(points) == 0:
+        return img
+    pivot = np.array([0.0, 0.0, float(np.median(points[:, 2]))])
+    a = np.deg2rad(yaw_deg)
+    R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    X = (points - pivot) @ R.T + pivot
+    front = X[:, 2] > 0.05
+    X, C = X[front], colors[front]
+    u = np.round(K[0, 0] * X[:, 0] / X[:, 2] + K[0, 2]).astype(int)
+    v = np.round(K[1, 1] * X[:, 1] / X[:, 2] + K[1, 2]).astype(int)
+    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    order = np.argsort(-X[inside, 2])  # far first, so near points are written last
+    img[v[inside][order], u[inside][order]] = C[inside][order]
+    return img

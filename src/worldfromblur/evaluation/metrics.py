@@ -14,12 +14,12 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 
 from ..geometry import uv_from_pose
+from ..imaging import psnr
 
 
 def _np(x) -> np.ndarray:
@@ -97,17 +97,6 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     pad = 5  # (window 11 - 1) / 2: the border where the window leaves the image
     return float(s[..., pad:-pad, pad:-pad].mean())
-
-
-def psnr(pred, gt) -> float:
-    """PSNR in dB (data range 1) of two images or batches of the same shape, over all their values.
-
-    Example:
-        >>> psnr(np.zeros(4), np.full(4, 0.1))
-        20.0
-    """
-    mse = float(np.mean((_np(pred) - _np(gt)) ** 2))
-    return float("inf") if mse == 0 else -10 * math.log10(mse)
 
 
 def image_metrics(pred, gt) -> dict[str, float]:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WfbError
-from ..evaluation.metrics import psnr
+from ..imaging import psnr
 from ..geometry import pose_from_uv, scale_intrinsics
 from ..models import WorldFromBlur
 from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, upsample_depth

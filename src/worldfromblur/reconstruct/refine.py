@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..evaluation.metrics import psnr
+from ..imaging import psnr
 from ..geometry import pose_from_uv, reblur, scale_intrinsics
 
 REFINE_SUBFRAMES = 4

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..evaluation.figures import render_points
-from ..viz import colorize_depth, labelled_row, to_u8
+from ..viz import colorize_depth, labelled_row, splat_points, to_u8
 
 
 def summary_panel(rec, frames: torch.Tensor, points: np.ndarray, colors: np.ndarray) -> np.ndarray:
@@ -18,7 +17,7 @@ def summary_panel(rec, frames: torch.Tensor, points: np.ndarray, colors: np.ndar
     work = rec.work
     W, H = work.size
     depth = work.depth[0, 0].numpy()
-    view = render_points(points, colors, work.K[0].double().numpy(), H, W)
+    view = splat_points(points, colors, work.K[0].double().numpy(), H, W)
     refined = f" {rec.psnr_network:.1f}->" if rec.refine_steps else " "
     return labelled_row(
         [to_u8(work.blurred), to_u8(frames[0]), to_u8(work.deblurred), to_u8(frames[-1]), colorize_depth(depth), view,
