@@ -170,6 +170,27 @@ def test_model_config_files_coerce_numbers_as_training_configs_do(tmp_path):
         load_model_config(tmp_path / "bad.yaml")
 
 
+def test_choice_fields_are_literal_and_checked_when_read(tmp_path):
+    """Choice fields are typed Literal; a model or training config file naming an unknown choice fails when read."""
+    from worldfromblur.errors import WfbError
+    from worldfromblur.models import load_model_config
+    from worldfromblur.models.config import literal_choices
+    from worldfromblur.training.config import TrainConfig, config_from_dict
+
+    assert literal_choices(ModelConfig.__dataclass_fields__["deblur"].type) == ("compact", "cnn_l15")
+    assert literal_choices(TrainConfig.__dataclass_fields__["stage"].type)[-1] == "cycle"
+    assert literal_choices("str") is None
+    (tmp_path / "m.yaml").write_text("depth: two_branch\n")
+    assert load_model_config(tmp_path / "m.yaml").depth == "two_branch"
+    (tmp_path / "bad.yaml").write_text("motion: transformer\n")
+    with pytest.raises(WfbError, match="motion must be one of compact, resnet_lstm, got 'transformer'"):
+        load_model_config(tmp_path / "bad.yaml")
+    for data, field_name in (({"stage": "warmup"}, "stage"), ({"optim": {"schedule": "step"}}, "optim.schedule"),
+                             ({"data": {"source": "web"}}, "data.source"), ({"amp": "fp16"}, "amp")):
+        with pytest.raises(WfbError, match=f"{field_name} must be one of"):
+            config_from_dict(data)
+
+
 def test_frozen_modules_get_no_gradient_and_keep_their_statistics():
     torch.manual_seed(0)
     model = WorldFromBlur(ModelConfig(train=["motion"])).train()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -14,14 +16,14 @@ from ..errors import WfbError
 class ModelConfig:
     """Which modules make up the cycle, and how the cycle re-blurs."""
 
-    deblur: str = "compact"
+    deblur: Literal["compact", "cnn_l15"] = "compact"
     """Deblurring module: "compact" (U-Net, residual) or "cnn_l15" (the paper's)."""
     deblur_widths: list | None = None
     """Channels per scale of the compact deblurring U-Net (None: [16, 32, 64]); each extra scale doubles how far
     it sees, which long blur needs. Only for deblur = "compact"."""
-    depth: str = "compact"
+    depth: Literal["compact", "two_branch", "eigen"] = "compact"
     """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6) or "eigen" (Eigen et al. 2014)."""
-    motion: str = "compact"
+    motion: Literal["compact", "resnet_lstm"] = "compact"
     """Motion module: "compact" (joint encoder of both images) or "resnet_lstm" (the paper's, Fig. 3)."""
     n: int = 3
     """Half window: 2n poses around the reference instant (the paper: n = 3)."""
@@ -56,11 +58,27 @@ class ModelConfig:
         return cls(**{k: coerce(v, known[k].type, f"{where}.{k}") for k, v in d.items()})
 
 
+def literal_choices(annotation) -> tuple | None:
+    """The values of a ``Literal[...]`` field annotation (a string under postponed evaluation), else None."""
+    text = annotation if isinstance(annotation, str) else str(annotation)
+    if text.startswith("typing."):
+        text = text[len("typing."):]
+    if not (text.startswith("Literal[") and text.endswith("]")):
+        return None
+    values = ast.literal_eval("(" + text[len("Literal["):-1] + ",)")
+    return tuple(values)
+
+
 def coerce(value, annotation, where: str):
     """YAML 1.1 reads 1e-4 as a string: convert to the field's declared scalar type, or say what is wrong.
 
     The one coercion of every config the package reads (model configs, training configs, recipes).
     """
+    choices = literal_choices(annotation)
+    if choices is not None:
+        if value not in choices:
+            raise WfbError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
     kind = {"float": float, "int": int, "bool": bool, "str": str}.get(str(annotation))
     if kind is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -25,7 +26,7 @@ STAGES = ("deblur", "depth", "motion", "supervised", "cycle")
 
 @dataclass
 class DataConfig:
-    source: str = "dataset"
+    source: Literal["dataset", "stream"] = "dataset"
     """"dataset" (a folder made by ``wfb make-dataset``) or "stream" (samples made on the training device from a
     frame pool, see :mod:`worldfromblur.data.stream`)."""
     root: str = "data/synth"
@@ -53,7 +54,7 @@ class OptimConfig:
     """Peak learning rate of AdamW (not given by the paper)."""
     weight_decay: float = 1e-4
     betas: list = field(default_factory=lambda: [0.9, 0.999])
-    schedule: str = "cosine"
+    schedule: Literal["cosine", "constant"] = "cosine"
     """"cosine" (to 5% of the peak at max_steps) or "constant", both after a linear warm-up."""
     warmup_steps: int = 50
     grad_clip: float = 0.0
@@ -64,16 +65,16 @@ class OptimConfig:
 class LossConfig:
     alpha: float = 1e-3
     """Weight of the cycle's reconstruction loss (the paper's Eq. 8)."""
-    reversal: str = "min"
+    reversal: Literal["min", "ordered"] = "min"
     """Motion loss: "min" takes the better of the two time orders per sample; "ordered" is the paper's."""
-    depth: str = "l2"
+    depth: Literal["l2", "log_l1"] = "l2"
     """Depth loss: "l2" (the paper's Eq. 5, squared metres) or "log_l1" (absolute error of log depth, which weighs
     near and far alike, as the relative metrics do)."""
 
 
 @dataclass
 class TrainConfig:
-    stage: str = "cycle"
+    stage: Literal["deblur", "depth", "motion", "supervised", "cycle"] = "cycle"
     """"deblur", "depth", "motion" (stage 1) or "cycle" (stage 2)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -93,7 +94,7 @@ class TrainConfig:
     """Deterministic algorithms (needed for a resume to reproduce an uninterrupted run exactly)."""
     device: str = "auto"
     """"auto" (CUDA when available), "cpu" or "cuda"."""
-    amp: str = "auto"
+    amp: Literal["auto", "bf16", "off"] = "auto"
     """"auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "off"."""
     log_every: int = 10
     image_every: int = 200
@@ -135,20 +136,10 @@ def _build(cls, data: dict, where: str):
 
 def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
     cfg = _build(TrainConfig, data, where)
-    if cfg.stage not in STAGES:
-        raise WfbError(f"{where}: stage must be one of {', '.join(STAGES)}, got {cfg.stage!r}")
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise WfbError(f"{where}: batch_size and max_steps must be at least 1")
-    if cfg.loss.depth not in ("l2", "log_l1"):
-        raise WfbError(f"{where}: loss.depth must be 'l2' or 'log_l1'")
-    if cfg.loss.reversal not in ("min", "ordered"):
-        raise WfbError(f"{where}: loss.reversal must be 'min' or 'ordered'")
-    if cfg.data.source not in ("dataset", "stream"):
-        raise WfbError(f"{where}: data.source must be 'dataset' or 'stream', got {cfg.data.source!r}")
     if cfg.minutes < 0:
         raise WfbError(f"{where}: minutes must be 0 (no budget) or positive")
-    if cfg.optim.schedule not in ("cosine", "constant"):
-        raise WfbError(f"{where}: optim.schedule must be 'cosine' or 'constant'")
     unknown = sorted(set(cfg.init) - {"deblur", "depth", "motion"})
     if unknown:
         raise WfbError(f"{where}: init names unknown module(s) {', '.join(unknown)}; use deblur, depth, motion")
