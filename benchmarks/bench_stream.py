@@ -22,7 +22,7 @@ from worldfromblur.data.stream import BlurStream, StreamOptions
 from worldfromblur.models import WorldFromBlur
 from worldfromblur.models.config import preset
 from worldfromblur.training.config import TrainConfig
-from worldfromblur.training.trainer import build_pool, stage_loss
+from worldfromblur.training.trainer import build_pool
 
 
 def _sync(device: str) -> None:
@@ -63,7 +63,7 @@ def main() -> None:
 
             def step(batch):
                 with autocast:
-                    loss, _, _ = stage_loss("supervised", modules, batch, cfg)
+                    loss, _, _ = model.stage_loss("supervised", batch, cfg.loss, modules)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -71,7 +71,7 @@ def main() -> None:
             step(batches[0])
             with FlopCounterMode(display=False) as counter:
                 with torch.no_grad(), autocast:
-                    stage_loss("supervised", modules, batches[0], cfg)
+                    model.stage_loss("supervised", batches[0], cfg.loss, modules)
             flops = 3 * counter.get_total_flops() / B
             _sync(device)
             t = time.perf_counter()

@@ -11,6 +11,7 @@ import torchvision
 
 from ..errors import WfbError
 from ..geometry import pose_from_uv, reblur
+from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from .compact import CompactDeblur, CompactDepth, CompactMotion
 from .config import ModelConfig
 from .paper import CNNL15, EigenCoarseFine, ResNetLSTMMotion, TwoBranchDepth, load_backbone_weights
@@ -144,3 +145,40 @@ class WorldFromBlur(nn.Module):
         depth = self.depth(deblurred)
         u, v = self.motion(blurred, deblurred if reference is None else reference)
         return {"deblurred": deblurred, "depth": depth, "u": u, "v": v}
+
+    def stage_loss(self, stage: str, batch: dict, loss, modules: dict | None = None) -> tuple:
+        """The training loss of one stage on a batch: ``(total, details, outputs)`` (see :mod:`worldfromblur.losses`).
+
+        Stage 1 (``deblur``, ``depth``, ``motion``) trains a module apart on clean inputs; ``supervised`` is stage 1
+        for the modules that train, at once, each on its own inputs and loss, summed (their parameters are disjoint,
+        so the sum trains each as if alone; Adam makes their scales moot); ``cycle`` (stage 2) runs the whole cycle.
+
+        Args:
+            loss: the loss options (``depth``, ``reversal``, ``alpha``; a :class:`~worldfromblur.training.config.LossConfig`).
+            modules: the callables to run, by name (``deblur``, ``depth``, ``motion`` or ``cycle``): the trainer passes
+                this model's modules in their distributed wrappers; default, this model's own modules that train.
+        """
+        if modules is None:
+            modules = {"cycle": self} if stage == "cycle" else {n: getattr(self, n) for n in self.cfg.train}
+        out, total, details = {}, 0.0, {}
+
+        def runs(name: str) -> bool:
+            return stage == name or (stage == "supervised" and name in modules)
+
+        if runs("deblur"):
+            out["deblurred"] = modules["deblur"](batch["blurred"])
+            L, d = deblur_loss(out["deblurred"], batch["sharp"], batch.get("valid_blur"))
+            total, details = total + L, {**details, **d}
+        if runs("depth"):
+            out["depth"] = modules["depth"](batch["sharp"])  # clean images, as in the paper's stage 1
+            L, d = depth_loss(out["depth"], batch["depth"], batch["valid_depth"], loss.depth)
+            total, details = total + L, {**details, **d}
+        if runs("motion"):
+            out["u"], out["v"] = modules["motion"](batch["blurred"], batch["sharp"])  # the clean reference frame
+            L, d = motion_loss(out["u"], out["v"], batch["poses"], loss.reversal)
+            total, details = total + L, {**details, **d}
+        if stage == "cycle":
+            out = modules["cycle"](batch["blurred"], batch["K"])
+            total, details = cycle_loss(out, batch, loss.alpha, loss.reversal)
+        return total, details, out
+

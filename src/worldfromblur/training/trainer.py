@@ -27,7 +27,6 @@ from ..data.stream import BlurStream, StreamOptions
 from ..data.synthetic.textures import texture_photos
 from ..devices import resolve_device
 from ..errors import WfbError
-from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
 from ..models import WorldFromBlur
 from ..models.io import load_module
 from ..checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
@@ -101,35 +100,6 @@ def init_modules(model: WorldFromBlur, init: dict) -> None:
     """Load modules from stage-1 checkpoints or run folders (their weights under the module's name)."""
     for name, path in init.items():
         load_module(model, name, path, context=f"init.{name}: ")
-
-
-def stage_loss(stage: str, modules: dict, batch: dict, cfg: TrainConfig):
-    """Loss of one stage: stage 1 trains modules apart on clean inputs; stage 2 runs the cycle.
-
-    ``supervised`` is stage 1 for the three modules at once: each gets its own stage-1 inputs and loss, and the losses
-    are summed (their parameters are disjoint, so the sum trains each as if alone; Adam makes their scales moot).
-    """
-    out, total, details = {}, 0.0, {}
-
-    def runs(name: str) -> bool:
-        return stage == name or (stage == "supervised" and name in modules)
-
-    if runs("deblur"):
-        out["deblurred"] = modules["deblur"](batch["blurred"])
-        L, d = deblur_loss(out["deblurred"], batch["sharp"], batch.get("valid_blur"))
-        total, details = total + L, {**details, **d}
-    if runs("depth"):
-        out["depth"] = modules["depth"](batch["sharp"])  # clean images, as in the paper's stage 1
-        L, d = depth_loss(out["depth"], batch["depth"], batch["valid_depth"], cfg.loss.depth)
-        total, details = total + L, {**details, **d}
-    if runs("motion"):
-        out["u"], out["v"] = modules["motion"](batch["blurred"], batch["sharp"])  # the clean reference frame
-        L, d = motion_loss(out["u"], out["v"], batch["poses"], cfg.loss.reversal)
-        total, details = total + L, {**details, **d}
-    if stage == "cycle":
-        out = modules["cycle"](batch["blurred"], batch["K"])
-        total, details = cycle_loss(out, batch, cfg.loss.alpha, cfg.loss.reversal)
-    return total, details, out
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -392,7 +362,7 @@ class _Run:
         """One optimisation step on ``batch`` with its logging and checkpoints; True after the last step."""
         cfg = self.cfg
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else nullcontext():
-            loss, details, out = stage_loss(cfg.stage, self.modules, batch, cfg)
+            loss, details, out = self.model.stage_loss(cfg.stage, batch, cfg.loss, self.modules)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:
