@@ -1,0 +1,115 @@
+"""Camera poses from where pixels go: a robust, differentiable least-squares solve from per-pixel paths and depth.
+
+Given, for every reference pixel ``p`` with depth ``D(p)``, where it is seen at each instant ``k`` of the exposure
+(``p'_k``, its *path*), each pose ``T_k = [R_k | t_k]`` is the one whose projection ``K (R_k D(p) K^-1 p + t_k)``
+lands on ``p'_k``: a perspective-n-point problem with known 3D points, solved here by Gauss-Newton from the identity
+(the motion over an exposure is small) with iteratively reweighted least squares (Huber weights on the pixel
+residual, times an optional per-pixel confidence). Every step is a differentiable torch operation, so a loss on the
+poses trains whatever predicted the paths, the depth or the confidence.
+
+Not every scene fixes all six degrees of freedom. Seen over a small field of view, a rotation about the camera's y
+axis and a translation along x move a fronto-parallel plane's pixels almost alike; only depth variation and the
+field of view tell them apart. :func:`solve_poses` reports, per pose, the condition of the normal equations with
+translation measured in units of the median depth (so that both kinds of motion move pixels on the same scale), and
+flags poses whose condition is below ``min_condition`` as degenerate rather than returning them silently.
+
+This is the solve of the per-pixel motion head planned beside the paper's LSTM; the head itself is not built yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .geometry import backproject, pose_from_uv, uv_from_pose
+
+MIN_CONDITION = 4e-3
+"""Pose solves whose scaled normal matrix has a smaller eigenvalue ratio are flagged degenerate."""
+
+
+@dataclass
+class PoseSolve:
+    u: torch.Tensor  # (B, M, 3) axis-angle, radians
+    v: torch.Tensor  # (B, M, 3) translation, metres
+    residual_px: torch.Tensor  # (B, M) weighted RMS reprojection error of the solution, pixels
+    condition: torch.Tensor  # (B, M) smallest / largest eigenvalue of the depth-scaled normal matrix
+    degenerate: torch.Tensor  # (B, M) bool: condition < min_condition (some motion is not determined)
+
+    @property
+    def poses(self) -> torch.Tensor:
+        return pose_from_uv(self.u, self.v)
+
+
+def _skew(x: torch.Tensor) -> torch.Tensor:
+    """(..., 3) -> (..., 3, 3) cross-product matrices."""
+    z = torch.zeros_like(x[..., 0])
+    return torch.stack([torch.stack([z, -x[..., 2], x[..., 1]], -1), torch.stack([x[..., 2], z, -x[..., 0]], -1),
+                        torch.stack([-x[..., 1], x[..., 0], z], -1)], -2)
+
+
+def _residuals(T: torch.Tensor, X: torch.Tensor, target: torch.Tensor, K: torch.Tensor):
+    """Reprojection residuals (B, M, N, 2) of points X (B, N, 3) under T (B, M, 4, 4), and their Jacobian
+    (B, M, N, 2, 6) with respect to a left increment (rotation, translation)."""
+    Xk = torch.einsum("bmij,bnj->bmni", T[..., :3, :3], X) + T[..., None, :3, 3]
+    z = Xk[..., 2].clamp_min(1e-6)
+    fx, fy = K[:, 0, 0, None, None], K[:, 1, 1, None, None]
+    cx, cy = K[:, 0, 2, None, None], K[:, 1, 2, None, None]
+    p = torch.stack([fx * Xk[..., 0] / z + cx, fy * Xk[..., 1] / z + cy], -1)
+    dp = torch.zeros(*z.shape, 2, 3, dtype=X.dtype, device=X.device)
+    dp[..., 0, 0], dp[..., 0, 2] = fx / z, -fx * Xk[..., 0] / z**2
+    dp[..., 1, 1], dp[..., 1, 2] = fy / z, -fy * Xk[..., 1] / z**2
+    dX = torch.cat([-_skew(Xk), torch.eye(3, dtype=X.dtype, device=X.device).expand(*z.shape, 3, 3)], -1)
+    return p - target, dp @ dX
+
+
+def solve_poses(paths: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confidence: torch.Tensor | None = None,
+                iterations: int = 8, huber_px: float = 1.0, min_condition: float = MIN_CONDITION,
+                stride: int = 1) -> PoseSolve:
+    """Poses of M instants from per-pixel paths.
+
+    Args:
+        paths: (B, M, 2, H, W) pixel coordinates (x, y) at each instant of every reference pixel.
+        depth: (B, 1, H, W) reference z-depth, metres (pixels with depth <= 0 are ignored).
+        K: (B, 3, 3) intrinsics.
+        confidence: optional (B, M, 1, H, W) or (B, 1, H, W) non-negative per-pixel weights.
+        iterations: Gauss-Newton / IRLS iterations (from the identity).
+        huber_px: residual beyond which a pixel's weight falls as 1/|r| (robustness to wrong paths).
+        min_condition: see :data:`MIN_CONDITION`.
+        stride: use every ``stride``-th row and column (the solve needs far fewer points than pixels).
+
+    Returns:
+        A :class:`PoseSolve`; ``poses`` gives the (B, M, 4, 4) reference-to-instant transforms.
+    """
+    B, M = paths.shape[:2]
+    paths, depth = paths[..., ::stride, ::stride], depth[..., ::stride, ::stride]
+    H, W = depth.shape[-2:]
+    K_s = K.clone()
+    K_s[:, :2] = K_s[:, :2] / stride  # pixel (i, j) of the strided grid is pixel (i s, j s) of the full one
+    X = backproject(depth.clamp_min(1e-6), K_s, validate=False).reshape(B, -1, 3)
+    target = (paths / stride).permute(0, 1, 3, 4, 2).reshape(B, M, -1, 2)
+    base = (depth > 0).reshape(B, 1, -1).to(X.dtype).expand(B, M, -1)
+    if confidence is not None:
+        conf = confidence[..., ::stride, ::stride].reshape(B, -1 if confidence.dim() == 5 else 1, H * W)
+        base = base * conf.expand(B, M, -1).to(X.dtype)
+    T = torch.eye(4, dtype=X.dtype, device=X.device).expand(B, M, 4, 4)
+    zmed = depth.reshape(B, -1).median(dim=1).values.clamp_min(1e-3)
+    scale = torch.cat([torch.ones(B, 3, dtype=X.dtype, device=X.device), zmed[:, None].expand(B, 3)], 1)[:, None]
+    for _ in range(iterations):
+        r, J = _residuals(T, X, target, K_s)
+        norm = r.norm(dim=-1)
+        w = base * torch.where(norm > huber_px, huber_px / norm.clamp_min(1e-12), torch.ones_like(norm))
+        Js = J * scale[:, :, None, None, :]  # translation in units of the median depth
+        Hm = torch.einsum("bmn,bmnci,bmncj->bmij", w, Js, Js)
+        g = torch.einsum("bmn,bmnci,bmnc->bmi", w, Js, r)
+        damp = 1e-12 * Hm.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None] * torch.eye(6, dtype=X.dtype, device=X.device)
+        delta = -torch.linalg.solve(Hm + damp, g[..., None])[..., 0] * scale
+        T = pose_from_uv(delta[..., :3], delta[..., 3:]) @ T
+    r, J = _residuals(T, X, target, K_s)
+    w = base * torch.where(r.norm(dim=-1) > huber_px, huber_px / r.norm(dim=-1).clamp_min(1e-12), torch.ones_like(base))
+    Js = J * scale[:, :, None, None, :]
+    eig = torch.linalg.eigvalsh(torch.einsum("bmn,bmnci,bmncj->bmij", w, Js, Js))
+    condition = eig[..., 0] / eig[..., -1].clamp_min(1e-30)
+    residual = (stride * torch.sqrt((w * r.pow(2).sum(-1)).sum(-1) / w.sum(-1).clamp_min(1e-12)))
+    u, v = uv_from_pose(T)
+    return PoseSolve(u=u, v=v, residual_px=residual, condition=condition.detach(), degenerate=(condition < min_condition).detach())
