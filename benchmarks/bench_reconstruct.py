@@ -2,8 +2,9 @@
 
     python benchmarks/bench_reconstruct.py [--refine 100] [--repeat 3]
 
-Runs the shipped model on the shipped example photos at the model's resolution, on the CPU and on a GPU where one
-is present. Loading the checkpoint is timed once, apart.
+Runs the shipped model on the shipped example photos (320 x 240: networks at the model's 160 x 120, outputs at
+320 x 240), on the CPU and on a GPU where one is present. Loading the checkpoint is timed once, apart. For larger
+photos see bench_fullres.py.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def main() -> None:
         for steps in (0, args.refine):
             engine = Reconstructor(model, device, refine_steps=steps)
             engine(load_photo(photos[0]))  # warm-up
-            parts: dict[str, list[float]] = {"load": [], "networks": [], "refine": [], "write": [], "total": []}
+            parts: dict[str, list[float]] = {"load": [], "networks": [], "refine": [], "full": [], "write": [],
+                                             "total": []}
             for _ in range(args.repeat):
                 for photo_path in photos:
                     with tempfile.TemporaryDirectory() as tmp:
@@ -54,14 +56,16 @@ def main() -> None:
                     parts["load"].append(t1 - t0 + rec.timings["prepare_s"])
                     parts["networks"].append(rec.timings["networks_s"])
                     parts["refine"].append(rec.timings["refine_s"])
+                    parts["full"].append(rec.timings.get("full_resolution_s", 0.0))
                     parts["write"].append(rec.timings["write_s"])
                     parts["total"].append(t2 - t0)
-            size = "x".join(map(str, rec.blurred.shape[-1:-3:-1]))
-            rows.append([device, size, steps, f"{load_model_s:.2f}",
-                         *(f"{statistics.median(parts[k]):.3f}" for k in ("load", "networks", "refine", "write", "total"))])
+            sizes = " -> ".join("x".join(map(str, v.size)) for v in (rec.work, rec.out))
+            rows.append([device, sizes, steps, f"{load_model_s:.2f}", *(f"{statistics.median(parts[k]):.3f}"
+                                                                         for k in ("load", "networks", "refine", "full",
+                                                                                   "write", "total"))])
     print(f"wfb reconstruct on the {len(photos)} shipped examples, median of {args.repeat} runs each; {machine()}\n")
-    print(table(["device", "model size", "refine steps", "checkpoint load s", "photo load s", "networks s", "refine s",
-                 "write outputs s", "total s / photo"], rows))
+    print(table(["device", "working -> output size", "refine steps", "checkpoint load s", "photo load s", "networks s",
+                 "refine s", "full resolution s", "write outputs s", "total s / photo"], rows))
 
 
 if __name__ == "__main__":
