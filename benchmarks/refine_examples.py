@@ -71,7 +71,7 @@ def test_split(model, data: Path, num: int, steps: int) -> None:
     for i in range(count):
         item = ds[i]
         x, K, gt = item["blurred"][None], item["K"][None], item["poses"][None]
-        out = engine.networks(x)
+        out = engine.networks(x, K)
         u, v = out["u"], out["v"]
         results["network"].append((*errors(pose_from_uv(u, v), gt), np.nan, np.nan))
         frames = (("network frame", (out["deblurred"], out["depth"])),

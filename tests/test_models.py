@@ -183,7 +183,7 @@ def test_choice_fields_are_literal_and_checked_when_read(tmp_path):
     (tmp_path / "m.yaml").write_text("depth: two_branch\n")
     assert load_model_config(tmp_path / "m.yaml").depth == "two_branch"
     (tmp_path / "bad.yaml").write_text("motion: transformer\n")
-    with pytest.raises(WfbError, match="motion must be one of compact, resnet_lstm, got 'transformer'"):
+    with pytest.raises(WfbError, match="motion must be one of compact, resnet_lstm, paths, got 'transformer'"):
         load_model_config(tmp_path / "bad.yaml")
     for data, field_name in (({"stage": "warmup"}, "stage"), ({"optim": {"schedule": "step"}}, "optim.schedule"),
                              ({"data": {"source": "web"}}, "data.source"), ({"amp": "fp16"}, "amp")):

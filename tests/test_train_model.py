@@ -129,3 +129,58 @@ def test_the_shipped_recipe_is_valid():
     recipe = read_recipe("compact")
     assert recipe["stages"][0]["config"]["stage"] == "supervised"
     assert recipe["base"]["data"]["source"] == "stream"
+
+
+def test_the_per_pixel_path_head_trains_exports_evaluates_and_reconstructs(tmp_path, capsys):
+    """motion: paths goes through the same commands as the LSTM head: train-model (its path loss falls), the
+    held-out evaluation (poses from the solve) and reconstruct."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    out = tmp_path / "paths-run"
+    assert main(["train-model", str(recipe), "--out", str(out), "--minutes", "0.7", "--quiet", "batch_size=3",
+                 "model.motion=paths"]) == 0
+    model, _ = load_model(out)
+    assert model.cfg.motion == "paths" and type(model.motion).__name__ == "CompactPathMotion"
+    report = json.loads((out / "eval.json").read_text())
+    assert "motion" in report["metrics"]
+    photo = Path(__file__).parents[1] / "examples" / "room-1.png"
+    assert main(["reconstruct", str(photo), "--checkpoint", str(out), "--out", str(tmp_path / "rec")]) == 0
+    poses = json.loads((tmp_path / "rec" / "room-1" / "poses.json").read_text())
+    assert len(poses["u"]) == 6 and all(map(lambda r: all(abs(x) < 1 for x in r), poses["u"]))
+
+
+def test_the_path_loss_falls_and_respects_time_reversal():
+    from worldfromblur.geometry import pose_from_uv
+    from worldfromblur.losses import path_loss
+    from worldfromblur.models import WorldFromBlur
+    from worldfromblur.models.config import preset
+    from worldfromblur.training.config import LossConfig
+
+    torch.manual_seed(0)
+    cfg = preset("compact")
+    cfg.motion = "paths"
+    model = WorldFromBlur(cfg)
+    B, H, W = 2, 32, 48
+    K = torch.tensor([[40.0, 0, 23.5], [0, 40.0, 15.5], [0, 0, 1]]).expand(B, 3, 3).clone()
+    x = torch.rand(B, 3, H, W)
+    poses = pose_from_uv(torch.randn(B, 6, 3) * 0.02, torch.randn(B, 6, 3) * 0.01)
+    batch = {"blurred": x, "sharp": x, "depth": 1 + torch.rand(B, 1, H, W), "K": K, "poses": poses,
+             "valid_depth": torch.ones(B, 1, H, W, dtype=torch.bool)}
+    opt = torch.optim.Adam(model.motion.parameters(), 1e-3)
+    errors = []
+    for _ in range(25):
+        loss, details, _ = model.stage_loss("motion", batch, LossConfig())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        errors.append(float(details["path_px"]))
+    assert errors[-1] < 0.5 * errors[0]
+    with torch.no_grad():
+        d, s = model.motion(x, x)
+        a, _ = path_loss(d, s, poses, batch["depth"], K)
+        b, det = path_loss(d.flip(1), s, poses, batch["depth"], K)  # the same prediction in reversed time
+    assert torch.allclose(a, b) and float(det["reversed"]) in (0.0, 0.5, 1.0)
+    with pytest.raises(WfbError, match="needs the intrinsics"):
+        model.predict(x)
+    out = model.predict(x, K=K)
+    assert out["u"].shape == (B, 6, 3) and out["paths"].shape == (B, 6, 2, H, W) and out["degenerate"].dtype == torch.bool

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .geometry import uv_from_pose
+from .geometry import forward_flow, uv_from_pose
 
 ALPHA = 1e-3  # the paper's weight of the cycle's reconstruction loss (Eq. 8)
 
@@ -50,6 +50,39 @@ def motion_loss(
         lu, lv = torch.where(flipped, lu_r, lu), torch.where(flipped, lv_r, lv)
     Lu, Lv = lu.mean(), lv.mean()
     return Lu + Lv, {"L_u": Lu.detach(), "L_v": Lv.detach(), "reversed": flipped.float().mean().detach()}
+
+
+def path_loss(displacement: torch.Tensor, log_scale: torch.Tensor, poses_gt: torch.Tensor, depth_gt: torch.Tensor,
+              K: torch.Tensor, valid: torch.Tensor | None = None, reversal: str = "min") -> tuple[torch.Tensor, dict]:
+    """The per-pixel motion head's loss: the Laplace negative log-likelihood of each reference pixel's predicted
+    displacements (B, 2n, 2, H, W) against those the ground-truth poses and depth give, with a per-pixel log scale
+    (B, 1, H, W): ``sum_k |d_k - g_k| / b + 4n log b``, summed over the pixels with depth, averaged over samples.
+
+    With ``reversal="min"`` each sample is scored against its ground truth in time order and reversed, and the
+    better order counts (as :func:`motion_loss`). Details: ``L_path`` and ``path_px`` (mean absolute error per
+    coordinate, pixels, of the chosen order) and ``reversed``.
+    """
+    if reversal not in ("min", "ordered"):
+        raise ValueError(f"reversal must be 'min' or 'ordered', got {reversal!r}")
+    mask = ((depth_gt > 0) if valid is None else valid).float()
+    with torch.autocast(displacement.device.type, enabled=False):
+        gt, _ = forward_flow(depth_gt.float().clamp_min(1e-3), poses_gt.float(), K.float())  # (B, 2n, 2, H, W)
+    d, s = displacement.float(), log_scale.float()
+
+    def per_sample(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        err = (d - target).abs().sum(dim=(1, 2))[:, None]  # (B, 1, H, W)
+        nll = (err * torch.exp(-s) + d.shape[1] * 2 * s) * mask
+        return nll.flatten(1).sum(1), (err * mask).flatten(1).sum(1)
+
+    nll, err = per_sample(gt)
+    flipped = torch.zeros_like(nll, dtype=torch.bool)
+    if reversal == "min":
+        nll_r, err_r = per_sample(gt.flip(1))
+        flipped = nll_r < nll
+        nll, err = torch.where(flipped, nll_r, nll), torch.where(flipped, err_r, err)
+    L = nll.mean()
+    px = err.sum() / (mask.sum() * d.shape[1] * 2).clamp_min(1)
+    return L, {"L_path": L.detach(), "path_px": px.detach(), "reversed": flipped.float().mean().detach()}
 
 
 def deblur_loss(deblurred: torch.Tensor, sharp: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:

@@ -104,3 +104,29 @@ class CompactMotion(nn.Module):
     def forward(self, blurred: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([blurred, reference], dim=1) * 2 - 1
         return self.head(self.encoder(x))
+
+
+class CompactPathMotion(nn.Module):
+    """(blurred, reference) -> where every reference pixel is at each of the 2n instants, and how sure that is.
+
+    A U-Net over both images stacked predicts, per pixel, its displacement (pixels) at each instant,
+    (B, 2n, 2, H, W), and the log of a Laplace scale (B, 1, H, W) of that displacement's error: the per-pixel
+    motion head. The poses follow from the paths, the depth and K by :func:`worldfromblur.pose_solve.solve_poses`
+    (see :meth:`worldfromblur.models.WorldFromBlur.predict`). Every pixel of every sample is a training signal,
+    and the head works at any resolution.
+    """
+
+    def __init__(self, n: int = 3, widths: tuple[int, ...] = (32, 64, 128, 192), scale_px: float = 8.0):
+        super().__init__()
+        self.n, self.scale_px = n, scale_px
+        self.net = UNet(6, 4 * n + 1, widths)
+        with torch.no_grad():  # start from "no motion, unsure"
+            self.net.out.weight.mul_(0.01)
+            self.net.out.bias.zero_()
+
+    def forward(self, blurred: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.net(torch.cat([blurred, reference], dim=1) * 2 - 1)
+        B, _, H, W = y.shape
+        displacement = y[:, : 4 * self.n].reshape(B, 2 * self.n, 2, H, W) * self.scale_px
+        return displacement, y[:, 4 * self.n :].clamp(-5, 5)
+

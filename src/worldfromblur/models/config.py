@@ -23,7 +23,7 @@ class ModelConfig:
     it sees, which long blur needs. Only for deblur = "compact"."""
     depth: Literal["compact", "two_branch", "eigen"] = "compact"
     """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6) or "eigen" (Eigen et al. 2014)."""
-    motion: Literal["compact", "resnet_lstm"] = "compact"
+    motion: Literal["compact", "resnet_lstm", "paths"] = "compact"
     """Motion module: "compact" (joint encoder of both images) or "resnet_lstm" (the paper's, Fig. 3)."""
     n: int = 3
     """Half window: 2n poses around the reference instant (the paper: n = 3)."""

@@ -11,8 +11,9 @@ import torchvision
 
 from ..errors import WfbError
 from ..geometry import pose_from_uv, reblur
-from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss
-from .compact import CompactDeblur, CompactDepth, CompactMotion
+from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss, path_loss
+from ..pose_solve import solve_poses
+from .compact import CompactDeblur, CompactDepth, CompactMotion, CompactPathMotion
 from .config import ModelConfig
 from .paper import CNNL15, EigenCoarseFine, ResNetLSTMMotion, TwoBranchDepth, load_backbone_weights
 
@@ -56,7 +57,7 @@ def build_depth(cfg: ModelConfig) -> nn.Module:
 
 
 def build_motion(cfg: ModelConfig) -> nn.Module:
-    options = {"compact": CompactMotion, "resnet_lstm": ResNetLSTMMotion}
+    options = {"compact": CompactMotion, "resnet_lstm": ResNetLSTMMotion, "paths": CompactPathMotion}
     if cfg.motion not in options:
         raise WfbError(f"unknown motion module {cfg.motion!r}; choose one of {', '.join(options)}")
     module = options[cfg.motion](n=cfg.n)
@@ -134,17 +135,37 @@ class WorldFromBlur(nn.Module):
             ``poses`` (B, 2n, 4, 4), ``reblurred`` (B, 3, H, W) and ``valid`` (B, 1, H, W), where every instant
             of the re-blur had a source pixel.
         """
-        out = self.predict(blurred, reference)
+        out = self.predict(blurred, reference, K)
         reblurred, valid = self.reblur(out["deblurred"], out["depth"], out["u"], out["v"], K)
         return {**out, "poses": pose_from_uv(out["u"], out["v"]), "reblurred": reblurred, "valid": valid}
 
-    def predict(self, blurred: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
-        """The three networks alone (no re-blur, no K): ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres,
-        ``u`` and ``v`` (B, 2n, 3), motion read from the blurred image against the deblurred (or a given) frame."""
+    def predict(self, blurred: torch.Tensor, reference: torch.Tensor | None = None, K: torch.Tensor | None = None) -> dict:
+        """The three networks alone (no re-blur): ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres,
+        ``u`` and ``v`` (B, 2n, 3), motion read from the blurred image against the deblurred (or a given) frame.
+
+        With the per-pixel path head (``motion: paths``) the poses are solved from its paths, the depth and ``K``
+        (required then), and the output also holds ``paths`` (B, 2n, 2, H, W) pixel coordinates, ``log_scale``
+        (B, 1, H, W) and ``degenerate`` (B, 2n), the poses the scene does not determine (see
+        :mod:`worldfromblur.pose_solve`).
+        """
         deblurred = self.deblur(blurred)
         depth = self.depth(deblurred)
-        u, v = self.motion(blurred, deblurred if reference is None else reference)
-        return {"deblurred": deblurred, "depth": depth, "u": u, "v": v}
+        ref = deblurred if reference is None else reference
+        if self.cfg.motion != "paths":
+            u, v = self.motion(blurred, ref)
+            return {"deblurred": deblurred, "depth": depth, "u": u, "v": v}
+        if K is None:
+            raise WfbError("the per-pixel path motion head needs the intrinsics: call predict(blurred, K=K)")
+        displacement, log_scale = self.motion(blurred, ref)
+        H, W = depth.shape[-2:]
+        grid = torch.stack(torch.meshgrid(torch.arange(W, dtype=torch.float32, device=depth.device),
+                                          torch.arange(H, dtype=torch.float32, device=depth.device), indexing="xy"))
+        paths = displacement.float() + grid
+        with torch.autocast(depth.device.type, enabled=False):
+            sol = solve_poses(paths, depth.float(), K.float(), confidence=torch.exp(-2 * log_scale.float()),
+                              stride=2, iterations=6)
+        return {"deblurred": deblurred, "depth": depth, "u": sol.u, "v": sol.v, "paths": paths,
+                "log_scale": log_scale, "degenerate": sol.degenerate}
 
     def stage_loss(self, stage: str, batch: dict, loss, modules: dict | None = None) -> tuple:
         """The training loss of one stage on a batch: ``(total, details, outputs)`` (see :mod:`worldfromblur.losses`).
@@ -173,7 +194,12 @@ class WorldFromBlur(nn.Module):
             out["depth"] = modules["depth"](batch["sharp"])  # clean images, as in the paper's stage 1
             L, d = depth_loss(out["depth"], batch["depth"], batch["valid_depth"], loss.depth)
             total, details = total + L, {**details, **d}
-        if runs("motion"):
+        if runs("motion") and self.cfg.motion == "paths":
+            out["displacement"], out["log_scale"] = modules["motion"](batch["blurred"], batch["sharp"])
+            L, d = path_loss(out["displacement"], out["log_scale"], batch["poses"], batch["depth"], batch["K"],
+                             batch.get("valid_depth"), loss.reversal)
+            total, details = total + L, {**details, **d}
+        elif runs("motion"):
             out["u"], out["v"] = modules["motion"](batch["blurred"], batch["sharp"])  # the clean reference frame
             L, d = motion_loss(out["u"], out["v"], batch["poses"], loss.reversal)
             total, details = total + L, {**details, **d}

@@ -121,9 +121,10 @@ class Reconstructor:
         return {"motion": self.refine_motion, "translation": self.refine_translation, "sharp": self.refine_sharp}
 
     @torch.no_grad()
-    def networks(self, x: torch.Tensor) -> dict:
+    def networks(self, x: torch.Tensor, K: torch.Tensor) -> dict:
         """The three networks on a (1, 3, h, w) image at the working size: deblurred, depth, u, v (float, CPU)."""
-        return {k: t.float().cpu() for k, t in self.model.predict(x.to(self.device)).items()}
+        out = self.model.predict(x.to(self.device), K=K.to(self.device))
+        return {k: out[k].float().cpu() for k in ("deblurred", "depth", "u", "v")}
 
     def __call__(self, photo: Photo, intrinsics: list[float] | None = None) -> Reconstruction:
         timings = {}
@@ -134,7 +135,7 @@ class Reconstructor:
         timings["prepare_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        net = self.networks(x)
+        net = self.networks(x, K)
         if not all(torch.isfinite(v).all() for v in net.values()):
             raise ReconstructionError(f"{photo.path}: the model's output is not finite for this photo; "
                                       "check the image's values and the checkpoint")
