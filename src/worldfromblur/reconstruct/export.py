@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from ..data.format import depth_to_mm
-from ..geometry import invert_pose, quaternion_from_rotation, trajectory_with_reference
+from ..data.cameras import matrix_to_quat
+from ..geometry import invert_pose, trajectory_with_reference
 
 PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 
@@ -85,8 +86,8 @@ def camera_to_reference(poses: np.ndarray) -> np.ndarray:
 
 
 def quaternions_xyzw(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (qx, qy, qz, qw) with qw >= 0."""
-    return quaternion_from_rotation(torch.as_tensor(R, dtype=torch.float64))[..., [1, 2, 3, 0]].numpy()
+    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (qx, qy, qz, qw) with qw >= 0, TUM's order."""
+    return matrix_to_quat(R)[..., [1, 2, 3, 0]]
 
 
 def write_tum(path: Path, poses: np.ndarray, fps: float) -> None:
