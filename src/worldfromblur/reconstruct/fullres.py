@@ -39,7 +39,7 @@ DEFAULT_MAX_PIXELS = 4_000_000
 DEFAULT_MAX_POINTS = 1_000_000
 """Largest point cloud: above it the cloud comes from the outputs reduced to this many pixels."""
 DEFAULT_TILE = 1024
-"""Longest side of the tiles the deblurring network runs on (its memory is that of one tile: about 1 GiB)."""
+"""Longest side of the tiles the deblurring network runs on: its memory is that of one tile, whatever the photo."""
 TILE_OVERLAP = 64
 """Pixels two neighbouring tiles share; their outputs are cross-faded over it."""
 FUSION_SCALES = (1, 2, 4)
