@@ -146,6 +146,8 @@ def test_the_per_pixel_path_head_trains_exports_evaluates_and_reconstructs(tmp_p
     photo = Path(__file__).parents[1] / "examples" / "room-1.png"
     assert main(["reconstruct", str(photo), "--checkpoint", str(out), "--out", str(tmp_path / "rec")]) == 0
     poses = json.loads((tmp_path / "rec" / "room-1" / "poses.json").read_text())
+    flags = json.loads((tmp_path / "rec" / "room-1" / "summary.json").read_text())["motion_degenerate"]
+    assert len(flags) == 6 and all(isinstance(f, bool) for f in flags)
     assert len(poses["u"]) == 6 and all(map(lambda r: all(abs(x) < 1 for x in r), poses["u"]))
 
 

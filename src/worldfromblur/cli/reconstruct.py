@@ -129,6 +129,10 @@ def _one(args, engine, checkpoint: Path, photo) -> dict:
         print(f"wfb: warning: {path}: no --intrinsics and no EXIF focal length; assuming a "
               f"63.3 degree horizontal field of view, so depth and motion are only as right as that guess",
               file=sys.stderr)
+    if any(rec.degenerate):
+        print(f"wfb: warning: {path}: the scene does not determine {sum(rec.degenerate)} of the {len(rec.degenerate)} "
+              "poses (e.g. a plane facing the camera: rotation and translation trade off); see motion_degenerate in "
+              "summary.json", file=sys.stderr)
     if rec.out.size != photo.size:
         tqdm.write(f"wfb: note: {path}: {photo.size[0]}x{photo.size[1]} is over --max-pixels {engine.max_pixels}; "
                    f"outputs are at {rec.out.size[0]}x{rec.out.size[1]}", file=sys.stderr)

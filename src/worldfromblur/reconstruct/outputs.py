@@ -74,6 +74,7 @@ def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
         "fps": FPS,
         "reblur_psnr_network_db": round(rec.psnr_network, 3),
         "reblur_psnr_db": round(rec.psnr, 3),
+        "motion_degenerate": rec.degenerate,
         "refine_steps": rec.refine_steps,
         "refine": rec.refine_options,
         "depth_m": {"min": round(float(d.min()), 4), "median": round(float(d.median()), 4), "max": round(float(d.max()), 4)},

@@ -92,6 +92,7 @@ class Reconstruction:
     refine_options: dict = field(default_factory=dict)  # what refinement optimised (see refine.refine)
     linear_light: bool = True  # the model's exposure model: average instants in linear light
     deblur_scales: list = field(default_factory=lambda: [1])  # see fullres.deblur_full
+    degenerate: list = field(default_factory=list)  # per instant, poses the scene does not determine (path head only)
     timings: dict = field(default_factory=dict)
 
     @property
@@ -124,7 +125,8 @@ class Reconstructor:
     def networks(self, x: torch.Tensor, K: torch.Tensor) -> dict:
         """The three networks on a (1, 3, h, w) image at the working size: deblurred, depth, u, v (float, CPU)."""
         out = self.model.predict(x.to(self.device), K=K.to(self.device))
-        return {k: out[k].float().cpu() for k in ("deblurred", "depth", "u", "v")}
+        return {k: out[k].float().cpu() for k in ("deblurred", "depth", "u", "v")} | (
+            {"degenerate": out["degenerate"].cpu()} if "degenerate" in out else {})
 
     def __call__(self, photo: Photo, intrinsics: list[float] | None = None) -> Reconstruction:
         timings = {}
@@ -136,6 +138,7 @@ class Reconstructor:
 
         t = time.perf_counter()
         net = self.networks(x, K)
+        degenerate = net.pop("degenerate", None)
         if not all(torch.isfinite(v).all() for v in net.values()):
             raise ReconstructionError(f"{photo.path}: the model's output is not finite for this photo; "
                                       "check the image's values and the checkpoint")
@@ -151,7 +154,8 @@ class Reconstructor:
         rec = Reconstruction(photo=photo, K_source=source, out=work, work=work, u=r.u, v=r.v,
                              psnr_network=r.psnr_before, psnr=r.psnr_after, refine_steps=r.steps,
                              refine_options=self._refine_options() if r.steps else {},
-                             linear_light=self.linear_light, timings=timings)
+                             linear_light=self.linear_light, timings=timings,
+                             degenerate=[] if degenerate is None else degenerate[0].tolist())
         if out_size != work.size:
             t = time.perf_counter()
             self._upscale(rec, photo, K_full, out_size, net)
