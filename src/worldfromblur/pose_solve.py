@@ -13,7 +13,7 @@ field of view tell them apart. :func:`solve_poses` reports, per pose, the condit
 translation measured in units of the median depth (so that both kinds of motion move pixels on the same scale), and
 flags poses whose condition is below ``min_condition`` as degenerate rather than returning them silently.
 
-This is the solve of the per-pixel motion head planned beside the paper's LSTM; the head itself is not built yet.
+It serves the per-pixel motion head (``model.motion: paths``, :class:`worldfromblur.models.compact.CompactPathMotion`).
 """
 
 from __future__ import annotations
