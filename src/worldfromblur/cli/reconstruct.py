@@ -43,7 +43,7 @@ def register(sub) -> None:
                    help="largest point cloud; above it the cloud comes from the outputs reduced to N pixels "
                    "(default 1000000)")
     p.add_argument("--tile", type=int, default=None, metavar="PIXELS",
-                   help="side of the tiles full-resolution deblurring runs on, to bound memory (default 512; 0: "
+                   help="side of the tiles full-resolution deblurring runs on, to bound memory (default 1024; 0: "
                    "one pass)")
     p.add_argument("--mesh", action="store_true", help="also write mesh.ply, a surface over the depth map with "
                    "disocclusion edges removed")
