@@ -95,8 +95,9 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int
     """``fn`` (a size-preserving image network) over (B, C, H, W) ``x`` in overlapping square tiles.
 
     Tiles of at most ``tile`` pixels a side overlap by at least ``overlap``; over the ``overlap`` pixels at each inner
-    edge a tile's weight ramps linearly, and the weighted outputs are normalised, so no seam shows. ``tile=0`` or an image that fits one tile runs ``fn`` once. Away from tile borders (farther than
-    the network's receptive field reaches) the result equals the untiled one.
+    edge a tile's weight ramps linearly, and the weighted outputs are normalised, so no seam shows. ``tile=0`` or an
+    image that fits one tile runs ``fn`` once. Away from tile borders (farther than the network's receptive field
+    reaches) the result equals the untiled one.
     """
     H, W = x.shape[-2:]
     if tile <= 0 or (H <= tile and W <= tile):

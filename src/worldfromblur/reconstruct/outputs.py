@@ -34,26 +34,26 @@ def projected_frames(rec: Reconstruction, view: Views) -> torch.Tensor:
                         for T in traj])
 
 
-def cloud_view(view: Views, max_points: int = DEFAULT_MAX_POINTS) -> Views:
-    """``view``, or the same reduced to at most ``max_points`` pixels (colour anti-aliased, depth by nearest sample so
-    that no point lies between a foreground and a background surface), for the point cloud and mesh."""
+def cloud_grid(view: Views, max_points: int = DEFAULT_MAX_POINTS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(deblurred, depth, K) of ``view``, or the same reduced to at most ``max_points`` pixels (colour anti-aliased,
+    depth by nearest sample so that no point lies between a foreground and a background surface), for the point
+    cloud and mesh."""
     W, H = view.size
     w, h = output_size(W, H, max_points)
     if (w, h) == (W, H):
-        return view
-    depth = F.interpolate(view.depth, size=(h, w), mode="nearest-exact")
+        return view.deblurred, view.depth, view.K
     K = scale_intrinsics(view.K.double(), w / W, h / H).float()
-    return Views(blurred=resize(view.blurred, (w, h)), K=K, deblurred=resize(view.deblurred, (w, h)).clamp(0, 1),
-                 depth=depth, reblurred=resize(view.reblurred, (w, h)))
+    return (resize(view.deblurred, (w, h)).clamp(0, 1), F.interpolate(view.depth, size=(h, w), mode="nearest-exact"),
+            K)
 
 
-def points_of(view: Views) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def points_of(deblurred: torch.Tensor, depth: torch.Tensor, K: torch.Tensor):
     """Every pixel's point (H*W, 3) and colour (H*W, 3) uint8 in row-major order, and the valid ones' of both."""
     from ..viz import to_u8
 
-    pts_all, _, valid = point_cloud(view.deblurred, view.depth, view.K, validate=False)
+    pts_all, _, valid = point_cloud(deblurred, depth, K, validate=False)
     pts_all, valid = pts_all[0].numpy(), valid[0].numpy()
-    cols_all = to_u8(view.deblurred).reshape(-1, 3)
+    cols_all = to_u8(deblurred).reshape(-1, 3)
     return pts_all, cols_all, pts_all[valid], cols_all[valid]
 
 
@@ -84,8 +84,8 @@ def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
     }
 
 
-def _write_images(folder: Path, rec: Reconstruction) -> None:
-    """deblurred.png, depth.png, depth_vis.png, frames/ and reblurred.png, at the output size."""
+def _write_images(folder: Path, rec: Reconstruction) -> torch.Tensor:
+    """deblurred.png, depth.png, depth_vis.png, frames/ and reblurred.png, at the output size; returns the frames."""
     from ..viz import colorize_depth, to_u8
 
     view = rec.out
@@ -94,9 +94,11 @@ def _write_images(folder: Path, rec: Reconstruction) -> None:
     write_depth_png(folder / "depth.png", depth)
     Image.fromarray(colorize_depth(depth)).save(folder / "depth_vis.png", compress_level=PNG_LEVEL)
     (folder / "frames").mkdir()
-    for k, f in enumerate(projected_frames(rec, view)):
+    frames = projected_frames(rec, view)
+    for k, f in enumerate(frames):
         Image.fromarray(to_u8(f)).save(folder / "frames" / f"{k:02d}.png", compress_level=PNG_LEVEL)
     Image.fromarray(to_u8(view.reblurred)).save(folder / "reblurred.png", compress_level=PNG_LEVEL)
+    return frames
 
 
 def _write_motion(folder: Path, rec: Reconstruction) -> None:
@@ -110,20 +112,22 @@ def _write_motion(folder: Path, rec: Reconstruction) -> None:
         "poses": poses.tolist(), "u": rec.u[0].tolist(), "v": rec.v[0].tolist()}, indent=1) + "\n")
 
 
-def _write_points(folder: Path, rec: Reconstruction, mesh: bool, max_points: int) -> int:
-    """points.ply (and mesh.ply) at the output size, reduced to ``max_points``, and scene.html; returns the count."""
-    view = cloud_view(rec.out, max_points)
-    pts_all, cols_all, pts, cols = points_of(view)
+def _write_points(folder: Path, rec: Reconstruction, mesh: bool, max_points: int) -> tuple:
+    """points.ply (and mesh.ply) at the output size, reduced to ``max_points``, and scene.html; returns the grid the
+    points came from and the valid points and colours."""
+    grid = cloud_grid(rec.out, max_points)
+    pts_all, cols_all, pts, cols = points_of(*grid)
     comments = [f"world-from-blur reconstruction of {rec.photo.path.name}",
                 "reference camera frame, OpenCV axes (x right, y down, z forward), metres"]
     write_ply(folder / "points.ply", pts, cols, comments=comments)
+    deblurred, depth, K = grid
     if mesh:
-        depth = view.depth[0, 0].numpy().astype(np.float64)
-        write_ply(folder / "mesh.ply", pts_all, cols_all, depth_mesh(depth), comments=comments)
+        write_ply(folder / "mesh.ply", pts_all, cols_all, depth_mesh(depth[0, 0].numpy().astype(np.float64)),
+                  comments=comments)
     keep = np.linspace(0, len(pts) - 1, SCENE_MAX_POINTS).astype(np.int64) if len(pts) > SCENE_MAX_POINTS else slice(None)
     write_scene_html(folder / "scene.html", pts[keep], cols[keep], rec.poses[0].double().numpy(),
-                     view.K[0].double().numpy(), *view.size, title=rec.photo.path.name)
-    return len(pts)
+                     K[0].double().numpy(), deblurred.shape[-1], deblurred.shape[-2], title=rec.photo.path.name)
+    return grid, pts, cols
 
 
 def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkpoint: str = "",
@@ -140,11 +144,15 @@ def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkp
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _write_images(tmp, rec)
+        frames = _write_images(tmp, rec)
         _write_motion(tmp, rec)
-        points = _write_points(tmp, rec, mesh, max_points)
-        _, _, pts, cols = points_of(rec.work)
-        Image.fromarray(summary_panel(rec, projected_frames(rec, rec.work), pts, cols)).save(tmp / "summary.png")
+        grid, pts, cols = _write_points(tmp, rec, mesh, max_points)
+        points = len(pts)
+        if rec.work is not rec.out:  # the panel is at the working size: its own frames and points
+            frames = projected_frames(rec, rec.work)
+        if grid[0] is not rec.work.deblurred:
+            _, _, pts, cols = points_of(rec.work.deblurred, rec.work.depth, rec.work.K)
+        Image.fromarray(summary_panel(rec, frames, pts, cols)).save(tmp / "summary.png")
         rec.timings["write_s"] = time.perf_counter() - t0
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["summary.json"]
         summary = summary_dict(rec, files, points)

@@ -24,7 +24,7 @@ from ..errors import WfbError
 from ..imaging import psnr
 from ..geometry import pose_from_uv, scale_intrinsics
 from ..models import WorldFromBlur
-from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, upsample_depth
+from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, resize, upsample_depth
 from .photo import Photo, intrinsics_for
 from .refine import reblur_uv, refine
 
@@ -55,7 +55,7 @@ def resize_photo(photo: Photo, K: np.ndarray, size: tuple[int, int]) -> tuple[to
     w, h = size
     x = torch.from_numpy(photo.rgb).permute(2, 0, 1)[None].float()
     if (w, h) != (W, H):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+        x = resize(x, size).clamp(0, 1)
     Ks = scale_intrinsics(torch.as_tensor(K, dtype=torch.float64), w / W, h / H).float()[None]
     return x, Ks
 
