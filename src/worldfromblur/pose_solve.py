@@ -95,20 +95,23 @@ def solve_poses(paths: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confi
     T = torch.eye(4, dtype=X.dtype, device=X.device).expand(B, M, 4, 4)
     zmed = depth.reshape(B, -1).median(dim=1).values.clamp_min(1e-3)
     scale = torch.cat([torch.ones(B, 3, dtype=X.dtype, device=X.device), zmed[:, None].expand(B, 3)], 1)[:, None]
-    for _ in range(iterations):
+
+    def normal_equations(T: torch.Tensor):
+        """Residuals, IRLS weights, and the weighted normal matrix and gradient with translation in units of the
+        median depth (so that the condition compares like with like)."""
         r, J = _residuals(T, X, target, K_s)
         norm = r.norm(dim=-1)
         w = base * torch.where(norm > huber_px, huber_px / norm.clamp_min(1e-12), torch.ones_like(norm))
-        Js = J * scale[:, :, None, None, :]  # translation in units of the median depth
-        Hm = torch.einsum("bmn,bmnci,bmncj->bmij", w, Js, Js)
-        g = torch.einsum("bmn,bmnci,bmnc->bmi", w, Js, r)
+        Js = J * scale[:, :, None, None, :]
+        return r, w, torch.einsum("bmn,bmnci,bmncj->bmij", w, Js, Js), torch.einsum("bmn,bmnci,bmnc->bmi", w, Js, r)
+
+    for _ in range(iterations):
+        _, _, Hm, g = normal_equations(T)
         damp = 1e-12 * Hm.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None] * torch.eye(6, dtype=X.dtype, device=X.device)
         delta = -torch.linalg.solve(Hm + damp, g[..., None])[..., 0] * scale
         T = pose_from_uv(delta[..., :3], delta[..., 3:]) @ T
-    r, J = _residuals(T, X, target, K_s)
-    w = base * torch.where(r.norm(dim=-1) > huber_px, huber_px / r.norm(dim=-1).clamp_min(1e-12), torch.ones_like(base))
-    Js = J * scale[:, :, None, None, :]
-    eig = torch.linalg.eigvalsh(torch.einsum("bmn,bmnci,bmncj->bmij", w, Js, Js))
+    r, w, Hm, _ = normal_equations(T)
+    eig = torch.linalg.eigvalsh(Hm)
     condition = eig[..., 0] / eig[..., -1].clamp_min(1e-30)
     residual = (stride * torch.sqrt((w * r.pow(2).sum(-1)).sum(-1) / w.sum(-1).clamp_min(1e-12)))
     u, v = uv_from_pose(T)
