@@ -87,6 +87,11 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
+def as_float64(x) -> np.ndarray:
+    """A NumPy float64 array of a tensor (any device, detached) or an array-like."""
+    return x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
+
+
 def psnr(pred, gt) -> float:
     """PSNR in dB (data range 1) of two images or batches of the same shape (NumPy or torch), over all their values.
 
@@ -94,9 +99,6 @@ def psnr(pred, gt) -> float:
         >>> psnr(np.zeros(4), np.full(4, 0.1))
         20.0
     """
-    def as_np(x):
-        return x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
-
-    mse = float(np.mean((as_np(pred) - as_np(gt)) ** 2))
+    mse = float(np.mean((as_float64(pred) - as_float64(gt)) ** 2))
     return float("inf") if mse == 0 else -10 * math.log10(mse)
 

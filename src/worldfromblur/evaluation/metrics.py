@@ -19,11 +19,7 @@ import numpy as np
 import torch
 
 from ..geometry import uv_from_pose
-from ..imaging import psnr
-
-
-def _np(x) -> np.ndarray:
-    return x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
+from ..imaging import as_float64 as _np, psnr
 
 
 def _images(x: np.ndarray) -> np.ndarray:
