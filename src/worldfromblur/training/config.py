@@ -21,8 +21,6 @@ import yaml
 from ..errors import WfbError
 from ..models.config import ModelConfig, coerce, preset
 
-STAGES = ("deblur", "depth", "motion", "supervised", "cycle")
-
 
 @dataclass
 class DataConfig:
