@@ -77,13 +77,16 @@ def blur_frames(frames, dim: int = 0, linear_light: bool = True, weights=None):
     return linear_to_srgb(mean) if linear_light else mean
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """8-bit values of an image in [0, 1] (any layout): clipped, scaled by 255 and rounded to the nearest.
+def to_uint8(x):
+    """8-bit values of an image in [0, 1] (any layout, NumPy or torch): clipped, scaled by 255 and rounded to the
+    nearest (halves to even).
 
     Example:
         >>> to_uint8(np.array([-0.1, 0.5, 0.999, 2.0])).tolist()
         [0, 128, 255, 255]
     """
+    if torch.is_tensor(x):
+        return torch.round(x.clamp(0, 1) * 255).to(torch.uint8)
     return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import forward_flow, pose_from_uv, reblur, scale_intrinsics
-from ..imaging import linear_to_srgb, srgb_to_linear
+from ..imaging import linear_to_srgb, srgb_to_linear, to_uint8
 from .format import DatasetError
 from .pool import FramePool, fill_holes
 from .synthetic.engine import SyntheticOptions, draw_motion
@@ -111,7 +111,7 @@ class BlurStream:
         out = []
         for chunk in rgb.split(64):
             lin = F.interpolate(srgb_to_linear(chunk.permute(0, 3, 1, 2).float() / 255.0), size=size, mode="area")
-            out.append(torch.round(linear_to_srgb(lin) * 255).to(torch.uint8).permute(0, 2, 3, 1))
+            out.append(to_uint8(linear_to_srgb(lin)).permute(0, 2, 3, 1))
         return torch.cat(out)
 
     def _crop(self, rng: np.random.Generator, B: int):
