@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldfromblur.geometry import _pixel_grid, forward_flow, pose_from_uv
+from worldfromblur.geometry import pixel_grid, forward_flow, pose_from_uv
 from worldfromblur.pose_solve import MIN_CONDITION, solve_poses
 
 B, H, W = 2, 48, 64
@@ -25,7 +25,7 @@ def scene():
 def paths_of(depth, u, v, K):
     """Where every reference pixel is at each instant: the geometry module's forward flow plus the pixel grid."""
     flow, _ = forward_flow(depth, pose_from_uv(u, v), K)
-    return flow + _pixel_grid(H, W, depth)[0].permute(2, 0, 1)[None, None]
+    return flow + pixel_grid(H, W, depth)[0].permute(2, 0, 1)[None, None]
 
 
 @pytest.mark.parametrize("stride", [1, 4])

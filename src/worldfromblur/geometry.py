@@ -224,7 +224,7 @@ def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
     return out
 
 
-def _pixel_grid(H: int, W: int, like: torch.Tensor) -> torch.Tensor:
+def pixel_grid(H: int, W: int, like: torch.Tensor) -> torch.Tensor:
     """(1, H, W, 2) pixel coordinates (u, v) of pixel centres."""
     return create_meshgrid(H, W, normalized_coordinates=False, device=like.device, dtype=like.dtype)
 
@@ -244,7 +244,7 @@ def backproject(depth: torch.Tensor, K: torch.Tensor, validate: bool = True) -> 
         raise GeometryError("depth has non-finite values (NaN or inf)")
     B, _, H, W = depth.shape
     K = _check_intrinsics(K, B, validate)
-    grid = _pixel_grid(H, W, depth).expand(B, H, W, 2)
+    grid = pixel_grid(H, W, depth).expand(B, H, W, 2)
     return unproject_points(grid, depth.permute(0, 2, 3, 1), K[:, None, None])
 
 
@@ -301,7 +301,7 @@ def forward_flow(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> t
     safe = torch.where(z_k > 1e-6, z_k, torch.full_like(z_k, 1e-6))
     X_k = torch.cat([X_k[..., :2], safe], dim=-1)
     p_k = project_points(X_k, K[:, None, None, None])
-    flow = (p_k - _pixel_grid(H, W, depth_ref)).permute(0, 1, 4, 2, 3)
+    flow = (p_k - pixel_grid(H, W, depth_ref)).permute(0, 1, 4, 2, 3)
     z_k = z_k.permute(0, 1, 4, 2, 3)
     return (flow[:, 0], z_k[:, 0]) if single else (flow, z_k)
 
@@ -318,7 +318,7 @@ def _warp_many(
     M = T.shape[1]
     flow, z_k = forward_flow(depth_ref, T, K)  # (B, M, 2, H, W)
     flow = flow.reshape(B * M, 2, H, W)
-    q = _pixel_grid(H, W, image_ref).expand(B * M, H, W, 2)
+    q = pixel_grid(H, W, image_ref).expand(B * M, H, W, 2)
     p = q - flow.permute(0, 2, 3, 1)
     for _ in range(iterations):
         p = q - _sample(flow, p, "border").permute(0, 2, 3, 1)

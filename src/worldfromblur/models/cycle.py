@@ -10,7 +10,7 @@ import torch.nn as nn
 import torchvision
 
 from ..errors import WfbError
-from ..geometry import pose_from_uv, reblur
+from ..geometry import pixel_grid, pose_from_uv, reblur
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss, path_loss
 from ..pose_solve import solve_poses
 from .compact import CompactDeblur, CompactDepth, CompactMotion, CompactPathMotion
@@ -158,9 +158,7 @@ class WorldFromBlur(nn.Module):
             raise WfbError("the per-pixel path motion head needs the intrinsics: call predict(blurred, K=K)")
         displacement, log_scale = self.motion(blurred, ref)
         H, W = depth.shape[-2:]
-        grid = torch.stack(torch.meshgrid(torch.arange(W, dtype=torch.float32, device=depth.device),
-                                          torch.arange(H, dtype=torch.float32, device=depth.device), indexing="xy"))
-        paths = displacement.float() + grid
+        paths = displacement.float() + pixel_grid(H, W, depth.float())[0].permute(2, 0, 1)
         with torch.autocast(depth.device.type, enabled=False):
             sol = solve_poses(paths, depth.float(), K.float(), confidence=torch.exp(-2 * log_scale.float()),
                               stride=2, iterations=6)
