@@ -10,13 +10,16 @@
 #
 # Back here: OUT/bench.txt, OUT/log.txt and OUT/run.tar.part-* (`cat run.tar.part-* | tar -x` gives run/ with
 # eval.json, recipe.yaml, model/ and the stage's config and TensorBoard log; if the run did not finish, the stage's
-# newest checkpoint weights instead of model/). Run one training at a time: the time budget is calibrated on the
-# first steps, and a second run sharing the GPU would make that measure wrong.
+# newest checkpoint weights instead of model/). The time budget is calibrated on the first steps: two runs may share
+# the GPU (an equal-budget comparison) only when both start together, each with its own RUN folder and OUT, e.g.
+#   BENCH=0 RUN=/tmp/a OUT=$OUT/a bash scripts/train-gpu.sh 7 ... & BENCH=0 RUN=/tmp/b OUT=$OUT/b bash ... & wait
 set -uo pipefail
 MINUTES=${1:?minutes}; shift
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+RUN=${RUN:-/tmp/run}
 if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  flock /tmp/site.lock sh -c '[ -d /tmp/site/kornia ] || python3 -m pip install -q --no-index --no-deps --no-compile \
+    --no-cache-dir --upgrade --target /tmp/site .whl/*.whl' || exit 1
   export PYTHONPATH=/tmp/site:$PWD/src
 else
   export PYTHONPATH=$PWD/src
@@ -27,15 +30,15 @@ if [ "${BENCH:-1}" = 1 ]; then
   (cd benchmarks && timeout 120 python3 bench_stream.py --devices cuda --batch 8 32 --steps 5 --pool synthetic:64 2>&1 | tail -6) >> "$OUT/bench.txt"
 fi
 LIMIT=$(python3 -c "print(int(float('$MINUTES') * 60 + 90))")  # the budget, plus room for a late evaluation
-timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model compact --out /tmp/run --minutes "$MINUTES" \
+timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model compact --out "$RUN" --minutes "$MINUTES" \
   --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 "$@" > "$OUT/log.txt" 2>&1
 echo "train-model exit $?" >> "$OUT/log.txt"
-cd /tmp && rm -rf run/stages/*/checkpoints/.tmp-*
-if [ -f run/model/model.safetensors ]; then
-  KEEP=(run/eval.json run/recipe.yaml run/model run/stages/*/config.yaml run/stages/*/tb)
+cd "$(dirname "$RUN")" && run=$(basename "$RUN") && rm -rf "$run"/stages/*/checkpoints/.tmp-*
+if [ -f "$run"/model/model.safetensors ]; then
+  KEEP=("$run"/eval.json "$run"/recipe.yaml "$run"/model "$run"/stages/*/config.yaml "$run"/stages/*/tb)
 else
-  KEEP=(run/recipe.yaml run/stages/*/config.yaml run/stages/*/tb)
-  for s in run/stages/*/checkpoints; do KEEP+=("$(ls -d "$s"/step-* | tail -1)/model.safetensors" "$(ls -d "$s"/step-* | tail -1)/config.yaml"); done
+  KEEP=("$run"/recipe.yaml "$run"/stages/*/config.yaml "$run"/stages/*/tb)
+  for s in "$run"/stages/*/checkpoints; do KEEP+=("$(ls -d "$s"/step-* | tail -1)/model.safetensors" "$(ls -d "$s"/step-* | tail -1)/config.yaml"); done
 fi
 tar -cf - "${KEEP[@]}" 2>/dev/null | split -b 15000000 - "$OUT/run.tar.part-"
 ls -la "$OUT"
