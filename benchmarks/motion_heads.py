@@ -1,0 +1,93 @@
+"""Where the motion heads' errors come from: their pixel paths, and the solve from paths and depth to poses.
+
+    python benchmarks/motion_heads.py --data data/7scenes-test160 --lstm runs/lstm --paths runs/paths
+
+On a built dataset (test split), two tables. Paths: the mean end-point error (pixels, Euclidean, over the 2n instants
+and the pixels with depth, each sample in its closer time order) of the ground-truth paths against no motion, against
+the paths the LSTM head's poses give through the true depth, and against the path head's own prediction. Poses: the
+errors up to reversal (as ``wfb evaluate``) of the path head's poses solved from its paths with the predicted depth
+(what the model returns), with the true depth, and of the true paths solved with the predicted depth (what the depth
+alone costs), beside the LSTM head and no motion.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from common import machine, table
+from worldfromblur.data.dataset import BlurDataset
+from worldfromblur.evaluation.metrics import MOTION_KEYS, motion_errors
+from worldfromblur.geometry import forward_flow, pixel_grid, pose_from_uv
+from worldfromblur.models.io import load_model
+from worldfromblur.pose_solve import solve_poses
+
+
+def path_epe(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) mean end-point error of (B, M, 2, H, W) displacements over ``mask`` (B, 1, H, W), the closer time order."""
+    def err(g: torch.Tensor) -> torch.Tensor:
+        e = (pred - g).norm(dim=2).mean(1, keepdim=True)  # (B, 1, H, W)
+        return (e * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
+
+    return torch.minimum(err(gt), err(gt.flip(1)))
+
+
+def solve(displacement: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confidence=None) -> torch.Tensor:
+    H, W = depth.shape[-2:]
+    paths = displacement + pixel_grid(H, W, depth)[0].permute(2, 0, 1)
+    return solve_poses(paths, depth, K, confidence=confidence, stride=2, iterations=6).poses
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="a built dataset (wfb make-dataset)")
+    ap.add_argument("--lstm", required=True, help="a checkpoint with the LSTM motion head")
+    ap.add_argument("--paths", required=True, help="a checkpoint with the per-pixel path head")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N samples (0: all)")
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    ds = BlurDataset(args.data, split="test")
+    if args.limit:
+        ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
+    lstm, _ = load_model(args.lstm)
+    paths, _ = load_model(args.paths)
+    if lstm.cfg.motion == "paths" or paths.cfg.motion != "paths":
+        raise SystemExit("--lstm needs a checkpoint with the LSTM head and --paths one with the path head")
+    epe: dict[str, list] = {"no motion": [], "LSTM poses, true depth": [], "path head": []}
+    poses: dict[str, list] = {k: [] for k in ("no motion", "LSTM head", "path head (its depth)", "path head, true depth",
+                                               "true paths, predicted depth")}
+    for b in tqdm(DataLoader(ds, batch_size=4), desc="samples", unit="batch"):
+        K, depth_gt, gt_poses = b["K"], b["depth"], b["poses"]
+        mask = b["valid_depth"].float()
+        gt_flow, _ = forward_flow(depth_gt.clamp_min(1e-3), gt_poses, K)
+        out_l = lstm.predict(b["blurred"], K=K)
+        lstm_poses = pose_from_uv(out_l["u"], out_l["v"])
+        out_p = paths.predict(b["blurred"], K=K)
+        disp = paths.motion(b["blurred"], out_p["deblurred"])[0].float()
+        conf = torch.exp(-2 * out_p["log_scale"].float())
+        epe["no motion"].append(path_epe(torch.zeros_like(gt_flow), gt_flow, mask))
+        epe["LSTM poses, true depth"].append(path_epe(forward_flow(depth_gt.clamp_min(1e-3), lstm_poses, K)[0], gt_flow, mask))
+        epe["path head"].append(path_epe(disp, gt_flow, mask))
+        depth_p = out_p["depth"].float()
+        found = {"no motion": torch.eye(4).expand_as(gt_poses), "LSTM head": lstm_poses,
+                 "path head (its depth)": pose_from_uv(out_p["u"], out_p["v"]),
+                 "path head, true depth": solve(disp, torch.where(depth_gt > 0, depth_gt, depth_p), K, conf),
+                 "true paths, predicted depth": solve(gt_flow, depth_p, K, mask)}
+        for k, p in found.items():
+            poses[k].append((len(gt_poses), motion_errors(p, gt_poses, reversal=True)))
+    print(f"{args.data} ({len(ds)} samples); {machine()}\n")
+    print(table(["paths", "end-point error (px)"], [[k, f"{torch.cat(v).mean():.3f}"] for k, v in epe.items()]))
+    print()
+    rows = []
+    for k, v in poses.items():
+        n = sum(c for c, _ in v)
+        rows.append([k] + [f"{sum(c * e[m] for c, e in v) / n:.3f}" for m in MOTION_KEYS])
+    print(table(["poses, up to reversal"] + [f"{m} ({'cm' if m.startswith('t') else 'deg'})" for m in MOTION_KEYS], rows))
+
+
+if __name__ == "__main__":
+    main()
