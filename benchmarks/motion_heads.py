@@ -6,8 +6,9 @@ On a built dataset (test split), two tables. Paths: the mean end-point error (pi
 and the pixels with depth, each sample in its closer time order) of the ground-truth paths against no motion, against
 the paths the LSTM head's poses give through the true depth, and against the path head's own prediction. Poses: the
 errors up to reversal (as ``wfb evaluate``) of the path head's poses solved from its paths with the predicted depth
-(what the model returns), with the true depth, and of the true paths solved with the predicted depth (what the depth
-alone costs), beside the LSTM head and no motion.
+(what the model returns: with the translation prior), the same without the prior, with the true depth, and of the
+true paths solved with the predicted depth and no prior (what the depth alone costs), beside the LSTM head and no
+motion.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.evaluation.metrics import MOTION_KEYS, motion_errors
 from worldfromblur.geometry import forward_flow, pixel_grid, pose_from_uv
 from worldfromblur.models.io import load_model
-from worldfromblur.pose_solve import solve_poses
+from worldfromblur.pose_solve import TRANSLATION_PRIOR, solve_poses
 
 
 def path_epe(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -36,10 +37,10 @@ def path_epe(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.
     return torch.minimum(err(gt), err(gt.flip(1)))
 
 
-def solve(displacement: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confidence=None) -> torch.Tensor:
+def solve(displacement: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confidence=None, prior: float = 0.0):
     H, W = depth.shape[-2:]
     paths = displacement + pixel_grid(H, W, depth)[0].permute(2, 0, 1)
-    return solve_poses(paths, depth, K, confidence=confidence, stride=2, iterations=6).poses
+    return solve_poses(paths, depth, K, confidence=confidence, stride=2, iterations=6, translation_prior=prior).poses
 
 
 def main() -> None:
@@ -58,8 +59,9 @@ def main() -> None:
     if lstm.cfg.motion == "paths" or paths.cfg.motion != "paths":
         raise SystemExit("--lstm needs a checkpoint with the LSTM head and --paths one with the path head")
     epe: dict[str, list] = {"no motion": [], "LSTM poses, true depth": [], "path head": []}
-    poses: dict[str, list] = {k: [] for k in ("no motion", "LSTM head", "path head (its depth)", "path head, true depth",
-                                               "true paths, predicted depth")}
+    poses: dict[str, list] = {k: [] for k in ("no motion", "LSTM head", "path head (its depth, prior)",
+                                               "path head, no prior", "path head, true depth, prior",
+                                               "true paths, predicted depth, no prior")}
     for b in tqdm(DataLoader(ds, batch_size=4), desc="samples", unit="batch"):
         K, depth_gt, gt_poses = b["K"], b["depth"], b["poses"]
         mask = b["valid_depth"].float()
@@ -74,9 +76,11 @@ def main() -> None:
         epe["path head"].append(path_epe(disp, gt_flow, mask))
         depth_p = out_p["depth"].float()
         found = {"no motion": torch.eye(4).expand_as(gt_poses), "LSTM head": lstm_poses,
-                 "path head (its depth)": pose_from_uv(out_p["u"], out_p["v"]),
-                 "path head, true depth": solve(disp, torch.where(depth_gt > 0, depth_gt, depth_p), K, conf),
-                 "true paths, predicted depth": solve(gt_flow, depth_p, K, mask)}
+                 "path head (its depth, prior)": pose_from_uv(out_p["u"], out_p["v"]),
+                 "path head, no prior": solve(disp, depth_p, K, conf),
+                 "path head, true depth, prior": solve(disp, torch.where(depth_gt > 0, depth_gt, depth_p), K, conf,
+                                                       TRANSLATION_PRIOR),
+                 "true paths, predicted depth, no prior": solve(gt_flow, depth_p, K, mask)}
         for k, p in found.items():
             poses[k].append((len(gt_poses), motion_errors(p, gt_poses, reversal=True)))
     print(f"{args.data} ({len(ds)} samples); {machine()}\n")

@@ -78,3 +78,32 @@ def test_the_solve_is_differentiable(scene):
     for x in (paths, depth):
         assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert confidence.grad is not None and torch.isfinite(confidence.grad).all()
+
+
+def test_the_translation_prior_keeps_exact_rotations_and_shrinks_only_translation(scene):
+    """The prior's mode is no translation: a purely rotating camera comes back exactly under any prior weight, and
+    a translating one comes back with its translation shrunk the more the heavier the prior, never grown."""
+    K, room, u, v = scene
+    still = torch.zeros_like(v)
+    sol = solve_poses(paths_of(room, u, still, K), room, K, translation_prior=1.0)
+    assert (sol.u - u).abs().max() < 1e-10 and sol.v.abs().max() < 1e-10
+    norms = [solve_poses(paths_of(room, u, v, K), room, K, translation_prior=w).v.norm(dim=-1) for w in (0, 0.3, 3)]
+    torch.testing.assert_close(norms[0], v.norm(dim=-1), atol=1e-10, rtol=0)
+    assert (norms[1] < norms[0]).all() and (norms[2] < norms[1]).all()
+
+
+def test_the_translation_prior_stops_noise_from_becoming_translation(scene):
+    """Paths with errors no rigid motion explains, of a rotating camera on a plane (where translation and rotation
+    trade off): plain least squares turns the noise into translation, the prior keeps it out and the rotation
+    closer to the truth."""
+    K, _, u, _ = scene
+    plane = torch.full((B, 1, H, W), 2.0, dtype=torch.float64)
+    still = torch.zeros_like(u)
+    g = torch.Generator().manual_seed(2)
+    smooth = torch.nn.functional.interpolate(torch.randn(B * 6, 2, 6, 8, generator=g, dtype=torch.float64),
+                                             size=(H, W), mode="bilinear", align_corners=False)
+    paths = paths_of(plane, u, still, K) + 0.5 * smooth.reshape(B, 6, 2, H, W)  # correlated, half-pixel errors
+    plain = solve_poses(paths, plane, K)
+    prior = solve_poses(paths, plane, K, translation_prior=0.3)
+    assert prior.v.abs().mean() < 0.5 * plain.v.abs().mean()
+    assert (prior.u - u).abs().mean() < (plain.u - u).abs().mean()

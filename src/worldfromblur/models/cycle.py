@@ -12,7 +12,7 @@ import torchvision
 from ..errors import WfbError
 from ..geometry import pixel_grid, pose_from_uv, reblur
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss, path_loss
-from ..pose_solve import solve_poses
+from ..pose_solve import TRANSLATION_PRIOR, solve_poses
 from .compact import CompactDeblur, CompactDepth, CompactMotion, CompactPathMotion
 from .config import ModelConfig
 from .paper import CNNL15, EigenCoarseFine, ResNetLSTMMotion, TwoBranchDepth, load_backbone_weights
@@ -161,7 +161,7 @@ class WorldFromBlur(nn.Module):
         paths = displacement.float() + pixel_grid(H, W, depth.float())[0].permute(2, 0, 1)
         with torch.autocast(depth.device.type, enabled=False):
             sol = solve_poses(paths, depth.float(), K.float(), confidence=torch.exp(-2 * log_scale.float()),
-                              stride=2, iterations=6)
+                              stride=2, iterations=6, translation_prior=TRANSLATION_PRIOR)
         return {"deblurred": deblurred, "depth": depth, "u": sol.u, "v": sol.v, "paths": paths,
                 "log_scale": log_scale, "degenerate": sol.degenerate}
 
