@@ -107,3 +107,13 @@ def test_the_translation_prior_stops_noise_from_becoming_translation(scene):
     prior = solve_poses(paths, plane, K, translation_prior=0.3)
     assert prior.v.abs().mean() < 0.5 * plain.v.abs().mean()
     assert (prior.u - u).abs().mean() < (plain.u - u).abs().mean()
+
+
+def test_non_finite_input_gives_flagged_non_finite_poses_not_an_error(scene):
+    """A broken network (NaN depth) must reach the caller's finiteness check, not stop inside the solve."""
+    K, room, u, v = scene
+    depth = room.clone()
+    depth[0, 0, 5, 5] = float("nan")
+    sol = solve_poses(paths_of(room, u, v, K), depth, K)
+    assert not torch.isfinite(sol.u[0]).all() and sol.degenerate[0].all()
+    assert torch.isfinite(sol.u[1]).all() and not sol.degenerate[1].any()

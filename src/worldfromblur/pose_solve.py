@@ -44,7 +44,7 @@ class PoseSolve:
     v: torch.Tensor  # (B, M, 3) translation, metres
     residual_px: torch.Tensor  # (B, M) weighted RMS reprojection error of the solution, pixels
     condition: torch.Tensor  # (B, M) smallest / largest eigenvalue of the depth-scaled normal matrix
-    degenerate: torch.Tensor  # (B, M) bool: condition < min_condition (some motion is not determined)
+    degenerate: torch.Tensor  # (B, M) bool: condition < min_condition (some motion is not determined) or not finite
 
     @property
     def poses(self) -> torch.Tensor:
@@ -130,8 +130,10 @@ def solve_poses(paths: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confi
         delta = -torch.linalg.solve(Hm + damp, g[..., None])[..., 0] * scale
         T = pose_from_uv(delta[..., :3], delta[..., 3:]) @ T
     r, w, Hm, _ = normal_equations(T)
-    eig = torch.linalg.eigvalsh(Hm)
-    condition = eig[..., 0] / eig[..., -1].clamp_min(1e-30)
+    finite = torch.isfinite(Hm).all(-1).all(-1)  # non-finite inputs give non-finite poses, flagged, not an error
+    eig = torch.linalg.eigvalsh(torch.where(finite[..., None, None], Hm, eye))
+    condition = torch.where(finite, eig[..., 0] / eig[..., -1].clamp_min(1e-30), torch.full_like(eig[..., 0], float("nan")))
     residual = (stride * torch.sqrt((w * r.pow(2).sum(-1)).sum(-1) / w.sum(-1).clamp_min(1e-12)))
     u, v = uv_from_pose(T)
-    return PoseSolve(u=u, v=v, residual_px=residual, condition=condition.detach(), degenerate=(condition < min_condition).detach())
+    degenerate = ~(condition >= min_condition)
+    return PoseSolve(u=u, v=v, residual_px=residual, condition=condition.detach(), degenerate=degenerate.detach())
