@@ -2,13 +2,15 @@
 
     python benchmarks/motion_heads.py --data data/7scenes-test160 --lstm runs/lstm --paths runs/paths
 
-On a built dataset (test split), two tables. Paths: the mean end-point error (pixels, Euclidean, over the 2n instants
+On a built dataset (test split), three tables. Paths: the mean end-point error (pixels, Euclidean, over the 2n instants
 and the pixels with depth, each sample in its closer time order) of the ground-truth paths against no motion, against
 the paths the LSTM head's poses give through the true depth, and against the path head's own prediction. Poses: the
 errors up to reversal (as ``wfb evaluate``) of the path head's poses solved from its paths with the predicted depth
 (what the model returns: with the translation prior), the same without the prior, with the true depth, and of the
 true paths solved with the predicted depth and no prior (what the depth alone costs), beside the LSTM head and no
-motion.
+motion. Last, the verdict, paired over the samples: each axis's error over zero motion's mean error, averaged over
+the six axes (and over translation and rotation apart), the path head's minus the LSTM head's, with its standard
+error. ``module:path`` specs (as for ``wfb evaluate``) join both heads to the same deblurring and depth modules.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -62,6 +65,7 @@ def main() -> None:
     poses: dict[str, list] = {k: [] for k in ("no motion", "LSTM head", "path head (its depth, prior)",
                                                "path head, no prior", "path head, true depth, prior",
                                                "true paths, predicted depth, no prior")}
+    per_sample: dict[str, list] = {k: [] for k in ("no motion", "LSTM head", "path head (its depth, prior)")}
     for b in tqdm(DataLoader(ds, batch_size=4), desc="samples", unit="batch"):
         K, depth_gt, gt_poses = b["K"], b["depth"], b["poses"]
         mask = b["valid_depth"].float()
@@ -83,6 +87,9 @@ def main() -> None:
                  "true paths, predicted depth, no prior": solve(gt_flow, depth_p, K, mask)}
         for k, p in found.items():
             poses[k].append((len(gt_poses), motion_errors(p, gt_poses, reversal=True)))
+        for k in per_sample:
+            per_sample[k] += [[motion_errors(found[k][i:i + 1], gt_poses[i:i + 1], reversal=True)[m] for m in MOTION_KEYS]
+                              for i in range(len(gt_poses))]
     print(f"{args.data} ({len(ds)} samples); {machine()}\n")
     print(table(["paths", "end-point error (px)"], [[k, f"{torch.cat(v).mean():.3f}"] for k, v in epe.items()]))
     print()
@@ -91,6 +98,15 @@ def main() -> None:
         n = sum(c for c, _ in v)
         rows.append([k] + [f"{sum(c * e[m] for c, e in v) / n:.3f}" for m in MOTION_KEYS])
     print(table(["poses, up to reversal"] + [f"{m} ({'cm' if m.startswith('t') else 'deg'})" for m in MOTION_KEYS], rows))
+    print()
+    zero = np.array(per_sample["no motion"]).mean(0)
+    lstm_n, paths_n = (np.array(per_sample[k]) / zero for k in ("LSTM head", "path head (its depth, prior)"))
+    rows = []
+    for name, axes in (("all six", slice(0, 6)), ("translation", slice(0, 3)), ("rotation", slice(3, 6))):
+        d = paths_n[:, axes].mean(1) - lstm_n[:, axes].mean(1)
+        rows.append([name, f"{lstm_n[:, axes].mean():.3f}", f"{paths_n[:, axes].mean():.3f}",
+                     f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f}"])
+    print(table(["error / zero motion's", "LSTM head", "path head", "path − LSTM (paired, ± SE)"], rows))
 
 
 if __name__ == "__main__":
