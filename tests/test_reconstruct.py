@@ -325,11 +325,15 @@ def test_missing_and_mismatched_checkpoints_fail_cleanly(tmp_path, capsys):
 def test_export_model_round_trips_and_refuses_to_overwrite(model, tmp_path):
     from worldfromblur.models.io import export_model
 
-    out = export_model(default_checkpoint(), tmp_path / "m", {"name": "copy"})
+    pools = ["pool-a", "pool-b"]
+    provenance = {"name": "copy", "pools": pools, "previous": {"pools": pools}}
+    out = export_model(default_checkpoint(), tmp_path / "m", provenance)
     again, _ = load_model(out)
     a, b = model.state_dict(), again.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert again.cfg == model.cfg and yaml.safe_load((out / "config.yaml").read_text())["provenance"] == {"name": "copy"}
+    text = (out / "config.yaml").read_text()
+    assert again.cfg == model.cfg and yaml.safe_load(text)["provenance"] == provenance
+    assert "&" not in text and "*" not in text  # a list used twice is written twice, not as an alias
     with pytest.raises(WfbError, match="already exists"):
         export_model(default_checkpoint(), out)
 

@@ -80,6 +80,14 @@ def load_model(spec: str | Path) -> tuple[WorldFromBlur, dict]:
     return model.eval(), {m: str(c) for m, c in sources.items()}
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value used twice (e.g. a previous model's provenance quoted inside a new one) twice, not as a YAML
+    alias, so the file reads as plain text."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def export_model(spec: str | Path, out: str | Path, provenance: dict | None = None) -> Path:
     """Write a model (a checkpoint, a run folder, or ``module:path,...`` joining stage-1 runs, as for
     :func:`load_model`) as a standalone folder: ``model.safetensors`` (every tensor of every module) and
@@ -95,7 +103,7 @@ def export_model(spec: str | Path, out: str | Path, provenance: dict | None = No
     tmp.mkdir(parents=True)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "world-from-blur model"})
-    (tmp / "config.yaml").write_text(yaml.safe_dump({"model": model.cfg.to_dict(), "provenance": provenance or {}},
-                                                    sort_keys=False))
+    (tmp / "config.yaml").write_text(yaml.dump({"model": model.cfg.to_dict(), "provenance": provenance or {}},
+                                               Dumper=_PlainDumper, sort_keys=False))
     tmp.rename(out)
     return out
