@@ -28,7 +28,6 @@ from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.evaluation.metrics import MOTION_KEYS, motion_errors
 from worldfromblur.geometry import forward_flow, pixel_grid, pose_from_uv
 from worldfromblur.models.io import load_model
-from worldfromblur.pose_solve import TRANSLATION_PRIOR, solve_poses
 
 
 def path_epe(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -38,12 +37,6 @@ def path_epe(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.
         return (e * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
 
     return torch.minimum(err(gt), err(gt.flip(1)))
-
-
-def solve(displacement: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confidence=None, prior: float = 0.0):
-    H, W = depth.shape[-2:]
-    paths = displacement + pixel_grid(H, W, depth)[0].permute(2, 0, 1)
-    return solve_poses(paths, depth, K, confidence=confidence, stride=2, iterations=6, translation_prior=prior).poses
 
 
 def main() -> None:
@@ -64,8 +57,7 @@ def main() -> None:
     epe: dict[str, list] = {"no motion": [], "LSTM poses, true depth": [], "path head": []}
     poses: dict[str, list] = {k: [] for k in ("no motion", "LSTM head", "path head (its depth, prior)",
                                                "path head, no prior", "path head, true depth, prior",
-                                               "true paths, predicted depth, no prior")}
-    per_sample: dict[str, list] = {k: [] for k in ("no motion", "LSTM head", "path head (its depth, prior)")}
+                                               "true paths, predicted depth, no prior")}  # per sample, per axis
     for b in tqdm(DataLoader(ds, batch_size=4), desc="samples", unit="batch"):
         K, depth_gt, gt_poses = b["K"], b["depth"], b["poses"]
         mask = b["valid_depth"].float()
@@ -73,34 +65,32 @@ def main() -> None:
         out_l = lstm.predict(b["blurred"], K=K)
         lstm_poses = pose_from_uv(out_l["u"], out_l["v"])
         out_p = paths.predict(b["blurred"], K=K)
-        disp = paths.motion(b["blurred"], out_p["deblurred"])[0].float()
+        depth_p = out_p["depth"].float()
+        grid = pixel_grid(*depth_p.shape[-2:], depth_p)[0].permute(2, 0, 1)
         conf = torch.exp(-2 * out_p["log_scale"].float())
         epe["no motion"].append(path_epe(torch.zeros_like(gt_flow), gt_flow, mask))
         epe["LSTM poses, true depth"].append(path_epe(forward_flow(depth_gt.clamp_min(1e-3), lstm_poses, K)[0], gt_flow, mask))
-        epe["path head"].append(path_epe(disp, gt_flow, mask))
-        depth_p = out_p["depth"].float()
+        epe["path head"].append(path_epe(out_p["paths"] - grid, gt_flow, mask))
+        solve = paths.solve_paths
         found = {"no motion": torch.eye(4).expand_as(gt_poses), "LSTM head": lstm_poses,
                  "path head (its depth, prior)": pose_from_uv(out_p["u"], out_p["v"]),
-                 "path head, no prior": solve(disp, depth_p, K, conf),
-                 "path head, true depth, prior": solve(disp, torch.where(depth_gt > 0, depth_gt, depth_p), K, conf,
-                                                       TRANSLATION_PRIOR),
-                 "true paths, predicted depth, no prior": solve(gt_flow, depth_p, K, mask)}
+                 "path head, no prior": solve(out_p["paths"], depth_p, K, conf, translation_prior=0).poses,
+                 "path head, true depth, prior": solve(out_p["paths"], torch.where(depth_gt > 0, depth_gt, depth_p), K,
+                                                       conf).poses,
+                 "true paths, predicted depth, no prior": solve(gt_flow + grid, depth_p, K, mask,
+                                                                translation_prior=0).poses}
         for k, p in found.items():
-            poses[k].append((len(gt_poses), motion_errors(p, gt_poses, reversal=True)))
-        for k in per_sample:
-            per_sample[k] += [[motion_errors(found[k][i:i + 1], gt_poses[i:i + 1], reversal=True)[m] for m in MOTION_KEYS]
-                              for i in range(len(gt_poses))]
+            poses[k] += [[motion_errors(p[i:i + 1], gt_poses[i:i + 1], reversal=True)[m] for m in MOTION_KEYS]
+                         for i in range(len(gt_poses))]
     print(f"{args.data} ({len(ds)} samples); {machine()}\n")
     print(table(["paths", "end-point error (px)"], [[k, f"{torch.cat(v).mean():.3f}"] for k, v in epe.items()]))
     print()
-    rows = []
-    for k, v in poses.items():
-        n = sum(c for c, _ in v)
-        rows.append([k] + [f"{sum(c * e[m] for c, e in v) / n:.3f}" for m in MOTION_KEYS])
+    poses = {k: np.array(v) for k, v in poses.items()}  # (samples, 6)
+    rows = [[k] + [f"{x:.3f}" for x in v.mean(0)] for k, v in poses.items()]
     print(table(["poses, up to reversal"] + [f"{m} ({'cm' if m.startswith('t') else 'deg'})" for m in MOTION_KEYS], rows))
     print()
-    zero = np.array(per_sample["no motion"]).mean(0)
-    lstm_n, paths_n = (np.array(per_sample[k]) / zero for k in ("LSTM head", "path head (its depth, prior)"))
+    zero = poses["no motion"].mean(0)
+    lstm_n, paths_n = poses["LSTM head"] / zero, poses["path head (its depth, prior)"] / zero
     rows = []
     for name, axes in (("all six", slice(0, 6)), ("translation", slice(0, 3)), ("rotation", slice(3, 6))):
         d = paths_n[:, axes].mean(1) - lstm_n[:, axes].mean(1)

@@ -12,7 +12,7 @@ import torchvision
 from ..errors import WfbError
 from ..geometry import pixel_grid, pose_from_uv, reblur
 from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss, path_loss
-from ..pose_solve import TRANSLATION_PRIOR, solve_poses
+from ..pose_solve import TRANSLATION_PRIOR, PoseSolve, solve_poses
 from .compact import CompactDeblur, CompactDepth, CompactMotion, CompactPathMotion
 from .config import ModelConfig
 from .paper import CNNL15, EigenCoarseFine, ResNetLSTMMotion, TwoBranchDepth, load_backbone_weights
@@ -159,11 +159,18 @@ class WorldFromBlur(nn.Module):
         displacement, log_scale = self.motion(blurred, ref)
         H, W = depth.shape[-2:]
         paths = displacement.float() + pixel_grid(H, W, depth.float())[0].permute(2, 0, 1)
-        with torch.autocast(depth.device.type, enabled=False):
-            sol = solve_poses(paths, depth.float(), K.float(), confidence=torch.exp(-2 * log_scale.float()),
-                              stride=2, iterations=6, translation_prior=TRANSLATION_PRIOR)
+        sol = self.solve_paths(paths, depth, K, torch.exp(-2 * log_scale.float()))
         return {"deblurred": deblurred, "depth": depth, "u": sol.u, "v": sol.v, "paths": paths,
                 "log_scale": log_scale, "degenerate": sol.degenerate}
+
+    @staticmethod
+    def solve_paths(paths: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confidence: torch.Tensor | None = None,
+                    translation_prior: float = TRANSLATION_PRIOR) -> PoseSolve:
+        """The path head's poses: :func:`~worldfromblur.pose_solve.solve_poses` of (B, 2n, 2, H, W) pixel paths
+        with the settings :meth:`predict` uses (every 2nd pixel, 6 iterations, the translation prior), in float32."""
+        with torch.autocast(depth.device.type, enabled=False):
+            return solve_poses(paths.float(), depth.float(), K.float(), confidence=confidence, stride=2, iterations=6,
+                               translation_prior=translation_prior)
 
     def stage_loss(self, stage: str, batch: dict, loss, modules: dict | None = None) -> tuple:
         """The training loss of one stage on a batch: ``(total, details, outputs)`` (see :mod:`worldfromblur.losses`).
