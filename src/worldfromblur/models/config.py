@@ -24,7 +24,8 @@ class ModelConfig:
     depth: Literal["compact", "two_branch", "eigen"] = "compact"
     """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6) or "eigen" (Eigen et al. 2014)."""
     motion: Literal["compact", "resnet_lstm", "paths"] = "compact"
-    """Motion module: "compact" (joint encoder of both images) or "resnet_lstm" (the paper's, Fig. 3)."""
+    """Motion module: "compact" (joint encoder of both images, LSTM head), "resnet_lstm" (the paper's, Fig. 3) or
+    "paths" (per-pixel paths and a pose solve; see :mod:`worldfromblur.pose_solve`)."""
     n: int = 3
     """Half window: 2n poses around the reference instant (the paper: n = 3)."""
     min_depth: float = 0.1

@@ -172,18 +172,17 @@ def refine(
     fit.history.append(fit.best_loss)
     levels = {True: (_half(blurred), _half(sharp), _half(depth), scale_intrinsics(K, 0.5, 0.5)),
               False: (blurred, sharp, depth, K)}
-    anchor_weight = sharp_weight if optimize_sharp else 0.0
     for step in range(steps):
         coarse = step < steps // 2  # the first half at half resolution
         b_t, s_t, d_t, K_t = levels[coarse]
         loss = _energy(b_t, fit.sharp(s_t, coarse), d_t, K_t, *fit.trajectory(), linear_light,
-                       s_t if optimize_sharp else None, anchor_weight)
+                       s_t if optimize_sharp else None, sharp_weight)
         if not coarse:
             fit.consider(float(loss.detach()), sharp)  # the energy of the parameters before this step's update
         fit.step(loss, step / max(steps - 1, 1))
     with torch.no_grad():  # the parameters after the last update
         fit.consider(float(_energy(blurred, fit.sharp(sharp), depth, K, *fit.trajectory(), linear_light,
-                                   sharp if optimize_sharp else None, anchor_weight)), sharp)
+                                   sharp if optimize_sharp else None, sharp_weight)), sharp)
     u_best, v_best, s_best = fit.best
     with torch.no_grad():
         final = reblur_uv(s_best, depth, u_best, v_best, K, linear_light)
