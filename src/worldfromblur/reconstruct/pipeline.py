@@ -26,7 +26,7 @@ from ..geometry import pose_from_uv, scale_intrinsics
 from ..models import WorldFromBlur
 from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, resize, upsample_depth
 from .photo import Photo, intrinsics_for
-from .refine import reblur_uv, refine
+from .refine import DEFAULT_STEPS, reblur_uv, refine
 
 DEFAULT_INPUT_SIZE = (320, 240)
 MAX_ASPECT = 3.0
@@ -88,8 +88,8 @@ class Reconstruction:
     v: torch.Tensor  # (1, 2n, 3) metres
     psnr_network: float  # re-blur PSNR at the output size of the networks' output against the input
     psnr: float  # re-blur PSNR at the output size of the final (refined) output
-    refine_steps: int = 0
-    refine_options: dict = field(default_factory=dict)  # what refinement optimised (see refine.refine)
+    refine_steps: int = 0  # the refinement's step budget (0: not refined)
+    refine_options: dict = field(default_factory=dict)  # what refinement optimised and did (see Reconstructor)
     linear_light: bool = True  # the model's exposure model: average instants in linear light
     deblur_scales: list = field(default_factory=lambda: [1])  # see fullres.deblur_full
     degenerate: list = field(default_factory=list)  # per instant, poses the scene does not determine (path head only)
@@ -103,7 +103,8 @@ class Reconstruction:
 class Reconstructor:
     """A loaded model and the options of a run; call it on a :class:`Photo`."""
 
-    def __init__(self, model: WorldFromBlur, device: str = "cpu", refine_steps: int = 0, refine_sharp: bool = False,
+    def __init__(self, model: WorldFromBlur, device: str = "cpu", refine_steps: int = DEFAULT_STEPS,
+                 refine_sharp: bool = False,
                  refine_motion: str = "smooth", refine_translation: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE):
         self.model = model.to(device).eval()
@@ -118,8 +119,11 @@ class Reconstructor:
         self.input_size = tuple(size) if size else DEFAULT_INPUT_SIZE
         self.linear_light = bool(model.cfg.linear_light)
 
-    def _refine_options(self) -> dict:
-        return {"motion": self.refine_motion, "translation": self.refine_translation, "sharp": self.refine_sharp}
+    def _refine_options(self, r) -> dict:
+        """What refinement optimised, how many iterations (or Adam steps) it ran, how far it moved the rotation
+        (degrees, the largest over the instants) and, when it kept the networks' trajectory, why."""
+        return {"motion": self.refine_motion, "translation": self.refine_translation, "sharp": self.refine_sharp,
+                "iterations": r.steps, "moved_deg": round(r.moved_deg, 4), "fallback": r.fallback}
 
     @torch.no_grad()
     def networks(self, x: torch.Tensor, K: torch.Tensor) -> dict:
@@ -145,15 +149,18 @@ class Reconstructor:
         timings["networks_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        with torch.enable_grad():
-            r = refine(x, net["deblurred"], net["depth"], net["u"], net["v"], K, self.refine_steps,
+        with torch.enable_grad():  # on the model's device; the results come back to the CPU
+            inputs = [t_.to(self.device) for t_ in (x, net["deblurred"], net["depth"], net["u"], net["v"], K)]
+            r = refine(*inputs, self.refine_steps,
                        linear_light=self.linear_light, optimize_sharp=self.refine_sharp, motion=self.refine_motion,
                        translation=self.refine_translation)
+            r.u, r.v, r.sharp, r.reblurred = (t_.cpu() for t_ in (r.u, r.v, r.sharp, r.reblurred))
         timings["refine_s"] = time.perf_counter() - t
+        refined = self.refine_steps > 0
         work = Views(blurred=x, K=K, deblurred=r.sharp, depth=net["depth"], reblurred=r.reblurred)
         rec = Reconstruction(photo=photo, K_source=source, out=work, work=work, u=r.u, v=r.v,
-                             psnr_network=r.psnr_before, psnr=r.psnr_after, refine_steps=r.steps,
-                             refine_options=self._refine_options() if r.steps else {},
+                             psnr_network=r.psnr_before, psnr=r.psnr_after, refine_steps=self.refine_steps,
+                             refine_options=self._refine_options(r) if refined else {},
                              linear_light=self.linear_light, timings=timings,
                              degenerate=[] if degenerate is None else degenerate[0].tolist())
         if out_size != work.size:

@@ -5,10 +5,25 @@ The networks predict a trajectory from what they learnt on training data; nothin
 
     E(u, v, S) = mean_pixels | reblur(S, D, T(u, v), K) - B |^2  +  lambda_S |S - S_0|^2,
 
-with Adam, using a finer exposure model than the networks' training (``subframes`` instants per frame interval, in
-linear light). It runs coarse to fine: the first half of the steps on images at half resolution, where the error
-surface is smoother, the rest at full resolution. The lowest error seen is kept, so refinement never returns a worse
-fit than it started from.
+using a finer exposure model than the networks' training (up to ``subframes`` instants per frame interval, in linear
+light). Whatever happens, it never returns a worse fit than the networks': the answer is measured with the reporting
+exposure model (:data:`REFINE_SUBFRAMES` instants per interval, at the working size) and, if it is not finite or
+fits the photo worse than the networks' trajectory, the networks' trajectory is returned with the reason in
+``RefineResult.fallback``.
+
+**The motion** (the default, ``optimize_sharp=False``) is fitted by Levenberg-Marquardt, coarse to fine. The unknowns
+are few (6 for a smooth rotation), so the Jacobian of the re-blur residual is taken by forward differences, all
+unknowns in one batched re-blur, and each Gauss-Newton step lands where dozens of gradient steps would. Three levels:
+the images at a quarter, half and the full working size (the blur is smoother, and the basin of the right answer
+wider, at the coarse levels); at each level the exposure is sampled just finely enough that consecutive instants
+move the image by at most :data:`SUBFRAME_STEP_PX` pixels, up to ``subframes`` per interval (short blur needs few
+instants); a level stops when an accepted step lowers the error by less than a relative ``1e-4`` or no damping makes
+it lower. ``steps`` caps the Gauss-Newton iterations over all levels (half of them at the coarsest level, about a third
+of the rest at the finest). On 2 CPU cores, 15 iterations at 160 x 120 take about 0.4 s
+(docs/benchmarks.md).
+
+**The sharp frame** (``optimize_sharp=True``) has one unknown per pixel; then the trajectory and a residual added
+to the sharp frame are optimised together with Adam (``steps`` Adam steps, the first half at half resolution).
 
 What it optimises, by default:
 
@@ -40,7 +55,15 @@ from ..imaging import psnr
 from ..geometry import pose_from_uv, reblur, scale_intrinsics
 
 REFINE_SUBFRAMES = 4
-"""Instants per frame interval of the exposure model used by refinement and by the reported re-blur PSNR."""
+"""Instants per frame interval of the exposure model of the reported re-blur PSNR, and the most refinement uses."""
+DEFAULT_STEPS = 15
+"""Gauss-Newton iterations of the default refinement (``wfb reconstruct --refine``), over all levels."""
+SUBFRAME_STEP_PX = 1.0
+"""While fitting the motion, the exposure is sampled so that consecutive instants move the image by at most this."""
+LEVELS = (4, 2, 1)
+"""The motion fit's levels: the images reduced by these factors, coarse to fine."""
+MIN_LEVEL_SIDE = 24
+"""A coarse level is used only if its image keeps at least this many pixels a side."""
 
 MOTION_MODELS = ("smooth", "free")
 
@@ -70,8 +93,10 @@ class RefineResult:
     psnr_before: float
     psnr_after: float
     reblurred: torch.Tensor  # (1, 3, H, W) the returned trajectory's re-blur, whose PSNR is psnr_after
-    steps: int
-    history: list[float]  # energy at the start, at each full-resolution step, and after the last
+    steps: int  # Gauss-Newton iterations (motion) or Adam steps (with the sharp frame) actually run
+    history: list[float]  # the energy at the start and after each accepted step (at each one's level)
+    fallback: str | None = None  # why the starting trajectory was kept, when refinement could not improve on it
+    moved_deg: float = 0.0  # the largest angle between the starting and the returned rotation, over the instants
 
 
 def reblur_uv(sharp, depth, u, v, K, linear_light: bool = True, subframes: int = REFINE_SUBFRAMES) -> torch.Tensor:
@@ -83,20 +108,21 @@ def _half(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=0.5, mode="area")
 
 
-def _energy(blurred, sharp, depth, K, u, v, linear_light: bool, anchor=None, weight: float = 0.0) -> torch.Tensor:
-    """E of the module docstring: the re-blur error, plus the sharp frame's distance to ``anchor`` when given."""
+def _energy(blurred, sharp, depth, K, u, v, linear_light: bool, anchor: torch.Tensor, weight: float) -> torch.Tensor:
+    """E of the module docstring: the re-blur error plus the sharp frame's distance to ``anchor``."""
     err = (reblur_uv(sharp, depth, u, v, K, linear_light) - blurred).pow(2).mean()
-    return err + weight * (sharp - anchor).pow(2).mean() if anchor is not None else err
+    return err + weight * (sharp - anchor).pow(2).mean()
 
 
 class _Fit:
-    """Refinement's state: the optimised parameters, their optimiser, and the best full-resolution fit seen.
+    """The joint (trajectory and sharp frame) refinement's state: the optimised parameters, their optimiser, and the
+    best full-resolution fit seen.
 
     The parameters are ``pu``, ``pv`` (the smooth model's coefficients, or the per-instant vectors themselves) and a
-    residual added to the sharp frame (optimised only with ``optimize_sharp``).
+    residual added to the sharp frame.
     """
 
-    def __init__(self, u0, v0, sharp, motion: str, translation: bool, optimize_sharp: bool, lrs: tuple):
+    def __init__(self, u0, v0, sharp, motion: str, translation: bool, lrs: tuple):
         self.n, self.smooth, self.translation, self.v0 = u0.shape[1] // 2, motion == "smooth", translation, v0
         self.pu = (fit_smooth(u0) if self.smooth else u0.clone()).requires_grad_(True)
         self.pv = (fit_smooth(v0) if self.smooth else v0.clone()).requires_grad_(translation)
@@ -105,8 +131,7 @@ class _Fit:
         groups = [{"params": [self.pu], "lr": lr_rot}]
         if translation:
             groups.append({"params": [self.pv], "lr": lr_trans})
-        if optimize_sharp:
-            groups.append({"params": [self.residual], "lr": lr_sharp})
+        groups.append({"params": [self.residual], "lr": lr_sharp})
         self.opt = torch.optim.Adam(groups)
         self.peak = [g["lr"] for g in self.opt.param_groups]
         self.best_loss, self.best, self.history = math.inf, None, []
@@ -140,7 +165,7 @@ def refine(
     blurred: torch.Tensor, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor,
     steps: int, linear_light: bool = True, optimize_sharp: bool = False, motion: str = "smooth",
     translation: bool = False, lr_rot: float = 2e-3, lr_trans: float = 2e-3, lr_sharp: float = 1e-2,
-    sharp_weight: float = 0.1,
+    sharp_weight: float = 0.1, subframes: int = REFINE_SUBFRAMES,
 ) -> RefineResult:
     """Refine (u, v) (and the sharp frame when ``optimize_sharp``) of one image; see the module docstring.
 
@@ -149,14 +174,19 @@ def refine(
         sharp, depth: (1, 3, H, W) and (1, 1, H, W) the networks' deblurred frame and depth (depth stays fixed).
         u, v: (1, 2n, 3) the networks' trajectory.
         K: (1, 3, 3) intrinsics at this resolution.
-        steps: Adam steps (0 = just measure).
+        steps: Gauss-Newton iterations over all levels (motion only), or Adam steps (``optimize_sharp``);
+            0 = just measure.
         motion: ``"smooth"`` (rotation follows ``a t + b t^2``) or ``"free"`` (every pose on its own).
         translation: also refine the translations (by default they stay the networks').
-        lr_rot, lr_trans, lr_sharp: Adam step sizes in radians, metres and intensity, decayed by a cosine.
-        sharp_weight: lambda_S, how strongly the sharp frame stays near the network's.
+        lr_rot, lr_trans, lr_sharp: Adam step sizes in radians, metres and intensity, decayed by a cosine
+            (``optimize_sharp`` only).
+        sharp_weight: lambda_S, how strongly the sharp frame stays near the network's (``optimize_sharp`` only).
+        subframes: the most instants per frame interval the motion fit samples (at most :data:`REFINE_SUBFRAMES`).
     """
     if motion not in MOTION_MODELS:
         raise ValueError(f"motion must be one of {', '.join(MOTION_MODELS)}, got {motion!r}")
+    if not 1 <= subframes <= REFINE_SUBFRAMES:
+        raise ValueError(f"subframes must be 1 to {REFINE_SUBFRAMES}, got {subframes}")
     blurred, sharp, depth, K = blurred.detach().float(), sharp.detach().float(), depth.detach().float(), K.float()
     u0, v0 = u.detach().float().clone(), v.detach().float().clone()
     with torch.no_grad():
@@ -164,8 +194,153 @@ def refine(
     before = psnr(start, blurred)
     if steps <= 0:
         return RefineResult(u0, v0, sharp, before, before, start, 0, [])
+    if optimize_sharp:
+        (u1, v1, s1), history, done = _refine_adam(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion,
+                                                  translation, (lr_rot, lr_trans, lr_sharp), sharp_weight, start)
+    else:
+        (u1, v1), history, done = _refine_motion(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion,
+                                                 translation, subframes)
+        s1 = sharp
+    with torch.no_grad():
+        final = reblur_uv(s1, depth, u1, v1, K, linear_light)
+    after = psnr(final, blurred)
+    fallback = None
+    if not (torch.isfinite(u1).all() and torch.isfinite(v1).all() and torch.isfinite(final).all()):
+        fallback = "the refined trajectory is not finite"
+    elif not after >= before:
+        fallback = f"the refined trajectory fits the photo worse ({after:.2f} dB against {before:.2f} dB)"
+    if fallback is not None:
+        return RefineResult(u0, v0, sharp, before, before, start, done, history, fallback)
+    return RefineResult(u1, v1, s1, before, after, final, done, history, None, rotation_change_deg(u0, v0, u1, v1))
 
-    fit = _Fit(u0, v0, sharp, motion, translation, optimize_sharp, (lr_rot, lr_trans, lr_sharp))
+
+def rotation_change_deg(u0: torch.Tensor, v0: torch.Tensor, u1: torch.Tensor, v1: torch.Tensor) -> float:
+    """The largest angle (degrees) between the rotations of two (1, 2n, 3) trajectories, over the instants."""
+    R0, R1 = pose_from_uv(u0, v0)[..., :3, :3], pose_from_uv(u1, v1)[..., :3, :3]
+    cos = (((R0.transpose(-1, -2) @ R1).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
+    return math.degrees(float(torch.arccos(cos).max()))
+
+
+class _MotionParams:
+    """The motion fit's unknowns as one scaled vector ``theta`` and its map to trajectories (u, v).
+
+    Smooth model: the coefficients (a, b) of each coordinate; free: every instant's vector. Rotation unknowns are
+    scaled so that a unit change moves some instant's rotation by one radian, translation unknowns so that it moves
+    the image as much as a radian would at the median depth; one finite-difference step and one damping then suit
+    them all.
+    """
+
+    def __init__(self, u0: torch.Tensor, v0: torch.Tensor, depth: torch.Tensor, motion: str, translation: bool):
+        self.n, self.v0, self.translation = u0.shape[1] // 2, v0, translation
+        if motion == "smooth":
+            self.basis = smooth_basis(self.n, u0.dtype, u0.device)  # (2n, 2)
+            self.scale = self.basis.abs().amax(0)[:, None]  # (2, 1): the largest |t| and |t^2|
+            to_theta = lambda x: (fit_smooth(x)[0] * self.scale).flatten()  # noqa: E731
+        else:
+            self.basis, self.scale = None, torch.ones(1, 1, dtype=u0.dtype, device=u0.device)
+            to_theta = lambda x: x[0].flatten()  # noqa: E731
+        self.metres = float(depth.median())  # translation unit: the median depth
+        parts = [to_theta(u0)] + ([to_theta(v0) / self.metres] if translation else [])
+        self.theta = torch.cat(parts)
+        self.size = self.theta.numel() // (2 if translation else 1)
+
+    def trajectories(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P) parameter vectors -> (B, 2n, 3) u and v."""
+        B = theta.shape[0]
+
+        def coords(x: torch.Tensor) -> torch.Tensor:
+            x = x.reshape(B, -1, 3) / self.scale
+            return self.basis @ x if self.basis is not None else x
+
+        u = coords(theta[:, :self.size])
+        v = coords(theta[:, self.size:]) * self.metres if self.translation else self.v0.expand(B, -1, -1)
+        return u, v
+
+
+def _levels(blurred, sharp, depth, K) -> list[tuple]:
+    """(blurred, sharp, depth, K) at each of :data:`LEVELS` whose image keeps :data:`MIN_LEVEL_SIDE` pixels a side."""
+    out, b, s, d = [], blurred, sharp, depth
+    for f in (1, 2, 4):
+        if f in LEVELS and min(b.shape[-2:]) >= MIN_LEVEL_SIDE:
+            out.append((b, s, d, scale_intrinsics(K, 1 / f, 1 / f)))
+        b, s, d = _half(b), _half(s), _half(d)
+    return out[::-1]
+
+
+def _subframes_needed(u: torch.Tensor, v: torch.Tensor, K: torch.Tensor, metres: float, most: int) -> int:
+    """Instants per frame interval so that consecutive instants move the image by at most SUBFRAME_STEP_PX pixels
+    (rotation at the focal length, translation at the median depth)."""
+    full_u = torch.cat([u[:, :u.shape[1] // 2], torch.zeros_like(u[:, :1]), u[:, u.shape[1] // 2:]], dim=1)
+    full_v = torch.cat([v[:, :v.shape[1] // 2], torch.zeros_like(v[:, :1]), v[:, v.shape[1] // 2:]], dim=1)
+    f = float(K[0, :2, :2].diagonal().abs().max())
+    step = f * (full_u.diff(dim=1).norm(dim=-1) + full_v.diff(dim=1).norm(dim=-1) / metres).max()
+    return int(min(most, max(1, math.ceil(float(step) / SUBFRAME_STEP_PX))))
+
+
+def _iterations_per_level(steps: int, levels: int) -> list[int]:
+    """``steps`` split coarse to fine: half at the first level, about 70 % of the rest at the next, the rest last."""
+    out, left = [], steps
+    for i in range(levels):
+        k = left if i == levels - 1 else math.ceil(left * (0.5 if i == 0 and levels == 3 else 0.7))
+        out.append(k)
+        left -= k
+    return out
+
+
+def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion, translation, most_subframes):
+    """Levenberg-Marquardt on the motion, coarse to fine (module docstring): the trajectory, energies, iterations."""
+    params = _MotionParams(u0, v0, depth, motion, translation)
+    theta, eps = params.theta, 1e-3
+    probe = torch.eye(theta.numel(), dtype=theta.dtype, device=theta.device) * eps
+    history, done = [], 0
+    levels = _levels(blurred, sharp, depth, K)
+    for (b, s, d, K_l), budget in zip(levels, _iterations_per_level(steps, len(levels))):
+        if budget == 0:
+            continue
+        u, v = params.trajectories(theta[None])
+        sub = _subframes_needed(u, v, K_l, params.metres, most_subframes)
+
+        def residuals(points: torch.Tensor) -> torch.Tensor:
+            """(B, P) parameter vectors -> (B, N) re-blur residuals at this level."""
+            uu, vv = params.trajectories(points)
+            B = points.shape[0]
+            out = reblur(s.expand(B, -1, -1, -1), d.expand(B, -1, -1, -1), pose_from_uv(uu, vv), K_l.expand(B, -1, -1),
+                         subframes=sub, linear_light=linear_light, validate=False)
+            return (out - b).flatten(1)
+
+        def linearise(point: torch.Tensor):
+            """The residual at ``point``, its cost and the forward-difference Jacobian (P, N), in one batch."""
+            R = residuals(torch.cat([point[None], point[None] + probe]))
+            return R[0], float(R[0] @ R[0]), (R[1:] - R[0]) / eps
+
+        with torch.no_grad():
+            r, cost, J = linearise(theta)
+            history.append(cost / r.numel())
+            damping = 1e-3
+            for _ in range(budget):
+                done += 1
+                JTJ, g = J @ J.T, J @ r
+                diag = torch.diag(JTJ.diagonal().clamp_min(1e-12))
+                improved = False
+                while damping < 1e8:
+                    trial = theta - torch.linalg.solve(JTJ + damping * diag, g)
+                    r_t, cost_t, J_t = linearise(trial)  # the Jacobian comes with the trial: used if it is accepted
+                    if math.isfinite(cost_t) and cost_t < cost:
+                        gain = (cost - cost_t) / cost
+                        theta, r, cost, J = trial, r_t, cost_t, J_t
+                        damping, improved = max(damping / 3, 1e-7), True
+                        history.append(cost / r.numel())
+                        break
+                    damping *= 4
+                if not improved or gain < 1e-4:
+                    break
+    u, v = params.trajectories(theta[None])
+    return (u, v), history, done
+
+
+def _refine_adam(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion, translation, lrs, sharp_weight, start):
+    """The trajectory and the sharp frame together, with Adam: the best (u, v, sharp), energies, steps."""
+    fit = _Fit(u0, v0, sharp, motion, translation, lrs)
     # The starting point is a candidate too, so refinement never returns a worse fit. Its energy is the error of
     # `start` (the sharp-frame term is zero there).
     fit.best_loss, fit.best = float((start - blurred).pow(2).mean()), (u0.clone(), v0.clone(), sharp.clone())
@@ -175,15 +350,11 @@ def refine(
     for step in range(steps):
         coarse = step < steps // 2  # the first half at half resolution
         b_t, s_t, d_t, K_t = levels[coarse]
-        loss = _energy(b_t, fit.sharp(s_t, coarse), d_t, K_t, *fit.trajectory(), linear_light,
-                       s_t if optimize_sharp else None, sharp_weight)
+        loss = _energy(b_t, fit.sharp(s_t, coarse), d_t, K_t, *fit.trajectory(), linear_light, s_t, sharp_weight)
         if not coarse:
             fit.consider(float(loss.detach()), sharp)  # the energy of the parameters before this step's update
         fit.step(loss, step / max(steps - 1, 1))
     with torch.no_grad():  # the parameters after the last update
-        fit.consider(float(_energy(blurred, fit.sharp(sharp), depth, K, *fit.trajectory(), linear_light,
-                                   sharp if optimize_sharp else None, sharp_weight)), sharp)
-    u_best, v_best, s_best = fit.best
-    with torch.no_grad():
-        final = reblur_uv(s_best, depth, u_best, v_best, K, linear_light)
-    return RefineResult(u_best, v_best, s_best, before, psnr(final, blurred), final, steps, fit.history)
+        fit.consider(float(_energy(blurred, fit.sharp(sharp), depth, K, *fit.trajectory(), linear_light, sharp,
+                                   sharp_weight)), sharp)
+    return fit.best, fit.history, steps
