@@ -53,6 +53,7 @@ __all__ = [
     "trajectory_with_reference",
     "interpolate_trajectory",
     "reblur",
+    "exposure_sampler",
     "point_cloud",
 ]
 
@@ -306,6 +307,45 @@ def forward_flow(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> t
     return (flow[:, 0], z_k[:, 0]) if single else (flow, z_k)
 
 
+def _source_pixels(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor, iterations: int):
+    """For each of M frames, the reference pixel each target pixel reads (see :func:`warp`): p (B * M, H, W, 2), with
+    the forward flow (B * M, 2, H, W) and the points' depth in each frame (B, M, 1, H, W)."""
+    B, _, H, W = depth_ref.shape
+    flow, z_k = forward_flow(depth_ref, T, K)  # (B, M, 2, H, W)
+    flow = flow.reshape(-1, 2, H, W)
+    q = pixel_grid(H, W, depth_ref).expand(flow.shape[0], H, W, 2)
+    p = q - flow.permute(0, 2, 3, 1)
+    for _ in range(iterations):
+        p = q - _sample(flow, p, "border").permute(0, 2, 3, 1)
+    return p, flow, z_k
+
+
+def exposure_sampler(depth_ref: torch.Tensor, poses: torch.Tensor, K: torch.Tensor, subframes: int = 1,
+                     iterations: int = 3):
+    """The re-blur of :func:`reblur` as a linear operator of the sharp image, for fixed depth and poses.
+
+    Returns a function that maps a (1, C, H, W) image (in whatever space the caller averages: linear light for a
+    camera) to the mean of its 2n * subframes + 1 warps, border-padded. The sampling positions are computed once, so
+    applying it costs one bilinear sampling per instant, and it is differentiable with respect to the image (its
+    adjoint is its gradient), which is what a deconvolution needs.
+
+    Args:
+        depth_ref: (1, 1, H, W) reference z-depth, metres.
+        poses: (1, 2n, 4, 4) poses of the other instants in time order.
+        K: (1, 3, 3) intrinsics.
+    """
+    traj = interpolate_trajectory(trajectory_with_reference(poses), subframes)
+    p, _, _ = _source_pixels(depth_ref, traj, _check_intrinsics(K, 1, False), iterations)
+    M, H, W = p.shape[0], p.shape[1], p.shape[2]
+    grid = p.reshape(1, M * H, W, 2)
+
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        C = image.shape[1]
+        return _sample(image, grid, "border").reshape(1, C, M, H, W).mean(dim=2)
+
+    return apply
+
+
 def _warp_many(
     image_ref: torch.Tensor, depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor, iterations: int, padding_mode: str,
     need_valid: bool = True,
@@ -316,12 +356,8 @@ def _warp_many(
     ``padding_mode="border"``, where the images do not depend on it."""
     B, C, H, W = image_ref.shape
     M = T.shape[1]
-    flow, z_k = forward_flow(depth_ref, T, K)  # (B, M, 2, H, W)
-    flow = flow.reshape(B * M, 2, H, W)
+    p, flow, z_k = _source_pixels(depth_ref, T, K, iterations)
     q = pixel_grid(H, W, image_ref).expand(B * M, H, W, 2)
-    p = q - flow.permute(0, 2, 3, 1)
-    for _ in range(iterations):
-        p = q - _sample(flow, p, "border").permute(0, 2, 3, 1)
     # All M frames read the same source: stack their sampling grids along the height instead of copying the image.
     image_k = _sample(image_ref, p.reshape(B, M * H, W, 2), padding_mode).reshape(B, C, M, H, W).transpose(1, 2)
     if not need_valid and padding_mode == "border":

@@ -38,6 +38,10 @@ def register(sub) -> None:
                    "exposure, the default) or free (every pose on its own)")
     p.add_argument("--refine-translation", action="store_true",
                    help="also refine the translations (by default they stay the networks'; see docs/reconstruct.md)")
+    p.add_argument("--deconvolve", action="store_true",
+                   help="solve for the sharp frame at the output size so that its re-blur with the (refined) trajectory "
+                   "matches the photo, kept near the network's frame; slower, and off by default because it does "
+                   "not yet raise PSNR on real blur (docs/reconstruct.md)")
     p.add_argument("--max-pixels", type=_count, default=None, metavar="N",
                    help="largest output in pixels; larger photos are reduced to it, aspect ratio kept (default "
                    "4000000; outputs are at the photo's own size below it)")
@@ -121,7 +125,7 @@ def _engine(args):
     model, _ = load_model(checkpoint)
     engine = Reconstructor(model, device, args.refine, args.refine_sharp, args.refine_motion, args.refine_translation,
                            max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
-                           tile=DEFAULT_TILE if args.tile is None else args.tile)
+                           tile=DEFAULT_TILE if args.tile is None else args.tile, deconvolve=args.deconvolve)
     return engine, checkpoint
 
 

@@ -68,6 +68,7 @@ def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
         "working_size": list(rec.work.size),
         "output_size": list(rec.out.size),
         "deblur_scales": rec.deblur_scales,
+        "deconvolved": rec.deconvolved,
         "intrinsics_source": rec.K_source,
         "K": [[round(x, 6) for x in row] for row in K],
         "n": rec.u.shape[1] // 2,

@@ -24,6 +24,7 @@ from ..errors import WfbError
 from ..imaging import psnr
 from ..geometry import pose_from_uv, scale_intrinsics
 from ..models import WorldFromBlur
+from .deconvolve import deconvolve
 from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, resize, upsample_depth
 from .photo import Photo, intrinsics_for
 from .refine import DEFAULT_STEPS, reblur_uv, refine
@@ -92,6 +93,7 @@ class Reconstruction:
     refine_options: dict = field(default_factory=dict)  # what refinement optimised and did (see Reconstructor)
     linear_light: bool = True  # the model's exposure model: average instants in linear light
     deblur_scales: list = field(default_factory=lambda: [1])  # see fullres.deblur_full
+    deconvolved: bool = False  # the output's sharp frame was deconvolved with the trajectory (see .deconvolve)
     degenerate: list = field(default_factory=list)  # per instant, poses the scene does not determine (path head only)
     timings: dict = field(default_factory=dict)
 
@@ -106,7 +108,7 @@ class Reconstructor:
     def __init__(self, model: WorldFromBlur, device: str = "cpu", refine_steps: int = DEFAULT_STEPS,
                  refine_sharp: bool = False,
                  refine_motion: str = "smooth", refine_translation: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE, deconvolve: bool = False):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.refine_steps = refine_steps
@@ -115,6 +117,7 @@ class Reconstructor:
         self.refine_translation = refine_translation
         self.max_pixels = max_pixels
         self.tile = tile
+        self.deconvolve = deconvolve
         size = model.cfg.input_size
         self.input_size = tuple(size) if size else DEFAULT_INPUT_SIZE
         self.linear_light = bool(model.cfg.linear_light)
@@ -167,7 +170,20 @@ class Reconstructor:
             t = time.perf_counter()
             self._upscale(rec, photo, K_full, out_size, net)
             timings["full_resolution_s"] = time.perf_counter() - t
+        if self.deconvolve:
+            t = time.perf_counter()
+            self._deconvolve(rec)
+            timings["deconvolve_s"] = time.perf_counter() - t
         return rec
+
+    def _deconvolve(self, rec: Reconstruction) -> None:
+        """Replace the output's sharp frame by its deconvolution with the trajectory (see :mod:`.deconvolve`)."""
+        view = rec.out
+        inputs = [t_.to(self.device) for t_ in (view.blurred, view.deblurred, view.depth, rec.u, rec.v, view.K)]
+        view.deblurred = deconvolve(*inputs, tile=self.tile).float().cpu()
+        with torch.no_grad():
+            view.reblurred = reblur_uv(view.deblurred, view.depth, rec.u, rec.v, view.K, self.linear_light)
+        rec.psnr, rec.deconvolved = psnr(view.reblurred, view.blurred), True
 
     def _upscale(self, rec: Reconstruction, photo: Photo, K_full: np.ndarray, size: tuple[int, int], net: dict) -> None:
         """Bring the deblurred frame, depth and re-blur of ``rec`` to ``size`` (see :mod:`.fullres`)."""

@@ -1,0 +1,83 @@
+"""Full-resolution deconvolution with the refined motion, on real camera motion (high-frame-rate video).
+
+    python benchmarks/deconvolution.py FRAMES_DIR [--every 20] [--lengths 9 11 13] [--weights 0.03 0.1 0.3]
+
+Blurred images are made as ``benchmarks/fullres_deblur.py`` makes them (consecutive sharp frames of 240 fps video
+averaged in linear light; the centre frame is the truth). Each is reconstructed by ``wfb reconstruct``'s engine with
+the shipped model and the default refinement; the table compares, at the frames' own size (PSNR in dB, and the time
+on this machine):
+
+* blurred: the input;
+* network: ``wfb reconstruct``'s deblurred frame (multi-scale fusion of the deblurring network);
+* network + deconvolution (lambda): :func:`worldfromblur.reconstruct.deconvolve.deconvolve` from the network's frame
+  with the refined trajectory and the upsampled depth, at each ``--weights`` lambda;
+* the same from the networks' trajectory without refinement (``--fast``), at the default lambda.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from common import machine, table
+from fullres_deblur import read, windows
+from worldfromblur.cli.reconstruct import default_checkpoint
+from worldfromblur.evaluation.metrics import psnr
+from worldfromblur.imaging import blur_frames
+from worldfromblur.models.io import load_model
+from worldfromblur.reconstruct import Reconstructor
+from worldfromblur.reconstruct.deconvolve import DEFAULT_WEIGHT, deconvolve
+from worldfromblur.reconstruct.photo import Photo
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("frames", type=Path, help="folder of consecutive sharp video frames")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped one)")
+    ap.add_argument("--every", type=int, default=20, help="frames between window centres (default 20)")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[9, 11, 13], help="frames per blur (default 9 11 13)")
+    ap.add_argument("--weights", type=float, nargs="+", default=[0.03, DEFAULT_WEIGHT, 0.3],
+                    help="deconvolution lambdas to compare")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N windows (0: all)")
+    args = ap.parse_args()
+    frames = sorted(p for p in args.frames.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if len(frames) < max(args.lengths):
+        raise SystemExit(f"{args.frames}: {len(frames)} frames, fewer than the longest blur ({max(args.lengths)})")
+    model = load_model(args.checkpoint or default_checkpoint())[0].eval()
+    refined, fast = Reconstructor(model, "cpu"), Reconstructor(model, "cpu", refine_steps=0)
+    scores: dict[str, list[float]] = {}
+    seconds: dict[str, list[float]] = {}
+    todo = windows(frames, args.every, args.lengths)
+    for c, n in todo[:args.limit or None]:
+        stack = torch.stack([read(p) for p in frames[c - n // 2:c + n // 2 + 1]])
+        blurred, sharp = blur_frames(stack, 0)[None], stack[n // 2][None]
+        photo = Photo(path=frames[c], rgb=blurred[0].permute(1, 2, 0).numpy(), mode="RGB")
+        results = {"blurred": (blurred, 0.0)}
+        for tag, engine in (("", refined), (" (no refinement)", fast)):
+            t = time.perf_counter()
+            rec = engine(photo)
+            results[f"network{tag}"] = (rec.out.deblurred, time.perf_counter() - t)
+            view = rec.out
+            for lam in (args.weights if not tag else [DEFAULT_WEIGHT]):
+                t = time.perf_counter()
+                x = deconvolve(view.blurred, view.deblurred, view.depth, rec.u, rec.v, view.K, weight=lam)
+                results[f"network + deconvolution{tag}, lambda {lam:g}"] = (x, time.perf_counter() - t)
+        for name, (x, dt) in results.items():
+            scores.setdefault(name, []).append(psnr(x, sharp))
+            seconds.setdefault(name, []).append(dt)
+    base = scores["blurred"]
+    rows = [[name, f"{statistics.mean(v):.2f}", f"{statistics.mean(v) - statistics.mean(base):+.2f}",
+             f"{sum(a > b for a, b in zip(v, base))}/{len(v)}", f"{statistics.median(seconds[name]):.1f}"]
+            for name, v in scores.items()]
+    W, H = blurred.shape[-1], blurred.shape[-2]
+    print(f"{len(base)} blurred frames of {W}x{H} from {args.frames} (lengths {args.lengths}, linear light); "
+          f"{machine()}\n")
+    print(table(["method", "PSNR dB", "vs blurred", "frames improved", "median s (reconstruct / deconvolution)"], rows))
+
+
+if __name__ == "__main__":
+    main()
