@@ -3,8 +3,8 @@
     python benchmarks/bench_fullres.py [--sizes 0.3 1 4 12] [--threads 2] [--device cpu]
 
 Each size is the shipped example photo resized to that many megapixels (4:3) and reconstructed with the shipped
-model into a temporary folder, with ``--max-pixels`` at the size (so 12 MP is really reconstructed at 12 MP) and no
-refinement, in a fresh process per size so that its peak resident memory (``ru_maxrss``) is its own. Times are
+model into a temporary folder, with ``--max-pixels`` at the size (so 12 MP is really reconstructed at 12 MP) and the
+default refinement, in a fresh process per size so that its peak resident memory (``ru_maxrss``) is its own. Times are
 those ``summary.json`` records: networks at the working size, the full-resolution part (deblurring, depth, re-blur)
 and writing every output file.
 """
@@ -68,7 +68,7 @@ def main() -> None:
                      f"{r['peak_gib']:.2f}", f"{r['peak_gib'] / mpx:.2f}"])
     import torch
 
-    print(f"wfb reconstruct (no refinement) of the example photo resized; {args.device}, {args.threads} torch "
+    print(f"wfb reconstruct (default refinement) of the example photo resized; {args.device}, {args.threads} torch "
           f"threads, torch {torch.__version__}\n")
     print(table(["size", "total s", "s / MP", "networks s", "full resolution s", "write s", "peak GiB",
                  "GiB / MP"], rows))

@@ -1,6 +1,6 @@
 """End-to-end time of wfb reconstruct per photo, split into loading, networks, refinement and writing the outputs.
 
-    python benchmarks/bench_reconstruct.py [--refine 100] [--repeat 3]
+    python benchmarks/bench_reconstruct.py [--refine 15] [--repeat 3]
 
 Runs the shipped model on the shipped example photos (320 x 240: networks at the model's 160 x 120, outputs at
 320 x 240), on the CPU and on a GPU where one is present. Loading the checkpoint is timed once, apart. For larger
@@ -21,13 +21,14 @@ from common import machine, table
 from worldfromblur.cli.reconstruct import default_checkpoint
 from worldfromblur.models.io import load_model
 from worldfromblur.reconstruct import Reconstructor, load_photo, write_outputs
+from worldfromblur.reconstruct.refine import DEFAULT_STEPS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--refine", type=int, default=100, help="refinement steps (default 100)")
+    ap.add_argument("--refine", type=int, default=DEFAULT_STEPS, help="refinement iterations (default: wfb reconstruct's)")
     ap.add_argument("--repeat", type=int, default=3, help="runs over the examples (median reported)")
     args = ap.parse_args()
     photos = sorted(EXAMPLES.glob("*.png"))

@@ -1,6 +1,6 @@
 """Accuracy of test-time refinement: re-blur PSNR and trajectory error, before and after.
 
-    python benchmarks/refine_examples.py [--steps 100] [--checkpoint CKPT]
+    python benchmarks/refine_examples.py [--steps 15] [--checkpoint CKPT]
     python benchmarks/refine_examples.py --data DATASET --num 24   # also a test split, every refinement mode
 
 The first table is the shipped examples with the default refinement. With ``--data`` (a dataset built by
@@ -29,6 +29,7 @@ from worldfromblur.evaluation.metrics import motion_errors
 from worldfromblur.geometry import pose_from_uv
 from worldfromblur.models.io import load_model
 from worldfromblur.reconstruct import Reconstructor, load_photo, refine
+from worldfromblur.reconstruct.refine import DEFAULT_STEPS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MODES = {  # name: refine() options
@@ -50,7 +51,7 @@ def shipped_examples(model, steps: int) -> None:
         gt = read_sample(EXAMPLES / "ground-truth" / "samples" / path.stem)
         gt_poses = torch.from_numpy(gt.poses)[None]
         photo = load_photo(path)
-        base = Reconstructor(model, "cpu")(photo)
+        base = Reconstructor(model, "cpu", refine_steps=0)(photo)
         t = time.perf_counter()
         ref = Reconstructor(model, "cpu", refine_steps=steps)(photo)
         dt = time.perf_counter() - t
@@ -60,12 +61,12 @@ def shipped_examples(model, steps: int) -> None:
                      f"{zero[0]:.2f} / {zero[1]:.2f}", f"{dt:.1f}"])
     print(f"shipped examples, default refinement with {steps} steps; {machine()}\n")
     print(table(["example", "re-blur PSNR network dB", "re-blur PSNR refined dB", "trajectory error network cm / deg",
-                 "refined cm / deg", "zero motion cm / deg", "refine s"], rows))
+                 "refined cm / deg", "zero motion cm / deg", "refined reconstruction s"], rows))
 
 
 def test_split(model, data: Path, num: int, steps: int) -> None:
     ds = BlurDataset(data, "test")
-    engine = Reconstructor(model, "cpu")
+    engine = Reconstructor(model, "cpu", refine_steps=0)
     count = min(num, len(ds))
     results = {"network": []}
     for i in range(count):
@@ -95,7 +96,7 @@ def test_split(model, data: Path, num: int, steps: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="refinement iterations (default: wfb reconstruct's)")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--data", type=Path, default=None, help="a dataset whose test split to compare the modes on")
     ap.add_argument("--num", type=int, default=24, help="test samples to use with --data")
