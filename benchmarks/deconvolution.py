@@ -16,15 +16,13 @@ on this machine):
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from common import machine, table
-from fullres_deblur import read, windows
+from fullres_deblur import read, video_arguments, video_frames, windows
 from worldfromblur.cli.reconstruct import default_checkpoint
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.imaging import blur_frames
@@ -35,18 +33,12 @@ from worldfromblur.reconstruct.photo import Photo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("frames", type=Path, help="folder of consecutive sharp video frames")
-    ap.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped one)")
-    ap.add_argument("--every", type=int, default=20, help="frames between window centres (default 20)")
-    ap.add_argument("--lengths", type=int, nargs="+", default=[9, 11, 13], help="frames per blur (default 9 11 13)")
+    ap = video_arguments(__doc__)
     ap.add_argument("--weights", type=float, nargs="+", default=[0.03, DEFAULT_WEIGHT, 0.3],
                     help="deconvolution lambdas to compare")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N windows (0: all)")
     args = ap.parse_args()
-    frames = sorted(p for p in args.frames.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if len(frames) < max(args.lengths):
-        raise SystemExit(f"{args.frames}: {len(frames)} frames, fewer than the longest blur ({max(args.lengths)})")
+    frames = video_frames(args)
     model = load_model(args.checkpoint or default_checkpoint())[0].eval()
     refined, fast = Reconstructor(model, "cpu"), Reconstructor(model, "cpu", refine_steps=0)
     scores: dict[str, list[float]] = {}

@@ -69,16 +69,27 @@ def methods(model, blurred: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def video_arguments(doc: str) -> argparse.ArgumentParser:
+    """The command line of the benchmarks that blur high-frame-rate video: frames, checkpoint, window spacing, lengths."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("frames", type=Path, help="folder of consecutive sharp video frames")
     ap.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped one)")
     ap.add_argument("--every", type=int, default=20, help="frames between window centres (default 20)")
     ap.add_argument("--lengths", type=int, nargs="+", default=[9, 11, 13], help="frames per blur (default 9 11 13)")
-    args = ap.parse_args()
+    return ap
+
+
+def video_frames(args) -> list[Path]:
+    """The sorted frames of ``args.frames``; exits when there are fewer than the longest blur needs."""
     frames = sorted(p for p in args.frames.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if len(frames) < max(args.lengths):
         raise SystemExit(f"{args.frames}: {len(frames)} frames, fewer than the longest blur ({max(args.lengths)})")
+    return frames
+
+
+def main() -> None:
+    args = video_arguments(__doc__).parse_args()
+    frames = video_frames(args)
     model = load_model(args.checkpoint or default_checkpoint())[0].eval()
     scores: dict[str, list[float]] = {}
     for c, n in windows(frames, args.every, args.lengths):
