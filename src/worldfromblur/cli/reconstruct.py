@@ -32,16 +32,17 @@ def register(sub) -> None:
                    "iterations (Adam steps with --refine-sharp); default 15, 0 turns it off")
     p.add_argument("--fast", action="store_true", help="no test-time refinement (the same as --refine 0): the "
                    "networks' trajectory as it is, about half a second sooner per photo")
-    p.add_argument("--refine-sharp", action="store_true", help="also refine the deblurred frame (jointly with the trajectory, by Adam)")
+    p.add_argument("--refine-sharp", action="store_true",
+                   help="also refine the deblurred frame (jointly with the trajectory, by Adam)")
     p.add_argument("--refine-motion", choices=["smooth", "free"], default="smooth",
                    help="refined rotation model: smooth (constant angular velocity and acceleration over the "
                    "exposure, the default) or free (every pose on its own)")
     p.add_argument("--refine-translation", action="store_true",
                    help="also refine the translations (by default they stay the networks'; see docs/reconstruct.md)")
     p.add_argument("--deconvolve", action="store_true",
-                   help="solve for the sharp frame at the output size so that its re-blur with the (refined) trajectory "
-                   "matches the photo, kept near the network's frame; slower, and off by default because it does "
-                   "not yet raise PSNR on real blur (docs/reconstruct.md)")
+                   help="solve for the sharp frame at the output size so that its re-blur with the (refined) "
+                   "trajectory matches the photo, kept near the network's frame; slower, and off by default because "
+                   "it does not yet raise PSNR on real blur (docs/reconstruct.md)")
     p.add_argument("--max-pixels", type=_count, default=None, metavar="N",
                    help="largest output in pixels; larger photos are reduced to it, aspect ratio kept (default "
                    "4000000; outputs are at the photo's own size below it)")
@@ -155,7 +156,8 @@ def _one(args, engine, checkpoint: Path, photo) -> dict:
                             max_points=args.max_points or DEFAULT_MAX_POINTS)
     if not args.json:
         refined = (f" (network {summary['reblur_psnr_network_db']:.2f} dB, refined in "
-                   f"{rec.refine_options['iterations']} steps, rotation moved {rec.refine_options['moved_deg']:.2f} deg)"
+                   f"{rec.refine_options['iterations']} steps, rotation moved "
+                   f"{rec.refine_options['moved_deg']:.2f} deg)"
                    if rec.refine_steps else "")
         tqdm.write(f"{path} -> {args.out / path.stem}: re-blur PSNR {summary['reblur_psnr_db']:.2f} dB{refined}, "
                    f"depth {summary['depth_m']['min']:.2f}-{summary['depth_m']['max']:.2f} m, "

@@ -52,7 +52,8 @@ def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses
         return adjoint(x, ax) + weight * x
 
     x = init.clone()
-    r = adjoint(x, blurred) + weight * init - normal(x)
+    with torch.no_grad():
+        r = adjoint(x, blurred - A(x))  # the residual of the normal equations at x = init (the prior term is 0)
     p, rr = r.clone(), float((r * r).sum())
     for _ in range(iterations):
         if rr == 0:

@@ -270,20 +270,24 @@ def _levels(blurred, sharp, depth, K) -> list[tuple]:
 def _subframes_needed(u: torch.Tensor, v: torch.Tensor, K: torch.Tensor, metres: float, most: int) -> int:
     """Instants per frame interval so that consecutive instants move the image by at most SUBFRAME_STEP_PX pixels
     (rotation at the focal length, translation at the median depth)."""
-    full_u = torch.cat([u[:, :u.shape[1] // 2], torch.zeros_like(u[:, :1]), u[:, u.shape[1] // 2:]], dim=1)
-    full_v = torch.cat([v[:, :v.shape[1] // 2], torch.zeros_like(v[:, :1]), v[:, v.shape[1] // 2:]], dim=1)
+    n = u.shape[1] // 2
+
+    def moves(x: torch.Tensor) -> torch.Tensor:
+        """How far each coordinate moves between consecutive instants, the reference (zero) inserted."""
+        return torch.cat([x[:, :n], torch.zeros_like(x[:, :1]), x[:, n:]], dim=1).diff(dim=1).norm(dim=-1)
+
     f = float(K[0, :2, :2].diagonal().abs().max())
-    step = f * (full_u.diff(dim=1).norm(dim=-1) + full_v.diff(dim=1).norm(dim=-1) / metres).max()
+    step = f * (moves(u) + moves(v) / metres).max()
     return int(min(most, max(1, math.ceil(float(step) / SUBFRAME_STEP_PX))))
 
 
 def _iterations_per_level(steps: int, levels: int) -> list[int]:
-    """``steps`` split coarse to fine: half at the first level, about 70 % of the rest at the next, the rest last."""
+    """``steps`` split coarse to fine: of what is left, half at the first of three levels, 70 % at the next, all
+    at the last."""
     out, left = [], steps
-    for i in range(levels):
-        k = left if i == levels - 1 else math.ceil(left * (0.5 if i == 0 and levels == 3 else 0.7))
-        out.append(k)
-        left -= k
+    for share in (0.5, 0.7, 1.0)[-levels:]:
+        out.append(math.ceil(left * share))
+        left -= out[-1]
     return out
 
 
