@@ -25,14 +25,13 @@ CHILD = textwrap.dedent("""
     import torch
     from PIL import Image
     torch.set_num_threads({threads})
-    from worldfromblur.cli.reconstruct import default_checkpoint
-    from worldfromblur.models.io import load_model
+        from worldfromblur.models.io import load_model, shipped_model
     from worldfromblur.reconstruct import Reconstructor, load_photo, write_outputs
     example = Path({example!r})
     with tempfile.TemporaryDirectory() as tmp:
         w = int(round(({mp} * 1e6 * 4 / 3) ** 0.5)); h = int(round(w * 3 / 4))
         Image.open(example).convert("RGB").resize((w, h), Image.Resampling.BICUBIC).save(Path(tmp) / "photo.png")
-        model = load_model(default_checkpoint())[0]
+        model = load_model(shipped_model())[0]
         engine = Reconstructor(model, {device!r}, max_pixels=w * h)
         t = time.perf_counter()
         photo = load_photo(Path(tmp) / "photo.png")

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 from common import machine, table
-from worldfromblur.cli.reconstruct import default_checkpoint
-from worldfromblur.models.io import load_model
+from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor, load_photo, write_outputs
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS
 
@@ -36,7 +35,7 @@ def main() -> None:
     rows = []
     for device in devices:
         t = time.perf_counter()
-        model = load_model(default_checkpoint())[0]
+        model = load_model(shipped_model())[0]
         load_model_s = time.perf_counter() - t
         for steps in (0, args.refine):
             engine = Reconstructor(model, device, refine_steps=steps)

@@ -23,10 +23,9 @@ import torch
 
 from common import machine, table
 from fullres_deblur import read, video_arguments, video_frames, windows
-from worldfromblur.cli.reconstruct import default_checkpoint
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.imaging import blur_frames
-from worldfromblur.models.io import load_model
+from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor
 from worldfromblur.reconstruct.deconvolve import DEFAULT_WEIGHT, deconvolve
 from worldfromblur.reconstruct.photo import Photo
@@ -39,7 +38,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N windows (0: all)")
     args = ap.parse_args()
     frames = video_frames(args)
-    model = load_model(args.checkpoint or default_checkpoint())[0].eval()
+    model = load_model(args.checkpoint or shipped_model())[0].eval()
     refined, fast = Reconstructor(model, "cpu"), Reconstructor(model, "cpu", refine_steps=0)
     scores: dict[str, list[float]] = {}
     seconds: dict[str, list[float]] = {}

@@ -30,10 +30,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from common import machine, table
-from worldfromblur.cli.reconstruct import default_checkpoint
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.imaging import blur_frames
-from worldfromblur.models.io import load_model
+from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.fullres import deblur_full, resize, tiled
 from worldfromblur.reconstruct.pipeline import working_size
 
@@ -90,7 +89,7 @@ def video_frames(args) -> list[Path]:
 def main() -> None:
     args = video_arguments(__doc__).parse_args()
     frames = video_frames(args)
-    model = load_model(args.checkpoint or default_checkpoint())[0].eval()
+    model = load_model(args.checkpoint or shipped_model())[0].eval()
     scores: dict[str, list[float]] = {}
     for c, n in windows(frames, args.every, args.lengths):
         stack = torch.stack([read(p) for p in frames[c - n // 2:c + n // 2 + 1]])

@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from common import machine, table
-from worldfromblur.cli.reconstruct import default_checkpoint
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.evaluation.metrics import depth_metrics
-from worldfromblur.models.io import load_model
+from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.fullres import deblur_full, resize, upsample_depth
 from worldfromblur.reconstruct.pipeline import working_size
 
@@ -57,7 +56,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped one)")
     ap.add_argument("--split", default="test")
     args = ap.parse_args()
-    model = load_model(args.checkpoint or default_checkpoint())[0].eval()
+    model = load_model(args.checkpoint or shipped_model())[0].eval()
     data = BlurDataset(args.dataset, args.split)
     scores: dict[str, list[tuple[float, float, float]]] = {}
     for i in range(len(data)):

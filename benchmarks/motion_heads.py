@@ -80,7 +80,7 @@ def main() -> None:
                  "true paths, predicted depth, no prior": solve(gt_flow + grid, depth_p, K, mask,
                                                                 translation_prior=0).poses}
         for k, p in found.items():
-            poses[k] += [[motion_errors(p[i:i + 1], gt_poses[i:i + 1], reversal=True)[m] for m in MOTION_KEYS]
+            poses[k] += [[motion_errors(p[i:i + 1], gt_poses[i:i + 1], reversal="min")[m] for m in MOTION_KEYS]
                          for i in range(len(gt_poses))]
     print(f"{args.data} ({len(ds)} samples); {machine()}\n")
     print(table(["paths", "end-point error (px)"], [[k, f"{torch.cat(v).mean():.3f}"] for k, v in epe.items()]))

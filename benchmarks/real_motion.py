@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from common import machine, table
-from worldfromblur.cli.reconstruct import default_checkpoint
-from worldfromblur.data.rgbd.formats import interpolate_poses, read_timed_files, read_trajectory, tum_camera
+from worldfromblur.data.rgbd.readers import interpolate_poses, read_timed_files, read_trajectory, tum_camera
 from worldfromblur.geometry import pose_from_uv
-from worldfromblur.models.io import load_model
+from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor, load_photo
 
 
@@ -87,7 +86,7 @@ def main() -> None:
     picked = picked[:args.limit or None]
     if not picked:
         raise SystemExit(f"{root}: no frame turns at {args.min_rate:g} deg/s or more; lower --min-rate")
-    model = load_model(args.checkpoint or default_checkpoint())[0].eval()
+    model = load_model(args.checkpoint or shipped_model())[0].eval()
     engines = {"network": Reconstructor(model, "cpu", refine_steps=0),
                "refined": Reconstructor(model, "cpu") if args.steps is None else
                Reconstructor(model, "cpu", refine_steps=args.steps)}

@@ -22,12 +22,11 @@ import numpy as np
 import torch
 
 from common import machine, table
-from worldfromblur.cli.reconstruct import default_checkpoint
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.data.format import read_sample
 from worldfromblur.evaluation.metrics import motion_errors
 from worldfromblur.geometry import pose_from_uv
-from worldfromblur.models.io import load_model
+from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor, load_photo, refine
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS
 
@@ -41,7 +40,7 @@ MODES = {  # name: refine() options
 
 
 def errors(poses: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
-    e = motion_errors(poses.double(), gt.double(), reversal=True)
+    e = motion_errors(poses.double(), gt.double(), reversal="min")
     return e["tx"] + e["ty"] + e["tz"], e["pitch"] + e["yaw"] + e["roll"]
 
 
@@ -101,7 +100,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="a dataset whose test split to compare the modes on")
     ap.add_argument("--num", type=int, default=24, help="test samples to use with --data")
     args = ap.parse_args()
-    model = load_model(args.checkpoint or default_checkpoint())[0].eval()
+    model = load_model(args.checkpoint or shipped_model())[0].eval()
     shipped_examples(model, args.steps)
     if args.data is not None:
         test_split(model, args.data, args.num, args.steps)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from worldfromblur.data.rgbd.formats import (FLIP_Y, ICL_INTRINSICS, NYU_DEPTH, NYU_DEPTH_TO_RGB, NYU_DISPARITY,
+from worldfromblur.data.rgbd.readers import (FLIP_Y, ICL_INTRINSICS, NYU_DEPTH, NYU_DEPTH_TO_RGB, NYU_DISPARITY,
                                              NYU_RGB, TUM_CAMERAS, intrinsics_matrix)
 from worldfromblur.data.cameras import matrix_to_quat, rotation_matrix
 from worldfromblur.data.synthetic.engine import optics, place_camera

@@ -16,7 +16,7 @@ from worldfromblur.data.build import run_build
 from worldfromblur.data.format import DatasetError
 from worldfromblur.data.rgbd import RGBDOptions, plan_rgbd, window_poses
 from worldfromblur.data.rgbd.build import fill_depth, resize_depth, resize_rgb
-from worldfromblur.data.rgbd.formats import (NYU_DEPTH_TO_RGB, interpolate_poses, load_depth, load_rgb,
+from worldfromblur.data.rgbd.readers import (NYU_DEPTH_TO_RGB, interpolate_poses, load_depth, load_rgb,
                                              nyu_raw_to_metres, nyu_sequence, read_netpbm, tum_sequence)
 from worldfromblur.data.cameras import scale_intrinsics_np
 from worldfromblur.geometry import reblur

@@ -13,8 +13,7 @@ from PIL import Image
 
 from worldfromblur import geometry
 from worldfromblur.cli.main import main
-from worldfromblur.cli.reconstruct import default_checkpoint
-from worldfromblur.models.io import load_model
+from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.fullres import (
     _spans,
     deblur_full,
@@ -30,7 +29,7 @@ from .test_reconstruct import EXAMPLE
 
 @pytest.fixture(scope="module")
 def model():
-    return load_model(default_checkpoint())[0].eval()
+    return load_model(shipped_model())[0].eval()
 
 
 def _photo(path, size):

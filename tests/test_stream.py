@@ -10,7 +10,7 @@ from PIL import Image
 
 from worldfromblur.cli.main import main
 from worldfromblur.data.format import DatasetError
-from worldfromblur.data.pool import FramePool, concat_pools, load_pool, save_pool, synthetic_pool
+from worldfromblur.data.pool import FramePool, load_pool, save_pool, synthetic_pool
 from worldfromblur.data.stream import BlurStream, StreamOptions
 from worldfromblur.losses import deblur_loss, depth_loss
 
@@ -192,7 +192,7 @@ def write_7scenes(root: Path, frames: int = 6) -> Path:
 
 
 def test_7scenes_layout_reads_frames_depth_poses_and_ranges(tmp_path):
-    from worldfromblur.data.rgbd.formats import load_depth, sevenscenes_sequence
+    from worldfromblur.data.rgbd.readers import load_depth, sevenscenes_sequence
 
     root = write_7scenes(tmp_path / "seq-01")
     seq = sevenscenes_sequence(root, frames=(1, 4))

@@ -156,7 +156,7 @@ def test_the_path_loss_falls_and_respects_time_reversal():
     from worldfromblur.losses import path_loss
     from worldfromblur.models import WorldFromBlur
     from worldfromblur.models.config import preset
-    from worldfromblur.training.config import LossConfig
+    from worldfromblur.losses import LossConfig
 
     torch.manual_seed(0)
     cfg = preset("compact")

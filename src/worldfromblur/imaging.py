@@ -1,9 +1,12 @@
-"""Image formation: the sRGB transfer curve and blur synthesis from a stack of sharp frames.
+"""Pixel values and light: the sRGB transfer curve, 8-bit conversion, PSNR, and the average of a frame stack.
 
 A camera integrates *light* over the exposure (the paper's Eq. 1). Pixel values in an 8-bit photograph are not
 light: they went through the sRGB curve. Averaging those values, as the paper does, darkens blurred highlights and
-makes streaks of bright objects too faint. :func:`blur_frames` offers both: ``linear_light=True`` (undo the curve,
-average, redo it; the default for data the package builds) and ``linear_light=False`` (the paper's plain average).
+makes streaks of bright objects too faint, so the package's blur synthesis (:func:`worldfromblur.geometry.reblur`,
+the synthetic engine, the RGB-D builders and the stream) decodes to linear light with :func:`srgb_to_linear`,
+averages, and encodes again with :func:`linear_to_srgb`. :func:`blur_frames` does the same for a stack of frames a
+user already has, e.g. consecutive frames of high-frame-rate video (``linear_light=False``: the paper's plain
+average).
 
 Functions here accept NumPy arrays or torch tensors and return the same kind.
 """

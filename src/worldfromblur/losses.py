@@ -15,11 +15,34 @@ better of the two orders; ``reversal="ordered"`` is the paper's loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 from .geometry import forward_flow, uv_from_pose
 
-ALPHA = 1e-3  # the paper's weight of the cycle's reconstruction loss (Eq. 8)
+Reversal = Literal["min", "ordered"]
+"""How a pose list is compared with its ground truth: "min" takes, per sample, the better of the two time orders;
+"ordered" compares in the stored order only (the paper's)."""
+
+
+@dataclass
+class LossConfig:
+    """The loss options of a training run (the ``loss`` section of a training config)."""
+
+    alpha: float = 1e-3
+    """Weight of the cycle's reconstruction loss (the paper's Eq. 8)."""
+    reversal: Reversal = "min"
+    """Motion loss: "min" takes the better of the two time orders per sample; "ordered" is the paper's."""
+    depth: Literal["l2", "log_l1"] = "l2"
+    """Depth loss: "l2" (the paper's Eq. 5, squared metres) or "log_l1" (absolute error of log depth, which weighs
+    near and far alike, as the relative metrics do)."""
+
+
+def check_reversal(reversal: str) -> None:
+    if reversal not in ("min", "ordered"):
+        raise ValueError(f"reversal must be 'min' or 'ordered', got {reversal!r}")
 
 
 def _per_sample_sq(err: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -31,7 +54,7 @@ def _per_sample_sq(err: torch.Tensor, mask: torch.Tensor | None = None) -> torch
 
 
 def motion_loss(
-    u_pred: torch.Tensor, v_pred: torch.Tensor, poses_gt: torch.Tensor, reversal: str = "min"
+    u_pred: torch.Tensor, v_pred: torch.Tensor, poses_gt: torch.Tensor, reversal: Reversal = "min"
 ) -> tuple[torch.Tensor, dict]:
     """Eq. 3: L_u and L_v between predicted (u, v) (B, 2n, 3) and ground-truth poses (B, 2n, 4, 4).
 
@@ -39,8 +62,7 @@ def motion_loss(
     with the smaller L_u + L_v is used for both terms. Returns ``(L_u + L_v, details)``; details hold ``L_u``,
     ``L_v`` and ``reversed`` (the fraction of samples matched in reversed order).
     """
-    if reversal not in ("min", "ordered"):
-        raise ValueError(f"reversal must be 'min' or 'ordered', got {reversal!r}")
+    check_reversal(reversal)
     u_gt, v_gt = uv_from_pose(poses_gt)
     lu, lv = _per_sample_sq(u_pred - u_gt), _per_sample_sq(v_pred - v_gt)
     flipped = torch.zeros_like(lu, dtype=torch.bool)
@@ -53,7 +75,7 @@ def motion_loss(
 
 
 def path_loss(displacement: torch.Tensor, log_scale: torch.Tensor, poses_gt: torch.Tensor, depth_gt: torch.Tensor,
-              K: torch.Tensor, valid: torch.Tensor | None = None, reversal: str = "min") -> tuple[torch.Tensor, dict]:
+              K: torch.Tensor, valid: torch.Tensor | None = None, reversal: Reversal = "min") -> tuple[torch.Tensor, dict]:
     """The per-pixel motion head's loss: the Laplace negative log-likelihood of each reference pixel's predicted
     displacements (B, 2n, 2, H, W) against those the ground-truth poses and depth give, with a per-pixel log scale
     (B, 1, H, W): ``sum_k |d_k - g_k| / b + 4n log b``, summed over the pixels with depth, averaged over samples.
@@ -62,8 +84,7 @@ def path_loss(displacement: torch.Tensor, log_scale: torch.Tensor, poses_gt: tor
     better order counts (as :func:`motion_loss`). Details: ``L_path`` and ``path_px`` (mean absolute error per
     coordinate, pixels, of the chosen order) and ``reversed``.
     """
-    if reversal not in ("min", "ordered"):
-        raise ValueError(f"reversal must be 'min' or 'ordered', got {reversal!r}")
+    check_reversal(reversal)
     mask = ((depth_gt > 0) if valid is None else valid).float()
     with torch.autocast(displacement.device.type, enabled=False):
         gt, _ = forward_flow(depth_gt.float().clamp_min(1e-3), poses_gt.float(), K.float())  # (B, 2n, 2, H, W)
@@ -116,7 +137,7 @@ def reconstruction_loss(reblurred: torch.Tensor, blurred: torch.Tensor, valid: t
     return L, {"L_r": L.detach()}
 
 
-def cycle_loss(outputs: dict, batch: dict, alpha: float = ALPHA, reversal: str = "min") -> tuple[torch.Tensor, dict]:
+def cycle_loss(outputs: dict, batch: dict, alpha: float = LossConfig.alpha, reversal: Reversal = "min") -> tuple[torch.Tensor, dict]:
     """Eq. 8: L_u + L_v + 2 alpha L_r (the paper's two objectives L_u + alpha L_r and L_v + alpha L_r, summed).
 
     Only motion is supervised; the blurred input supervises everything else through the cycle.

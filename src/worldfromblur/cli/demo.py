@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import WfbError
-from .make_dataset import default_workers
+from .arguments import default_workers
 
 
 def register(sub) -> None:

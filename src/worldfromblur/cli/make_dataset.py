@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..errors import WfbError
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 320x240, got {text!r}") from None
-    if w < 16 or h < 16 or w > 4096 or h > 4096:
-        raise argparse.ArgumentTypeError(f"size must be between 16x16 and 4096x4096, got {text!r}")
-    return w, h
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+from .arguments import count, default_workers, image_size
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Options every builder shares."""
     p.add_argument("--out", type=Path, required=True, help="output folder (new or empty; an interrupted build here is resumed)")
-    p.add_argument("--n", type=_positive_int, default=3, help="half-window: each exposure spans 2n+1 frame instants (default 3, the paper's 7)")
+    p.add_argument("--n", type=count, default=3, help="half-window: each exposure spans 2n+1 frame instants (default 3, the paper's 7)")
     p.add_argument("--averaging", choices=["linear", "srgb"], default="linear",
                    help="average instants in linear light (default, as a sensor does) or as sRGB values (the paper)")
     p.add_argument("--splits", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
                    help="fractions of scenes per split (default 0.8 0.1 0.1); a scene never straddles splits")
-    p.add_argument("--workers", type=_positive_int, default=default_workers(), help="worker processes (default: all cores)")
+    p.add_argument("--workers", type=count, default=default_workers(), help="worker processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset that already exists in --out")
     p.add_argument("--frames", action="store_true", help="also store the 2n+1 sharp frames of every sample")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -75,8 +54,8 @@ def _register_synthetic(kinds) -> None:
         "and integrate the blur over the exposure. Deterministic for a given --seed.",
     )
     add_common(s)
-    s.add_argument("--num", type=_positive_int, default=1000, help="number of samples (default 1000)")
-    s.add_argument("--size", type=_size, default=(320, 240), help="image size WxH (default 320x240)")
+    s.add_argument("--num", type=count, default=1000, help="number of samples (default 1000)")
+    s.add_argument("--size", type=image_size, default=(320, 240), help="image size WxH (default 320x240)")
     s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives a byte-identical dataset")
     s.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics in pixels of --size (default: NYU's Kinect, scaled to --size)")
@@ -87,10 +66,10 @@ def _register_synthetic(kinds) -> None:
                    help="linear speed range in m/s (default 0.02 0.6)")
     s.add_argument("--subframe-px", type=float, default=1.0,
                    help="largest pixel motion between two rendered instants of the exposure (default 1.0)")
-    s.add_argument("--max-subframes", type=_positive_int, default=8, help="cap on instants per frame interval (default 8)")
+    s.add_argument("--max-subframes", type=count, default=8, help="cap on instants per frame interval (default 8)")
     s.add_argument("--noise", type=float, default=0.0,
                    help="sensor noise on the blurred image: std sigma*sqrt(0.2+L) in linear light L (default 0)")
-    s.add_argument("--samples-per-scene", type=_positive_int, default=4, help="camera placements per room (default 4)")
+    s.add_argument("--samples-per-scene", type=count, default=4, help="camera placements per room (default 4)")
     s.add_argument("--textures", type=Path, help="folder of photographs to use as textures, besides procedural ones")
     s.set_defaults(func=run_synthetic)
 
@@ -102,14 +81,14 @@ def _register_rgbd(kinds, kind: str, short: str, long: str) -> None:
     add_common(r)
     r.add_argument("--root", type=Path, nargs="+", required=True, metavar="SEQ_DIR",
                    help="sequence folder(s); each is a scene, never split across train/val/test")
-    r.add_argument("--size", type=_size, default=(320, 240), help="output image size WxH (default 320x240)")
-    r.add_argument("--stride", type=_positive_int, default=1, help="frames between window centres (default 1)")
+    r.add_argument("--size", type=image_size, default=(320, 240), help="output image size WxH (default 320x240)")
+    r.add_argument("--stride", type=count, default=1, help="frames between window centres (default 1)")
     r.add_argument("--synthesis", choices=["geometry", "plain"], default="geometry",
                    help="render intermediate instants from depth and interpolated poses (default), or average "
                    "the 2n+1 frames as the paper does")
     r.add_argument("--subframe-px", type=float, default=1.0,
                    help="largest pixel motion between two instants of the exposure (default 1.0)")
-    r.add_argument("--max-subframes", type=_positive_int, default=8, help="cap on instants per frame interval (default 8)")
+    r.add_argument("--max-subframes", type=count, default=8, help="cap on instants per frame interval (default 8)")
     r.add_argument("--block-frames", type=int, default=0,
                    help="cut each sequence into independent scenes of this many frames, so that one sequence can "
                    "feed all splits (default 0: a sequence is one scene)")

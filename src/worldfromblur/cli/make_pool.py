@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import WfbError
-from .make_dataset import _positive_int, _size, default_workers
+from .arguments import count, default_workers, image_size
 
 
 def register(sub) -> None:
@@ -21,12 +21,12 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="new pool folder (never overwritten)")
     p.add_argument("--root", type=Path, nargs="+", metavar="DIR",
                    help="dataset folder (dataset) or sequence folder(s) (tum, icl, nyu, 7scenes)")
-    p.add_argument("--size", type=_size, default=(320, 240), help="frame size WxH (default 320x240)")
-    p.add_argument("--num", type=_positive_int, default=1000, help="synthetic: number of frames (default 1000)")
+    p.add_argument("--size", type=image_size, default=(320, 240), help="frame size WxH (default 320x240)")
+    p.add_argument("--num", type=count, default=1000, help="synthetic: number of frames (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="synthetic: random seed")
     p.add_argument("--textures", type=Path, help="synthetic: folder of photographs to use as textures")
     p.add_argument("--split", default="train", help="dataset: split to take the frames of (default train)")
-    p.add_argument("--stride", type=_positive_int, default=1, help="video: take every STRIDE-th frame (default 1)")
+    p.add_argument("--stride", type=count, default=1, help="video: take every STRIDE-th frame (default 1)")
     p.add_argument("--frame-range", type=int, nargs=2, metavar=("FIRST", "LAST"),
                    help="7scenes: only frames FIRST..LAST (inclusive), to keep validation and test frames apart")
     p.add_argument("--camera", choices=["freiburg1", "freiburg2", "freiburg3"], help="tum: camera (default: from the name)")
@@ -34,7 +34,7 @@ def register(sub) -> None:
                    help="video: colour intrinsics in pixels of the source images, overriding the dataset's")
     p.add_argument("--jpeg", type=int, default=0, metavar="QUALITY",
                    help="store colour as JPEG of this quality (1-100) instead of PNG: about a fifth of the size")
-    p.add_argument("--workers", type=_positive_int, default=default_workers(), help="synthetic: worker processes")
+    p.add_argument("--workers", type=count, default=default_workers(), help="synthetic: worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from ..devices import resolve_device
 from ..errors import WfbError
+from .arguments import count
 
 
 def register(sub) -> None:
@@ -43,10 +43,10 @@ def register(sub) -> None:
                    help="solve for the sharp frame at the output size so that its re-blur with the (refined) "
                    "trajectory matches the photo, kept near the network's frame; slower, and off by default because "
                    "it does not yet raise PSNR on real blur (docs/reconstruct.md)")
-    p.add_argument("--max-pixels", type=_count, default=None, metavar="N",
+    p.add_argument("--max-pixels", type=count, default=None, metavar="N",
                    help="largest output in pixels; larger photos are reduced to it, aspect ratio kept (default "
                    "4000000; outputs are at the photo's own size below it)")
-    p.add_argument("--max-points", type=_count, default=None, metavar="N",
+    p.add_argument("--max-points", type=count, default=None, metavar="N",
                    help="largest point cloud; above it the cloud comes from the outputs reduced to N pixels "
                    "(default 1000000)")
     p.add_argument("--tile", type=int, default=None, metavar="PIXELS",
@@ -60,23 +60,6 @@ def register(sub) -> None:
                    help="skip photos that cannot be read (reported and counted) instead of stopping at the first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def _count(text: str) -> int:
-    """A positive count, also written as 4e6."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value >= 1 or value != int(value):
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(value)
-
-
-def default_checkpoint() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("worldfromblur") / "weights" / "default"))
 
 
 def _check_options(args) -> None:
@@ -115,12 +98,12 @@ def _usable(photos: list[Path], skip_errors: bool, bad: list[str]) -> list[Path]
 
 
 def _engine(args):
-    from ..models.io import load_model
+    from ..models.io import load_model, shipped_model
     from ..reconstruct.fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE
     from ..reconstruct.pipeline import Reconstructor
 
     device = resolve_device(args.device)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model()
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
         raise WfbError(f"the shipped model is missing from {checkpoint}; reinstall world-from-blur or pass --checkpoint")
     model, _ = load_model(checkpoint)

@@ -58,6 +58,20 @@ class SkipSample(Exception):
     """Raised by a renderer for an index that cannot give a usable sample; the reason is counted in the manifest."""
 
 
+def split_scenes(num_scenes: int, fractions: tuple[float, float, float], seed: int) -> list[str]:
+    """Assign whole scenes to splits by a seeded permutation; every split gets a scene once there are >= 3."""
+    _, f_val, f_test = fractions
+    n_val = round(num_scenes * f_val)
+    n_test = round(num_scenes * f_test)
+    if num_scenes >= 3:
+        n_val, n_test = max(n_val, 1 if f_val > 0 else 0), max(n_test, 1 if f_test > 0 else 0)
+    order = np.random.default_rng([seed, 104729]).permutation(num_scenes)
+    split = ["train"] * num_scenes
+    for rank, scene in enumerate(order):
+        split[scene] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return split
+
+
 def sample_id(index: int) -> str:
     return f"{index:06d}"
 

@@ -1,8 +1,10 @@
-"""NumPy-side exposure helpers shared by the synthetic engine and the RGB-D builders."""
+"""Exposure helpers shared by the synthetic engine, the RGB-D builders and the stream."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..viz import pixel_paths
 
@@ -16,3 +18,18 @@ def choose_subframes(depth: np.ndarray, poses: np.ndarray, K: np.ndarray, subfra
     s = int(np.clip(np.ceil(step.max() / subframe_px), 1, max_subframes))
     length = step.sum(0)
     return s, {"blur_px_median": float(np.median(length)), "blur_px_max": float(length.max())}
+
+
+def fill_holes(depth: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) depth with holes (0) filled by pull-push over a pyramid, for warping; readings kept."""
+    d = depth[:, None].double()
+    valid = (d > 0).double()
+    levels = [(d * valid, valid)]
+    while min(levels[-1][0].shape[-2:]) > 1 and bool((levels[-1][1] == 0).any()):
+        s, c = levels[-1]
+        levels.append((F.avg_pool2d(s, 2, ceil_mode=True), F.avg_pool2d(c, 2, ceil_mode=True)))
+    filled = levels[-1][0] / levels[-1][1].clamp_min(1e-12)
+    for s, c in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=s.shape[-2:], mode="nearest")
+        filled = torch.where(c > 0, s / c.clamp_min(1e-12), up)
+    return torch.where(d > 0, d, filled)[:, 0].to(depth.dtype)

@@ -30,12 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from ..geometry import scale_intrinsics
 from ..imaging import to_uint8
+from .dataset import BlurDataset
 from .format import DatasetError, depth_to_mm
+from .rgbd.build import open_sequence, resize_depth, resize_rgb
+from .rgbd.readers import load_depth, load_rgb
+from .synthetic.engine import SyntheticOptions, render_still
+from .synthetic.textures import make_texture_bank, texture_photos
 
 POOL_FORMAT = "world-from-blur frame pool"
 POOL_VERSION = 1
@@ -122,14 +127,10 @@ _WORKER: dict = {}
 
 
 def _init_synthetic(seed: int, opts, photos) -> None:
-    from .synthetic.textures import make_texture_bank
-
     _WORKER.update(seed=seed, opts=opts, bank=make_texture_bank(seed, photos=photos))  # built once per process
 
 
 def _synthetic_frame(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from .synthetic.engine import render_still
-
     return render_still(_WORKER["seed"], index, _WORKER["opts"], _WORKER["bank"])
 
 
@@ -137,9 +138,6 @@ def synthetic_pool(num: int, size: tuple[int, int] = (320, 240), seed: int = 0, 
                    workers: int = 1, progress: bool = True, start: int = 0) -> FramePool:
     """Frames ``start .. num - 1`` of procedural rooms, each its own room, rendered exactly (about 30 ms a frame at
     320x240); frame i depends only on (seed, i)."""
-    from .synthetic.engine import SyntheticOptions
-    from .synthetic.textures import texture_photos
-
     if num < 1 or not 0 <= start < num:
         raise DatasetError(f"a synthetic pool needs at least one frame, got frames {start}..{num - 1}")
     opts = SyntheticOptions(width=size[0], height=size[1], textures=textures)
@@ -161,8 +159,6 @@ def synthetic_pool(num: int, size: tuple[int, int] = (320, 240), seed: int = 0, 
 
 def dataset_pool(root: str | Path, split: str = "train") -> FramePool:
     """The sharp reference frames and depth of a built dataset's split."""
-    from .dataset import BlurDataset
-
     ds = BlurDataset(root, split=split)
     if len(ds) == 0:
         raise DatasetError(f"{root}: split {split!r} has no samples to make a pool of")
@@ -180,10 +176,6 @@ def rgbd_pool(roots: list[str], opts, stride: int = 1, progress: bool = True) ->
 
     ``opts`` is an :class:`~worldfromblur.data.rgbd.RGBDOptions` (its ``kind``, reader options and size are used).
     """
-    from ..geometry import scale_intrinsics
-    from .rgbd.build import open_sequence, resize_depth, resize_rgb
-    from .rgbd.formats import load_depth, load_rgb
-
     size = (opts.width, opts.height)
     opts = replace(opts, poses="none")  # a pool needs no poses: a sequence without ground truth reads too
     rgb, depth, Ks, names, sources = [], [], [], [], []
@@ -275,18 +267,3 @@ def load_pool(folder: str | Path) -> FramePool:
     return FramePool(torch.from_numpy(np.stack(rgb)), torch.from_numpy(np.stack(depth)),
                      torch.tensor(Ks, dtype=torch.float64), [f["name"] for f in meta["frames"]],
                      [f["source"] for f in meta["frames"]])
-
-
-def fill_holes(depth: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) depth with holes (0) filled by pull-push over a pyramid, for warping; readings kept."""
-    d = depth[:, None].double()
-    valid = (d > 0).double()
-    levels = [(d * valid, valid)]
-    while min(levels[-1][0].shape[-2:]) > 1 and bool((levels[-1][1] == 0).any()):
-        s, c = levels[-1]
-        levels.append((F.avg_pool2d(s, 2, ceil_mode=True), F.avg_pool2d(c, 2, ceil_mode=True)))
-    filled = levels[-1][0] / levels[-1][1].clamp_min(1e-12)
-    for s, c in reversed(levels[:-1]):
-        up = F.interpolate(filled, size=s.shape[-2:], mode="nearest")
-        filled = torch.where(c > 0, s / c.clamp_min(1e-12), up)
-    return torch.where(d > 0, d, filled)[:, 0].to(depth.dtype)

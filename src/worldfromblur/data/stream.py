@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from ..geometry import forward_flow, pose_from_uv, reblur, scale_intrinsics
 from ..imaging import linear_to_srgb, srgb_to_linear, to_uint8
 from .format import DatasetError
-from .pool import FramePool, fill_holes
+from .exposure import fill_holes
+from .pool import FramePool
 from .synthetic.engine import SyntheticOptions, draw_motion
 
 

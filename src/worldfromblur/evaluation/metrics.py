@@ -8,7 +8,7 @@
   data_range=1)``.
 * :func:`motion_errors` — Table 1: mean absolute translation error per axis in centimetres, and rotation error per
   axis in degrees from the rotation vector of the relative rotation ``R_pred R_gt^T`` (pitch about x, yaw about y,
-  roll about z), over all 2n poses of all samples; with ``reversal=True`` each sample is matched to its ground
+  roll about z), over all 2n poses of all samples; with ``reversal="min"`` each sample is matched to its ground
   truth in time order or reversed, whichever is closer, since a blurred image cannot tell them apart.
 """
 
@@ -20,6 +20,7 @@ import torch
 
 from ..geometry import uv_from_pose
 from ..imaging import as_float64 as _np, psnr
+from ..losses import Reversal, check_reversal
 
 
 def _images(x: np.ndarray) -> np.ndarray:
@@ -122,7 +123,7 @@ def image_metrics(pred, gt) -> dict[str, float]:
 MOTION_KEYS = ("tx", "ty", "tz", "yaw", "pitch", "roll")
 
 
-def motion_errors(pred_poses, gt_poses, reversal: bool = False) -> dict[str, float]:
+def motion_errors(pred_poses, gt_poses, reversal: Reversal = "ordered") -> dict[str, float]:
     """Mean absolute per-axis errors of (B, 2n, 4, 4) poses: tx, ty, tz in cm; pitch (x), yaw (y), roll (z) in degrees.
 
     Example:
@@ -143,8 +144,9 @@ def motion_errors(pred_poses, gt_poses, reversal: bool = False) -> dict[str, flo
         rot, _ = uv_from_pose(rel)
         return (P[..., :3, 3] - Gs[..., :3, 3]).abs() * 100, rot.abs().rad2deg()  # (B, 2n, 3) each
 
+    check_reversal(reversal)
     t_err, r_err = errors(G)
-    if reversal:
+    if reversal == "min":
         t_rev, r_rev = errors(G.flip(1))
         use = (t_rev.sum((1, 2)) + r_rev.sum((1, 2))) < (t_err.sum((1, 2)) + r_err.sum((1, 2)))
         t_err = torch.where(use[:, None, None], t_rev, t_err)

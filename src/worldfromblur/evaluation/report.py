@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ..data import BlurDataset, DatasetError
 from ..errors import WfbError
 from ..models.io import load_model
+from .figures import figure_panel
 from .metrics import DEPTH_KEYS, MOTION_KEYS, depth_metrics, image_metrics, motion_errors
 
 def _mean_dicts(rows: list[dict], weights: list[int]) -> dict:
@@ -70,7 +71,7 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
             rows["image"].append(image_metrics(outp["deblurred"], b["sharp"]))
             rows["depth"].append(depth_metrics(outp["depth"], b["depth"], b["valid_depth"]))
             rows["motion"].append(motion_errors(outp["poses"], b["poses"]))
-            rows["motion_rev"].append(motion_errors(outp["poses"], b["poses"], reversal=True))
+            rows["motion_rev"].append(motion_errors(outp["poses"], b["poses"], reversal="min"))
             rows["reblur"].append({"psnr": image_metrics(outp["reblurred"], b["blurred"])["psnr"]})
             if not report["references"] and len(ref_rows["n"]) < len(loader):
                 ref_rows["n"].append(n)
@@ -78,8 +79,6 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
                 ref_rows["motion"].append(motion_errors(torch.eye(4).expand_as(b["poses"].cpu()), b["poses"]))
                 ref_rows["depth"].append(depth_metrics(torch.full_like(b["depth"], median), b["depth"], b["valid_depth"]))
             if out is not None and fig_done < figures:
-                from .figures import figure_panel
-
                 for i in range(min(n, figures - fig_done)):
                     figure_panel(b, outp, i, out / "figures" / f"{label}-{fig_done:04d}.png")
                     fig_done += 1

@@ -180,7 +180,7 @@ class WorldFromBlur(nn.Module):
         so the sum trains each as if alone; Adam makes their scales moot); ``cycle`` (stage 2) runs the whole cycle.
 
         Args:
-            loss: the loss options (``depth``, ``reversal``, ``alpha``; a :class:`~worldfromblur.training.config.LossConfig`).
+            loss: the loss options (``depth``, ``reversal``, ``alpha``; a :class:`~worldfromblur.losses.LossConfig`).
             modules: the callables to run, by name (``deblur``, ``depth``, ``motion`` or ``cycle``): the trainer passes
                 this model's modules in their distributed wrappers; default, this model's own modules that train.
         """

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import yaml
+from safetensors.torch import save_file
 
 from ..checkpoint import checkpoint_dirs, load_weights
 from ..errors import WfbError
@@ -14,6 +16,11 @@ from .cycle import WorldFromBlur
 
 MODULE_FIELDS = {"deblur": ("deblur", "deblur_widths"), "depth": ("depth",), "motion": ("motion",)}
 """The model config fields that define each module's architecture."""
+
+
+def shipped_model() -> Path:
+    """The folder of the model shipped inside the package (``model.safetensors`` + ``config.yaml``)."""
+    return Path(str(resources.files("worldfromblur") / "weights" / "default"))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -93,8 +100,6 @@ def export_model(spec: str | Path, out: str | Path, provenance: dict | None = No
     :func:`load_model`) as a standalone folder: ``model.safetensors`` (every tensor of every module) and
     ``config.yaml`` (the ``model`` section, and ``provenance``: how it was made). This is how the shipped model is
     made; ``wfb reconstruct --checkpoint OUT`` and ``load_model(OUT)`` read it."""
-    from safetensors.torch import save_file
-
     model, _ = load_model(spec)
     out = Path(out)
     if out.exists():

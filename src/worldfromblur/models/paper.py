@@ -27,7 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from safetensors.torch import load_file
 
+from ..errors import WfbError
 from .heads import PoseLSTMHead
 
 # CNN-L15 as published (Hradiš et al. 2015): kernel sizes, output channels, groups (1-indexed layers 8, 9, 11, 12, 14).
@@ -145,14 +147,10 @@ class EigenCoarseFine(nn.Module):
 def load_backbone_weights(module: nn.Module, path: str | Path) -> None:
     """Load torchvision ImageNet weights for a backbone from a local file (safetensors, or a ``weights_only``
     PyTorch state dict such as the files in torchvision's cache). Unknown keys are ignored; missing ones reported."""
-    from ..errors import WfbError
-
     path = Path(path)
     if not path.is_file():
         raise WfbError(f"{path}: backbone weights not found")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..geometry import point_cloud, scale_intrinsics, trajectory_with_reference, warp
+from ..viz import colorize_depth, to_u8
 from .export import depth_mesh, write_depth_png, write_ply, write_tum
-from .scene import write_scene_html
 from .fullres import DEFAULT_MAX_POINTS, output_size, resize
 from .pipeline import FPS, Reconstruction, Views
+from .scene import write_scene_html
+from .summary import summary_panel
 
 PNG_LEVEL = 1
 """zlib level of the output PNGs: Pillow's default (6) makes files about a third smaller but takes several times as
@@ -49,8 +51,6 @@ def cloud_grid(view: Views, max_points: int = DEFAULT_MAX_POINTS) -> tuple[torch
 
 def points_of(deblurred: torch.Tensor, depth: torch.Tensor, K: torch.Tensor):
     """Every pixel's point (H*W, 3) and colour (H*W, 3) uint8 in row-major order, and the valid ones' of both."""
-    from ..viz import to_u8
-
     pts_all, _, valid = point_cloud(deblurred, depth, K, validate=False)
     pts_all, valid = pts_all[0].numpy(), valid[0].numpy()
     cols_all = to_u8(deblurred).reshape(-1, 3)
@@ -87,8 +87,6 @@ def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
 
 def _write_images(folder: Path, rec: Reconstruction) -> torch.Tensor:
     """deblurred.png, depth.png, depth_vis.png, frames/ and reblurred.png, at the output size; returns the frames."""
-    from ..viz import colorize_depth, to_u8
-
     view = rec.out
     depth = view.depth[0, 0].numpy().astype(np.float64)
     Image.fromarray(to_u8(view.deblurred)).save(folder / "deblurred.png", compress_level=PNG_LEVEL)
@@ -136,8 +134,6 @@ def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkp
     """Write every output file of one reconstruction into ``out_dir``, which must not exist: the files go into a
     temporary sibling folder that is renamed when complete, so a failure leaves nothing behind. ``summary.png``
     shows the working-size images (a panel of seven full-size images would be unwieldy)."""
-    from .summary import summary_panel
-
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")

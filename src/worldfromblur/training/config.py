@@ -19,6 +19,7 @@ from typing import Literal
 import yaml
 
 from ..errors import WfbError
+from ..losses import LossConfig
 from ..models.config import ModelConfig, coerce, preset
 
 
@@ -57,17 +58,6 @@ class OptimConfig:
     warmup_steps: int = 50
     grad_clip: float = 0.0
     """Clip the gradient's global norm to this (0 = no clipping)."""
-
-
-@dataclass
-class LossConfig:
-    alpha: float = 1e-3
-    """Weight of the cycle's reconstruction loss (the paper's Eq. 8)."""
-    reversal: Literal["min", "ordered"] = "min"
-    """Motion loss: "min" takes the better of the two time orders per sample; "ordered" is the paper's."""
-    depth: Literal["l2", "log_l1"] = "l2"
-    """Depth loss: "l2" (the paper's Eq. 5, squared metres) or "log_l1" (absolute error of log depth, which weighs
-    near and far alike, as the relative metrics do)."""
 
 
 @dataclass

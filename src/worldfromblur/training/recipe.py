@@ -208,8 +208,8 @@ def evaluate_held_out(run_dir: Path, recipe: dict, progress: bool = True) -> dic
         rows["depth"].append(depth_metrics(o["depth"], b["depth"], b["valid_depth"]))
         median = float(b["depth"][b["valid_depth"]].median())
         rows["median"].append(depth_metrics(torch.full_like(b["depth"], median), b["depth"], b["valid_depth"]))
-        rows["motion"].append(motion_errors(o["poses"], b["poses"], reversal=True))
-        rows["zero"].append(motion_errors(torch.eye(4, device=device).expand_as(b["poses"]), b["poses"], reversal=True))
+        rows["motion"].append(motion_errors(o["poses"], b["poses"], reversal="min"))
+        rows["zero"].append(motion_errors(torch.eye(4, device=device).expand_as(b["poses"]), b["poses"], reversal="min"))
     metrics = {k: {m: float(np.mean([r[m] for r in v])) for m in v[0]} for k, v in rows.items()}
     report = {"held_out_frames": len(held), "samples": len(rows["blurred"]) * batch_size, "seed": ev["seed"],
               "metrics": metrics}

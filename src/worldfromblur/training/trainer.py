@@ -29,6 +29,7 @@ from ..devices import resolve_device
 from ..errors import WfbError
 from ..models import WorldFromBlur
 from ..models.io import load_module
+from ..viz import colorize_depth
 from ..checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 
@@ -130,8 +131,6 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _log_images(writer, step: int, batch: dict, out: dict) -> None:
-    from ..viz import colorize_depth
-
     writer.add_image("input/blurred", batch["blurred"][0].clamp(0, 1), step)
     if "deblurred" in out:
         writer.add_image("output/deblurred", out["deblurred"][0].detach().float().clamp(0, 1), step)

@@ -31,12 +31,11 @@ import torch.nn.functional as F
 from ... import __version__
 from ...geometry import interpolate_trajectory, invert_pose, warp
 from ...imaging import linear_to_srgb, srgb_to_linear, to_uint8
-from ..build import BuildPlan, SkipSample
+from ..build import BuildPlan, SkipSample, split_scenes
 from ..cameras import rotation_angle_deg, scale_intrinsics_np, steps_per_frame
-from ..exposure import choose_subframes
+from ..exposure import choose_subframes, fill_holes
 from ..format import DatasetError, SampleRecord
-from ..pool import fill_holes
-from .formats import Sequence, icl_sequence, load_depth, load_rgb, nyu_sequence, sevenscenes_sequence, tum_sequence
+from .readers import Sequence, icl_sequence, load_depth, load_rgb, nyu_sequence, sevenscenes_sequence, tum_sequence
 from .odometry import window_poses
 
 
@@ -244,8 +243,6 @@ def scene_label(seq: Sequence, centre: int, opts: RGBDOptions) -> str:
 
 def plan_rgbd(roots: list[str], opts: RGBDOptions, splits: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> BuildPlan:
     """A build from one or more sequences; every file list is parsed (and checked) here, before anything is written."""
-    from ..synthetic.build import split_scenes
-
     roots = [str(Path(r).resolve()) for r in roots]
     seqs = [open_sequence(r, opts) for r in roots]
     names = [s.name for s in seqs]

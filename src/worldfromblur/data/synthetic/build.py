@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
-import numpy as np
 
 from ... import __version__
-from ..build import BuildPlan, SkipSample
+from ..build import BuildPlan, SkipSample, split_scenes
 from ..format import SampleRecord
 from .engine import SyntheticOptions, render_sample
 from .textures import make_texture_bank, texture_photos
@@ -54,20 +53,6 @@ def synthetic_renderer(seed: int, options: dict):
         return SampleRecord(s.blurred, s.sharp, s.depth, s.poses, s.K, meta, s.frames)
 
     return sample
-
-
-def split_scenes(num_scenes: int, fractions: tuple[float, float, float], seed: int) -> list[str]:
-    """Assign whole scenes to splits by a seeded permutation; every split gets a scene once there are >= 3."""
-    _, f_val, f_test = fractions
-    n_val = round(num_scenes * f_val)
-    n_test = round(num_scenes * f_test)
-    if num_scenes >= 3:
-        n_val, n_test = max(n_val, 1 if f_val > 0 else 0), max(n_test, 1 if f_test > 0 else 0)
-    order = np.random.default_rng([seed, 104729]).permutation(num_scenes)
-    split = ["train"] * num_scenes
-    for rank, scene in enumerate(order):
-        split[scene] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
-    return split
 
 
 def plan_synthetic(
