@@ -52,8 +52,6 @@ def main() -> None:
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
     lstm, _ = load_model(args.lstm)
     paths, _ = load_model(args.paths)
-    if lstm.cfg.motion == "paths" or paths.cfg.motion != "paths":
-        raise SystemExit("--lstm needs a checkpoint with the LSTM head and --paths one with the path head")
     epe: dict[str, list] = {"no motion": [], "LSTM poses, true depth": [], "path head": []}
     poses: dict[str, list] = {k: [] for k in ("no motion", "LSTM head", "path head (its depth, prior)",
                                                "path head, no prior", "path head, true depth, prior",
@@ -65,13 +63,15 @@ def main() -> None:
         out_l = lstm.predict(b["blurred"], K=K)
         lstm_poses = pose_from_uv(out_l["u"], out_l["v"])
         out_p = paths.predict(b["blurred"], K=K)
+        if "paths" in out_l or "paths" not in out_p:
+            raise SystemExit("--lstm needs a checkpoint with the LSTM head and --paths one with the path head")
         depth_p = out_p["depth"].float()
         grid = pixel_grid(*depth_p.shape[-2:], depth_p)[0].permute(2, 0, 1)
-        conf = torch.exp(-2 * out_p["log_scale"].float())
+        conf = paths.motion.confidence(out_p["log_scale"])
         epe["no motion"].append(path_epe(torch.zeros_like(gt_flow), gt_flow, mask))
         epe["LSTM poses, true depth"].append(path_epe(forward_flow(depth_gt.clamp_min(1e-3), lstm_poses, K)[0], gt_flow, mask))
         epe["path head"].append(path_epe(out_p["paths"] - grid, gt_flow, mask))
-        solve = paths.solve_paths
+        solve = paths.motion.solve
         found = {"no motion": torch.eye(4).expand_as(gt_poses), "LSTM head": lstm_poses,
                  "path head (its depth, prior)": pose_from_uv(out_p["u"], out_p["v"]),
                  "path head, no prior": solve(out_p["paths"], depth_p, K, conf, translation_prior=0).poses,

@@ -30,7 +30,8 @@ def test_preset_shapes_and_ranges(name, size):
         out = model(b["blurred"], b["K"])
         deb = model.deblur(b["blurred"])
         depth = model.depth(b["sharp"])
-        u, v = model.motion(b["blurred"], b["sharp"])
+        m = model.motion(b["blurred"], b["sharp"])
+        u, v = m.u, m.v
     H, W = size
     assert deb.shape == (2, 3, H, W) and 0 <= float(deb.min()) and float(deb.max()) <= 1
     assert depth.shape == (2, 1, H, W) and float(depth.min()) >= 0.1 and torch.isfinite(depth).all()
@@ -183,8 +184,10 @@ def test_choice_fields_are_literal_and_checked_when_read(tmp_path):
     (tmp_path / "m.yaml").write_text("depth: two_branch\n")
     assert load_model_config(tmp_path / "m.yaml").depth == "two_branch"
     (tmp_path / "bad.yaml").write_text("motion: transformer\n")
-    with pytest.raises(WfbError, match="motion must be one of compact, resnet_lstm, paths, got 'transformer'"):
+    with pytest.raises(WfbError, match="motion must be one of lstm, resnet_lstm, paths, got 'transformer'"):
         load_model_config(tmp_path / "bad.yaml")
+    (tmp_path / "old.yaml").write_text("motion: compact\n")  # the LSTM head's name before 0.2
+    assert load_model_config(tmp_path / "old.yaml").motion == "lstm"
     for data, field_name in (({"stage": "warmup"}, "stage"), ({"optim": {"schedule": "step"}}, "optim.schedule"),
                              ({"data": {"source": "web"}}, "data.source"), ({"amp": "fp16"}, "amp")):
         with pytest.raises(WfbError, match=f"{field_name} must be one of"):
@@ -258,3 +261,33 @@ def test_modules_assembled_from_runs_keep_their_own_architecture(tmp_path):
     assert model.cfg.deblur_widths == [8, 16, 32, 64] and sources["deblur"] == str(tmp_path / "wide")
     for k, v in wide.deblur.state_dict().items():
         assert torch.equal(model.deblur.state_dict()[k], v)
+
+
+@pytest.mark.parametrize("head", ["lstm", "paths", "resnet_lstm"])
+def test_every_motion_head_speaks_the_same_interface(head):
+    """Each head the factory builds returns a MotionOutput, has its own supervised loss and gives poses through
+    estimate(), so the cycle never asks which head it runs."""
+    from worldfromblur.geometry import pose_from_uv
+    from worldfromblur.losses import LossConfig
+    from worldfromblur.models.cycle import build_motion
+    from worldfromblur.models.motion import MotionOutput
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(motion=head, use_torchvision_cache=False)
+    motion = build_motion(cfg)
+    B, H, W = 2, 64, 64
+    x = torch.rand(B, 3, H, W)
+    K = torch.tensor([[50.0, 0, 31.5], [0, 50.0, 31.5], [0, 0, 1]]).expand(B, 3, 3)
+    depth = 1 + torch.rand(B, 1, H, W)
+    batch = {"blurred": x, "sharp": x, "depth": depth, "K": K, "valid_depth": depth > 0,
+             "poses": pose_from_uv(torch.randn(B, 6, 3) * 0.02, torch.randn(B, 6, 3) * 0.01)}
+    out = motion(x, x)
+    assert isinstance(out, MotionOutput)
+    loss, details = motion.loss(out, batch, LossConfig().reversal)
+    assert loss.dim() == 0 and torch.isfinite(loss) and details
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in motion.parameters())
+    with torch.no_grad():
+        est = motion.estimate(motion(x, x), depth, K)
+    assert est.u.shape == (B, 6, 3) and est.v.shape == (B, 6, 3)
+    assert ("paths" in est.as_dict()) == (head == "paths")

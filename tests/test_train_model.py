@@ -178,7 +178,8 @@ def test_the_path_loss_falls_and_respects_time_reversal():
         errors.append(float(details["path_px"]))
     assert errors[-1] < 0.5 * errors[0]
     with torch.no_grad():
-        d, s = model.motion(x, x)
+        m = model.motion(x, x)
+        d, s = m.displacement, m.log_scale
         a, _ = path_loss(d, s, poses, batch["depth"], K)
         b, det = path_loss(d.flip(1), s, poses, batch["depth"], K)  # the same prediction in reversed time
     assert torch.allclose(a, b) and float(det["reversed"]) in (0.0, 0.5, 1.0)

@@ -3,8 +3,9 @@
 Conventions (fixed for the whole package; every one is pinned by a test in ``tests/test_geometry.py``):
 
 * **Camera axes** are OpenCV's: x right, y down, z forward.
-* **Pixels**: pixel ``(u, v) = (0, 0)`` is the *centre* of the top-left pixel; ``u`` grows to the right, ``v`` down.
-  An image of width ``W`` spans ``u`` in ``[-0.5, W - 0.5]``.
+* **Pixels**: pixel coordinates ``(x, y) = (0, 0)`` are the *centre* of the top-left pixel; ``x`` grows to the right,
+  ``y`` down. An image of width ``W`` spans ``x`` in ``[-0.5, W - 0.5]``. (``u`` and ``v`` always mean pose
+  parameters, below.)
 * **Depth** is z-depth (the point's z coordinate in the camera frame) in metres, not the distance along the ray.
 * **Intrinsics** ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` in pixels of the image they go with.
 * **Poses**: the pose ``T_k`` of frame ``k`` is the 4x4 rigid transform that maps a point from the *reference*
@@ -200,7 +201,7 @@ def rotation_from_quaternion(q: torch.Tensor) -> torch.Tensor:
 def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
     """Intrinsics for an image resized by factors ``sx`` (width) and ``sy`` (height).
 
-    With pixel centres at integer coordinates, a resize maps ``u' = sx (u + 0.5) - 0.5``, so
+    With pixel centres at integer coordinates, a resize maps ``x' = sx (x + 0.5) - 0.5``, so
     ``fx' = sx fx`` and ``cx' = sx (cx + 0.5) - 0.5`` (likewise for y). This is what
     ``torch.nn.functional.interpolate(..., align_corners=False)`` and PIL's ``resize`` do to an image.
 
@@ -226,7 +227,7 @@ def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
 
 
 def pixel_grid(H: int, W: int, like: torch.Tensor) -> torch.Tensor:
-    """(1, H, W, 2) pixel coordinates (u, v) of pixel centres."""
+    """(1, H, W, 2) pixel coordinates (x, y) of pixel centres."""
     return create_meshgrid(H, W, normalized_coordinates=False, device=like.device, dtype=like.dtype)
 
 
@@ -257,7 +258,7 @@ def project(points: torch.Tensor, K: torch.Tensor, validate: bool = True) -> tor
         K: (B, 3, 3) or (3, 3) intrinsics.
 
     Returns:
-        (B, ..., 2) pixel coordinates (u, v).
+        (B, ..., 2) pixel coordinates (x, y).
     """
     _check_shape("points", points, "...,3")
     if points.dim() < 2:
@@ -520,9 +521,9 @@ def reblur(
     else:  # a large image: instants in groups, so that memory stays bounded
         total, valid_parts = 0.0, []
         for i in range(0, M, per_warp):
-            frames, v = _warp_many(src, depth_ref, traj[:, i:i + per_warp], K, iterations, "border", return_valid)
+            frames, valid = _warp_many(src, depth_ref, traj[:, i:i + per_warp], K, iterations, "border", return_valid)
             total = total + frames.sum(dim=1)
-            valid_parts.append(v.amin(dim=1, keepdim=True) if return_valid else None)
+            valid_parts.append(valid.amin(dim=1, keepdim=True) if return_valid else None)
         blurred, valid = total / M, torch.cat(valid_parts, dim=1) if return_valid else None
     if linear_light:
         blurred = linear_to_srgb(blurred)

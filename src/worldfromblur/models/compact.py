@@ -20,7 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import WfbError
+from ..geometry import pixel_grid
+from ..losses import Reversal, path_loss
+from ..pose_solve import TRANSLATION_PRIOR, PoseSolve, solve_poses
 from .heads import PoseLSTMHead
+from .motion import MotionOutput, PoseRegression
 
 
 def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -89,7 +94,7 @@ class CompactDepth(nn.Module):
         return F.softplus(logits) + self.min_depth
 
 
-class CompactMotion(nn.Module):
+class CompactMotion(PoseRegression):
     """(blurred, reference) -> u, v each (B, 2n, 3): one encoder over both images stacked, then the pose LSTM."""
 
     def __init__(self, n: int = 3, widths: tuple[int, ...] = (32, 64, 96, 128, 192), hidden: int = 256):
@@ -101,9 +106,10 @@ class CompactMotion(nn.Module):
         self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d((3, 4)), nn.Flatten())
         self.head = PoseLSTMHead(c * 12, n, hidden)
 
-    def forward(self, blurred: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, blurred: torch.Tensor, reference: torch.Tensor) -> MotionOutput:
         x = torch.cat([blurred, reference], dim=1) * 2 - 1
-        return self.head(self.encoder(x))
+        u, v = self.head(self.encoder(x))
+        return MotionOutput(u=u, v=v)
 
 
 class CompactPathMotion(nn.Module):
@@ -112,8 +118,7 @@ class CompactPathMotion(nn.Module):
     A U-Net over both images stacked predicts, per pixel, its displacement (pixels) at each instant,
     (B, 2n, 2, H, W), and the log of a Laplace scale (B, 1, H, W) of that displacement's error: the per-pixel
     motion head. The poses follow from the paths, the depth and K by :func:`worldfromblur.pose_solve.solve_poses`
-    (see :meth:`worldfromblur.models.WorldFromBlur.predict`). Every pixel of every sample is a training signal,
-    and the head works at any resolution.
+    (:meth:`estimate`). Every pixel of every sample is a training signal, and the head works at any resolution.
     """
 
     def __init__(self, n: int = 3, widths: tuple[int, ...] = (32, 64, 128, 192), scale_px: float = 8.0):
@@ -124,9 +129,37 @@ class CompactPathMotion(nn.Module):
             self.net.out.weight.mul_(0.01)
             self.net.out.bias.zero_()
 
-    def forward(self, blurred: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, blurred: torch.Tensor, reference: torch.Tensor) -> MotionOutput:
         y = self.net(torch.cat([blurred, reference], dim=1) * 2 - 1)
         B, _, H, W = y.shape
         displacement = y[:, : 4 * self.n].reshape(B, 2 * self.n, 2, H, W) * self.scale_px
-        return displacement, y[:, 4 * self.n :].clamp(-5, 5)
+        return MotionOutput(displacement=displacement, log_scale=y[:, 4 * self.n :].clamp(-5, 5))
 
+    def loss(self, out: MotionOutput, batch: dict, reversal: Reversal = "min") -> tuple[torch.Tensor, dict]:
+        return path_loss(out.displacement, out.log_scale, batch["poses"], batch["depth"], batch["K"],
+                         batch.get("valid_depth"), reversal)
+
+    @staticmethod
+    def confidence(log_scale: torch.Tensor) -> torch.Tensor:
+        """The pose solve's per-pixel weight: the inverse variance of the Laplace error, exp(-2 log b)."""
+        return torch.exp(-2 * log_scale.float())
+
+    def estimate(self, out: MotionOutput, depth: torch.Tensor | None = None, K: torch.Tensor | None = None) -> MotionOutput:
+        """The poses solved from the paths, the depth and ``K``; also ``paths`` (pixel coordinates) and
+        ``degenerate``."""
+        if K is None or depth is None:
+            raise WfbError("the per-pixel path motion head needs the intrinsics (and the depth): call predict(blurred, K)")
+        H, W = depth.shape[-2:]
+        paths = out.displacement.float() + pixel_grid(H, W, depth.float())[0].permute(2, 0, 1)
+        sol = self.solve(paths, depth, K, self.confidence(out.log_scale))
+        return MotionOutput(u=sol.u, v=sol.v, displacement=out.displacement, log_scale=out.log_scale, paths=paths,
+                            degenerate=sol.degenerate)
+
+    @staticmethod
+    def solve(paths: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confidence: torch.Tensor | None = None,
+              translation_prior: float = TRANSLATION_PRIOR) -> PoseSolve:
+        """:func:`~worldfromblur.pose_solve.solve_poses` of (B, 2n, 2, H, W) pixel paths with the settings
+        :meth:`estimate` uses (every 2nd pixel, 6 iterations, the translation prior), in float32."""
+        with torch.autocast(depth.device.type, enabled=False):
+            return solve_poses(paths.float(), depth.float(), K.float(), confidence=confidence, stride=2, iterations=6,
+                               translation_prior=translation_prior)

@@ -23,9 +23,10 @@ class ModelConfig:
     it sees, which long blur needs. Only for deblur = "compact"."""
     depth: Literal["compact", "two_branch", "eigen"] = "compact"
     """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6) or "eigen" (Eigen et al. 2014)."""
-    motion: Literal["compact", "resnet_lstm", "paths"] = "compact"
-    """Motion module: "compact" (joint encoder of both images, LSTM head), "resnet_lstm" (the paper's, Fig. 3) or
-    "paths" (per-pixel paths and a pose solve; see :mod:`worldfromblur.pose_solve`)."""
+    motion: Literal["lstm", "resnet_lstm", "paths"] = "lstm"
+    """Motion module: "lstm" (joint encoder of both images, the paper's LSTM pose head), "resnet_lstm" (the paper's,
+    Fig. 3) or "paths" (per-pixel paths and a pose solve; see :mod:`worldfromblur.pose_solve`). "compact", this
+    head's name before version 0.2, is read as "lstm"."""
     n: int = 3
     """Half window: 2n poses around the reference instant (the paper: n = 3)."""
     min_depth: float = 0.1
@@ -56,6 +57,8 @@ class ModelConfig:
         unknown = sorted(set(d) - set(known))
         if unknown:
             raise WfbError(f"unknown model config keys: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        if d.get("motion") == "compact":  # the LSTM head's former name, in checkpoints and configs written before
+            d = {**d, "motion": "lstm"}
         return cls(**{k: coerce(v, known[k].type, f"{where}.{k}") for k, v in d.items()})
 
 

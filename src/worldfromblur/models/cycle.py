@@ -10,9 +10,8 @@ import torch.nn as nn
 import torchvision
 
 from ..errors import WfbError
-from ..geometry import pixel_grid, pose_from_uv, reblur
-from ..losses import cycle_loss, deblur_loss, depth_loss, motion_loss, path_loss
-from ..pose_solve import TRANSLATION_PRIOR, PoseSolve, solve_poses
+from ..geometry import pose_from_uv, reblur
+from ..losses import cycle_loss, deblur_loss, depth_loss
 from .compact import CompactDeblur, CompactDepth, CompactMotion, CompactPathMotion
 from .config import ModelConfig
 from .paper import CNNL15, EigenCoarseFine, ResNetLSTMMotion, TwoBranchDepth, load_backbone_weights
@@ -57,7 +56,7 @@ def build_depth(cfg: ModelConfig) -> nn.Module:
 
 
 def build_motion(cfg: ModelConfig) -> nn.Module:
-    options = {"compact": CompactMotion, "resnet_lstm": ResNetLSTMMotion, "paths": CompactPathMotion}
+    options = {"lstm": CompactMotion, "resnet_lstm": ResNetLSTMMotion, "paths": CompactPathMotion}
     if cfg.motion not in options:
         raise WfbError(f"unknown motion module {cfg.motion!r}; choose one of {', '.join(options)}")
     module = options[cfg.motion](n=cfg.n)
@@ -131,46 +130,26 @@ class WorldFromBlur(nn.Module):
             reference: optional clean reference frame for the motion module (stage 1); the deblurred one otherwise.
 
         Returns:
-            dict with ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres, ``u`` and ``v`` (B, 2n, 3),
-            ``poses`` (B, 2n, 4, 4), ``reblurred`` (B, 3, H, W) and ``valid`` (B, 1, H, W), where every instant
-            of the re-blur had a source pixel.
+            :meth:`predict`'s dict, and ``poses`` (B, 2n, 4, 4), ``reblurred`` (B, 3, H, W) and ``valid``
+            (B, 1, H, W), where every instant of the re-blur had a source pixel.
         """
-        out = self.predict(blurred, reference, K)
+        out = self.predict(blurred, K, reference)
         reblurred, valid = self.reblur(out["deblurred"], out["depth"], out["u"], out["v"], K)
         return {**out, "poses": pose_from_uv(out["u"], out["v"]), "reblurred": reblurred, "valid": valid}
 
-    def predict(self, blurred: torch.Tensor, reference: torch.Tensor | None = None, K: torch.Tensor | None = None) -> dict:
-        """The three networks alone (no re-blur): ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres,
-        ``u`` and ``v`` (B, 2n, 3), motion read from the blurred image against the deblurred (or a given) frame.
+    def predict(self, blurred: torch.Tensor, K: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> dict:
+        """The three networks alone (no re-blur): ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres, and the
+        motion head's :class:`~worldfromblur.models.motion.MotionOutput` fields: at least ``u`` and ``v``
+        (B, 2n, 3), read from the blurred image against the deblurred (or a given) frame.
 
-        With the per-pixel path head (``motion: paths``) the poses are solved from its paths, the depth and ``K``
-        (required then), and the output also holds ``paths`` (B, 2n, 2, H, W) pixel coordinates, ``log_scale``
-        (B, 1, H, W) and ``degenerate`` (B, 2n), the poses the scene does not determine (see
-        :mod:`worldfromblur.pose_solve`).
+        The per-pixel path head (``motion: paths``) solves its poses from its paths, the depth and ``K`` (required
+        then) and adds ``displacement``, ``paths`` (B, 2n, 2, H, W), ``log_scale`` (B, 1, H, W) and ``degenerate``
+        (B, 2n), the poses the scene does not determine (see :mod:`worldfromblur.pose_solve`).
         """
         deblurred = self.deblur(blurred)
         depth = self.depth(deblurred)
-        ref = deblurred if reference is None else reference
-        if self.cfg.motion != "paths":
-            u, v = self.motion(blurred, ref)
-            return {"deblurred": deblurred, "depth": depth, "u": u, "v": v}
-        if K is None:
-            raise WfbError("the per-pixel path motion head needs the intrinsics: call predict(blurred, K=K)")
-        displacement, log_scale = self.motion(blurred, ref)
-        H, W = depth.shape[-2:]
-        paths = displacement.float() + pixel_grid(H, W, depth.float())[0].permute(2, 0, 1)
-        sol = self.solve_paths(paths, depth, K, torch.exp(-2 * log_scale.float()))
-        return {"deblurred": deblurred, "depth": depth, "u": sol.u, "v": sol.v, "paths": paths,
-                "log_scale": log_scale, "degenerate": sol.degenerate}
-
-    @staticmethod
-    def solve_paths(paths: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, confidence: torch.Tensor | None = None,
-                    translation_prior: float = TRANSLATION_PRIOR) -> PoseSolve:
-        """The path head's poses: :func:`~worldfromblur.pose_solve.solve_poses` of (B, 2n, 2, H, W) pixel paths
-        with the settings :meth:`predict` uses (every 2nd pixel, 6 iterations, the translation prior), in float32."""
-        with torch.autocast(depth.device.type, enabled=False):
-            return solve_poses(paths.float(), depth.float(), K.float(), confidence=confidence, stride=2, iterations=6,
-                               translation_prior=translation_prior)
+        motion = self.motion(blurred, deblurred if reference is None else reference)
+        return {"deblurred": deblurred, "depth": depth, **self.motion.estimate(motion, depth, K).as_dict()}
 
     def stage_loss(self, stage: str, batch: dict, loss, modules: dict | None = None) -> tuple:
         """The training loss of one stage on a batch: ``(total, details, outputs)`` (see :mod:`worldfromblur.losses`).
@@ -199,14 +178,10 @@ class WorldFromBlur(nn.Module):
             out["depth"] = modules["depth"](batch["sharp"])  # clean images, as in the paper's stage 1
             L, d = depth_loss(out["depth"], batch["depth"], batch["valid_depth"], loss.depth)
             total, details = total + L, {**details, **d}
-        if runs("motion") and self.cfg.motion == "paths":
-            out["displacement"], out["log_scale"] = modules["motion"](batch["blurred"], batch["sharp"])
-            L, d = path_loss(out["displacement"], out["log_scale"], batch["poses"], batch["depth"], batch["K"],
-                             batch.get("valid_depth"), loss.reversal)
-            total, details = total + L, {**details, **d}
-        elif runs("motion"):
-            out["u"], out["v"] = modules["motion"](batch["blurred"], batch["sharp"])  # the clean reference frame
-            L, d = motion_loss(out["u"], out["v"], batch["poses"], loss.reversal)
+        if runs("motion"):
+            motion = modules["motion"](batch["blurred"], batch["sharp"])  # the clean reference frame
+            out.update(motion.as_dict())
+            L, d = self.motion.loss(motion, batch, loss.reversal)
             total, details = total + L, {**details, **d}
         if stage == "cycle":
             out = modules["cycle"](batch["blurred"], batch["K"])

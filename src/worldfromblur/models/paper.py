@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 
 from ..errors import WfbError
 from .heads import PoseLSTMHead
+from .motion import MotionOutput, PoseRegression
 
 # CNN-L15 as published (Hradiš et al. 2015): kernel sizes, output channels, groups (1-indexed layers 8, 9, 11, 12, 14).
 CNN_L15_KERNELS = (19, 1, 1, 1, 1, 3, 1, 5, 5, 3, 5, 5, 1, 7, 7)
@@ -97,7 +98,7 @@ class TwoBranchDepth(nn.Module):
         return F.relu(x) + self.min_depth
 
 
-class ResNetLSTMMotion(nn.Module):
+class ResNetLSTMMotion(PoseRegression):
     """Motion of Fig. 3: (blurred, reference) -> u, v each (B, 2n, 3), in time order (reference excluded)."""
 
     def __init__(self, n: int = 3, hidden: int = 512):
@@ -109,10 +110,11 @@ class ResNetLSTMMotion(nn.Module):
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, blurred: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, blurred: torch.Tensor, reference: torch.Tensor) -> MotionOutput:
         B = blurred.shape[0]
         feats = self.backbone((torch.cat([blurred, reference]) - self.mean) / self.std)
-        return self.head(torch.cat([feats[:B], feats[B:]], dim=1))
+        u, v = self.head(torch.cat([feats[:B], feats[B:]], dim=1))
+        return MotionOutput(u=u, v=v)
 
 
 class EigenCoarseFine(nn.Module):
