@@ -22,7 +22,7 @@ from worldfromblur.data.stream import BlurStream, StreamOptions
 from worldfromblur.models import WorldFromBlur
 from worldfromblur.models.config import preset
 from worldfromblur.training.config import TrainConfig
-from worldfromblur.training.trainer import build_pool
+from worldfromblur.data.pool import build_pool
 
 
 def _sync(device: str) -> None:

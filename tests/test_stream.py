@@ -73,7 +73,7 @@ def test_split_holds_out_the_last_frames_of_each_source():
 
 
 def test_repeated_pool_entries_never_leak_held_out_frames(tmp_path):
-    from worldfromblur.training.trainer import build_pool
+    from worldfromblur.data.pool import build_pool
 
     save_pool(ramp_pool(sources=("a",), per_source=10), tmp_path / "p")
     train, held = build_pool([str(tmp_path / "p") + "*3"], held_out=0.2, progress=False)
@@ -84,7 +84,7 @@ def test_repeated_pool_entries_never_leak_held_out_frames(tmp_path):
 
 
 def test_held_out_frames_alone_are_the_ones_a_split_holds_out(tmp_path):
-    from worldfromblur.training.trainer import build_pool
+    from worldfromblur.data.pool import build_pool
 
     save_pool(ramp_pool(320, 240, sources=("a",), per_source=10), tmp_path / "p")  # synthetic:N frames are 320x240
     specs = ["synthetic:8", str(tmp_path / "p")]
@@ -210,7 +210,7 @@ def test_7scenes_layout_reads_frames_depth_poses_and_ranges(tmp_path):
 
 
 def test_photo_textures_reach_synthetic_pools(tmp_path):
-    from worldfromblur.training.trainer import build_pool
+    from worldfromblur.data.pool import build_pool
 
     photos = tmp_path / "photos"
     photos.mkdir()

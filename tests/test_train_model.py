@@ -94,12 +94,13 @@ def test_train_model_trains_evaluates_and_exports_a_model_reconstruct_reads(tmp_
     assert main(["train-model", str(recipe), "--out", str(out), "--minutes", "0.7", "--quiet", "batch_size=3"]) == 0
     report = json.loads((out / "eval.json").read_text())
     assert report["samples"] == 8 and report["held_out_frames"] == 3
-    assert {"blurred", "deblurred", "depth", "median", "motion", "zero"} <= set(report["metrics"])
+    assert {"image", "depth", "motion", "motion_up_to_reversal"} <= set(report["models"]["model"])
+    assert set(report["references"]) == {"blurred input", "zero motion", "median depth"}
     model, _ = load_model(out)  # the run folder itself works as --checkpoint
     assert model.cfg.input_size == [48, 32]
     card = yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]
     assert card["samples_seen"]["supervised"] > 0 and card["recipe"]["minutes"] == 0.7
-    assert "held-out evaluation" in capsys.readouterr().out
+    assert "held-out frames" in capsys.readouterr().out
     photo = Path(__file__).parents[1] / "examples" / "room-1.png"
     assert main(["reconstruct", str(photo), "--checkpoint", str(out), "--out", str(tmp_path / "rec")]) == 0
     assert (tmp_path / "rec" / "room-1" / "deblurred.png").is_file()
@@ -127,8 +128,8 @@ def test_train_model_refuses_bad_input_before_training(tmp_path, capsys):
 
 def test_the_shipped_recipe_is_valid():
     recipe = read_recipe("compact")
-    assert recipe["stages"][0]["config"]["stage"] == "supervised"
-    assert recipe["base"]["data"]["source"] == "stream"
+    assert recipe.stages[0].config.stage == "supervised"
+    assert recipe.stages[0].config.data.source == "stream"
 
 
 def test_the_per_pixel_path_head_trains_exports_evaluates_and_reconstructs(tmp_path, capsys):
@@ -142,7 +143,7 @@ def test_the_per_pixel_path_head_trains_exports_evaluates_and_reconstructs(tmp_p
     model, _ = load_model(out)
     assert model.cfg.motion == "paths" and type(model.motion).__name__ == "CompactPathMotion"
     report = json.loads((out / "eval.json").read_text())
-    assert "motion" in report["metrics"]
+    assert "motion_up_to_reversal" in report["models"]["model"]
     photo = Path(__file__).parents[1] / "examples" / "room-1.png"
     assert main(["reconstruct", str(photo), "--checkpoint", str(out), "--out", str(tmp_path / "rec")]) == 0
     poses = json.loads((tmp_path / "rec" / "room-1" / "poses.json").read_text())
@@ -187,3 +188,24 @@ def test_the_path_loss_falls_and_respects_time_reversal():
         model.predict(x)
     out = model.predict(x, K=K)
     assert out["u"].shape == (B, 6, 3) and out["paths"].shape == (B, 6, 2, H, W) and out["degenerate"].dtype == torch.bool
+
+
+def test_the_shipped_recipe_builds_the_shipped_model_and_continues_from_its_weights(tmp_path):
+    """`wfb train-model` with no model options trains exactly the shipped architecture, starting from its weights,
+    so that every training window adds to the last release instead of starting over."""
+    from worldfromblur.models.io import model_config_of, shipped_model
+    from worldfromblur.training.trainer import Trainer
+
+    cfg = read_recipe("compact", ["data.pool=[synthetic:4]", "batch_size=1", f"out={tmp_path / 'run'}"]).stages[0].config
+    shipped = model_config_of(shipped_model())
+    assert cfg.model.to_dict() == {**shipped.to_dict(), "input_size": None}  # the stream sets the size...
+    assert list(cfg.data.stream["size"]) == shipped.input_size  # ...to the shipped model's
+    trainer = Trainer(cfg, resume=False, progress=False)  # set-up: the modules start from the shipped weights
+    weights = load_file(str(shipped_model() / "model.safetensors"))
+    state = trainer.model.state_dict()
+    assert set(state) == set(weights)
+    assert all(torch.equal(state[k].cpu(), weights[k]) for k in weights)
+    trainer.close()
+    with pytest.raises(WfbError, match="init.motion=null"):  # another motion head cannot start from the shipped one
+        Trainer(read_recipe("compact", ["data.pool=[synthetic:4]", "model.motion=lstm",
+                                        f"out={tmp_path / 'other'}"]).stages[0].config, resume=False, progress=False)

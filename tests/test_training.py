@@ -168,3 +168,24 @@ def test_torchrun_two_processes_on_cpu(fixed, tmp_path):
     r1 = load_file(str(out / "rank1" / "checkpoints" / "step-000003" / "model.safetensors"))
     trained = [k for k in r0 if k.startswith("deblur.") and "running" not in k and "num_batches" not in k]
     assert trained and all(torch.equal(r0[k], r1[k]) for k in trained)
+
+
+def test_wfb_train_is_a_one_stage_recipe_trained_evaluated_and_exported(tmp_path, capsys):
+    """`wfb train` goes the same way as `wfb train-model`: train, score the val split, export OUT/model."""
+    import json
+
+    from worldfromblur.cli.main import main
+    from worldfromblur.models.io import load_model
+
+    tiny = tmp_path / "ds"
+    run_build(tiny, plan_synthetic(SyntheticOptions(width=32, height=24, samples_per_scene=1), 6, 5, (0.5, 0.5, 0.0)),
+              workers=1, progress=False)
+    out = tmp_path / "run"
+    assert main(["train", "compact-deblur", f"data.root={tiny}", f"out={out}", "data.workers=0", "max_steps=2",
+                 "batch_size=2", "image_every=0", "--quiet"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["data"].endswith("(val)") and report["samples"] >= 1
+    assert report["models"]["model"]["image"]["psnr"] > 0 and "median depth" in report["references"]
+    model, sources = load_model(out)
+    assert Path(sources["deblur"]) == out / "model" and model.cfg.input_size == [32, 24]
+    assert "evaluation:" in capsys.readouterr().out

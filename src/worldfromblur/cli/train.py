@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import WfbError
 
 
@@ -14,8 +16,9 @@ def register(sub) -> None:
         description="Train from a YAML config, a file or a shipped name ("
         + ", ".join(shipped_configs())
         + "). Any value can be overridden as key=value or section.key=value, e.g. data.root=DIR optim.lr=1e-4. "
-        "The resolved config, checkpoints and TensorBoard logs go to the config's out folder. Several GPUs or "
-        "nodes: run the same command under torchrun.",
+        "The resolved config, checkpoints and TensorBoard logs go to the config's out folder; after training the model "
+        "is evaluated (the held-out frames of a stream, a dataset's val split) into OUT/eval.json and exported to "
+        "OUT/model. Several GPUs or nodes: run the same command under torchrun.",
     )
     p.add_argument("config", help="config file or shipped config name")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
@@ -25,14 +28,18 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..training import load_config, train
     from ..checkpoint import checkpoint_dirs
+    from ..training import load_config, one_stage, run_recipe
+    from ..training.recipe import format_evaluation
 
     cfg = load_config(args.config, args.overrides)
     if cfg.max_steps < 1:
         raise WfbError("max_steps must be at least 1")
-    run_dir = train(cfg, resume=args.resume, progress=not args.quiet)
+    report = run_recipe(one_stage(cfg), cfg.out, resume=args.resume, progress=not args.quiet)
+    run_dir = Path(cfg.out)
     ckpts = checkpoint_dirs(run_dir)
+    if report is not None:
+        print(format_evaluation(report))
     print(f"trained {cfg.stage} to step {cfg.max_steps}; checkpoint {ckpts[-1] if ckpts else '(none)'}; "
-          f"logs: tensorboard --logdir {run_dir / 'tb'}")
+          f"model: {run_dir / 'model'}; logs: tensorboard --logdir {run_dir / 'tb'}")
     return 0

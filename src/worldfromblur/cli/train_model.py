@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..training.recipe import format_held_out, train_model
+    from ..training.recipe import format_evaluation, train_model
 
     if "=" in args.recipe:  # `wfb train-model key=value ...`: no recipe named, the first override taken for one
         args.overrides.insert(0, args.recipe)
@@ -35,7 +35,8 @@ def run(args) -> int:
     if args.minutes <= 0:
         raise WfbError(f"--minutes must be positive, got {args.minutes}")
     report = train_model(args.recipe, args.out, args.minutes, args.overrides, args.resume, not args.quiet)
-    print(format_held_out(report))
-    print(f"model: {args.out}/model (wfb reconstruct PHOTO --checkpoint {args.out}); "
-          f"{report['minutes_used']:.1f} min used")
+    if report is not None:
+        print(format_evaluation(report))
+        print(f"{report['minutes_used']:.1f} min used")
+    print(f"model: {args.out}/model (wfb reconstruct PHOTO --checkpoint {args.out})")
     return 0

@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..geometry import scale_intrinsics
+from ..errors import WfbError
 from ..imaging import to_uint8
 from .dataset import BlurDataset
 from .format import DatasetError, depth_to_mm
@@ -193,6 +195,98 @@ def rgbd_pool(roots: list[str], opts, stride: int = 1, progress: bool = True) ->
             names.append(f"{seq.name}/{f.rgb.name}")
             sources.append(f"{seq.kind}:{seq.name}")
     return FramePool(torch.from_numpy(np.stack(rgb)), torch.from_numpy(np.stack(depth)), torch.stack(Ks), names, sources)
+
+
+# ------------------------------------------------------------------------------------------------- pool specs
+
+
+def pool_entries(specs: list) -> list[tuple[str, int, int | None]]:
+    """The entries of ``data.pool``, checked: (folder or "synthetic:N", repeat K of "*K", N or None)."""
+    if not specs:
+        raise WfbError("data.pool is empty; name pool folders (wfb make-pool) or synthetic:N")
+    entries = []
+    for spec in specs:
+        entry, _, times = str(spec).partition("*")
+        try:
+            repeat = int(times) if times else 1
+            assert repeat >= 1
+        except (ValueError, AssertionError):
+            raise WfbError(f"data.pool: {entry}*{times}: the repeat after * must be a whole number >= 1") from None
+        num = None
+        if entry.startswith("synthetic:"):
+            try:
+                num = int(entry.split(":", 1)[1])
+            except ValueError:
+                raise WfbError(f"data.pool: {entry!r} must be synthetic:N with N a whole number") from None
+        entries.append((entry, repeat, num))
+    return entries
+
+
+def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool = True,
+               textures: str | None = None, held_out_only: bool = False) -> tuple[FramePool | None, FramePool | None]:
+    """(training frames, held-out frames) of ``data.pool``.
+
+    Each entry is a pool folder (``wfb make-pool``) or "synthetic:N" (N frames rendered now, 320x240), optionally
+    with "*K" appended to repeat its training frames K times (to weigh a small real pool against a large synthetic
+    one). Each entry's last ``held_out`` fraction of frames per source is held out before any repetition, so the
+    held-out frames never reach training. ``held_out_only`` skips the training frames (None), and renders only the
+    held-out frames of synthetic entries, which are a pure function of their index.
+    """
+    train_parts, held_parts = [], []
+    for entry, repeat, num in pool_entries(specs):
+        if num is not None:
+            if textures is not None and not texture_photos(textures):
+                raise WfbError(f"data.textures: {textures} holds no photographs (.png, .jpg, ...)")
+            k = int(round(num * held_out))
+            if held_out_only and not 0 < k < num:
+                continue
+            pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
+                                  progress=progress, start=num - k if held_out_only else 0)
+            if held_out_only:  # exactly the frames that split() would hold out
+                held_parts.append(pool)
+                continue
+        else:
+            pool = load_pool(entry)
+        train_part, held_part = pool.split(held_out)
+        train_parts += [train_part] * repeat
+        if held_part is not None:
+            held_parts.append(held_part)
+    train = None if held_out_only else concat_pools(train_parts)
+    return train, concat_pools(held_parts) if held_parts else None
+
+
+class TrainingDepths(Sequence):
+    """The depth maps of the training frames of ``data.pool`` (repeats included) as a lazy sequence: a folder
+    pool's frames are read when the sequence is made, a synthetic pool's frames rendered one by one when asked
+    for, so that a few evenly spaced frames cost a few renders (the median-depth reference of an evaluation)."""
+
+    def __init__(self, specs: list, seed: int = 0, held_out: float = 0.0, textures: str | None = None):
+        self.parts: list[tuple[int, object]] = []  # (length, frames), frames a FramePool or a synthetic (num, opts)
+        for entry, repeat, num in pool_entries(specs):
+            if num is not None:
+                k = int(round(num * held_out))  # as FramePool.split: the last round(n * fraction) frames, if any
+                part = (num - k if 0 < k < num else num, ("synthetic", seed, textures))
+            else:
+                train, _ = load_pool(entry).split(held_out)
+                part = (len(train), train)
+            self.parts += [part] * repeat
+        self._opts = self._bank = None
+
+    def __len__(self) -> int:
+        return sum(n for n, _ in self.parts)
+
+    def __getitem__(self, i: int):
+        for n, frames in self.parts:
+            if i < n:
+                if isinstance(frames, FramePool):
+                    return frames.depth[i].numpy()
+                _, seed, textures = frames
+                if self._opts is None:
+                    self._opts = SyntheticOptions(width=320, height=240, textures=textures)
+                    self._bank = make_texture_bank(seed, photos=texture_photos(textures) if textures else None)
+                return render_still(seed, i, self._opts, self._bank)[1]
+            i -= n
+        raise IndexError(i)
 
 
 # ------------------------------------------------------------------------------------------------- files

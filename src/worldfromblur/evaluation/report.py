@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,40 +30,69 @@ def _mean_dicts(rows: list[dict], weights: list[int]) -> dict:
     return {k: float(np.sum([r[k] * wi for r, wi in zip(rows, w)]) / w.sum()) for k in rows[0]}
 
 
-def median_train_depth(root: Path, limit: int = 200) -> float:
+def median_depth(depth_maps: Iterable, limit: int = 200) -> float:
+    """The median-depth reference: the median of every 97th valid (> 0) reading of up to ``limit`` depth maps
+    spread evenly over ``depth_maps`` (a sequence of arrays or tensors, metres) -- of the *training* data, the
+    constant a model could have learnt from it."""
+    maps = list(depth_maps) if not isinstance(depth_maps, Sequence) else depth_maps
+    if len(maps) == 0:
+        raise WfbError("no depth maps to take the reference median depth from")
+    values = []
+    for i in np.linspace(0, len(maps) - 1, min(limit, len(maps))).astype(int):
+        d = np.asarray(maps[int(i)], dtype=np.float64)
+        values.append(d[d > 0][::97])
+    return float(np.median(np.concatenate(values)))
+
+
+class _Depths(Sequence):
+    """A dataset's depth maps as a lazy sequence (only the ones :func:`median_depth` picks are read)."""
+
+    def __init__(self, ds: BlurDataset):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        return self.ds.record(i).depth
+
+
+def dataset_median_depth(root: Path) -> float:
+    """:func:`median_depth` of a built dataset's training split (all of it when it has none)."""
     try:
         ds = BlurDataset(root, split="train")
     except DatasetError:
         ds = BlurDataset(root, split="all")
     if len(ds) == 0:
         ds = BlurDataset(root, split="all")
-    values = []
-    for i in np.linspace(0, len(ds) - 1, min(limit, len(ds))).astype(int):
-        d = ds.record(int(i)).depth
-        values.append(d[d > 0][::97])
-    return float(np.median(np.concatenate(values)))
+    return median_depth(_Depths(ds))
 
 
-def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", device: str = "cpu",
-             batch_size: int = 4, figures: int = 0, out: Path | None = None, progress: bool = True) -> dict:
-    """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict."""
-    try:
-        ds = BlurDataset(data, split=split)
-    except DatasetError as err:
-        raise WfbError(str(err)) from None
-    if len(ds) == 0:
-        raise WfbError(f"{data}: split {split!r} has no samples; choose another --split")
-    models = [(label, *load_model(spec)) for label, spec in specs]  # fail on a bad checkpoint before any work
-    median = median_train_depth(Path(data))
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
-    report = {"data": str(data), "split": split, "num_samples": len(ds), "median_train_depth_m": median,
-              "models": {}, "references": {}}
+def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Callable[[], Iterable[dict]],
+                 reference_depth: float, device: str | torch.device = "cpu", progress: bool = True,
+                 figures: int = 0, out: Path | None = None, total: int | None = None) -> dict:
+    """The evaluator: every model's cycle on every batch, scored by the paper's metrics, beside the reference
+    columns. ``wfb evaluate`` and the held-out evaluation of ``wfb train-model`` both score through here.
+
+    Args:
+        models: (label, model, where its weights came from).
+        batches: a function returning a fresh iterable of batches (dicts with ``blurred``, ``sharp``, ``depth``,
+            ``valid_depth``, ``poses`` and ``K``), the same samples each call.
+        reference_depth: the constant of the median-depth column (:func:`median_depth` of the training data).
+        figures, out: write a Fig. 7-style panel of the first ``figures`` samples per model to ``out/figures``.
+
+    Returns:
+        ``{"models": {label: {...}}, "references": {...}, "num_samples": N}``: per model the mean image, depth and
+        motion metrics (in time order and up to reversal), the re-blur PSNR, and what it is made of.
+    """
+    report = {"models": {}, "references": {}, "num_samples": 0}
     ref_rows: dict[str, list] = {"image": [], "motion": [], "depth": [], "n": []}
     for label, model, sources in models:
-        model.to(device)
+        model.to(device).eval()
         rows: dict[str, list] = {"image": [], "depth": [], "motion": [], "motion_rev": [], "reblur": [], "n": []}
         fig_done = 0
-        for batch in tqdm(loader, desc=f"evaluate {label}", unit="batch", file=sys.stderr, disable=not progress):
+        for batch in tqdm(batches(), total=total, desc=f"evaluate {label}", unit="batch", file=sys.stderr,
+                          disable=not progress):
             b = {k: v.to(device) for k, v in batch.items()}
             with torch.no_grad():
                 outp = model(b["blurred"], b["K"])
@@ -73,16 +103,18 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
             rows["motion"].append(motion_errors(outp["poses"], b["poses"]))
             rows["motion_rev"].append(motion_errors(outp["poses"], b["poses"], reversal="min"))
             rows["reblur"].append({"psnr": image_metrics(outp["reblurred"], b["blurred"])["psnr"]})
-            if not report["references"] and len(ref_rows["n"]) < len(loader):
+            if not report["references"]:
                 ref_rows["n"].append(n)
                 ref_rows["image"].append(image_metrics(b["blurred"], b["sharp"]))
                 ref_rows["motion"].append(motion_errors(torch.eye(4).expand_as(b["poses"].cpu()), b["poses"]))
-                ref_rows["depth"].append(depth_metrics(torch.full_like(b["depth"], median), b["depth"], b["valid_depth"]))
+                ref_rows["depth"].append(depth_metrics(torch.full_like(b["depth"], reference_depth), b["depth"],
+                                                       b["valid_depth"]))
             if out is not None and fig_done < figures:
                 for i in range(min(n, figures - fig_done)):
                     figure_panel(b, outp, i, out / "figures" / f"{label}-{fig_done:04d}.png")
                     fig_done += 1
         if not report["references"]:
+            report["num_samples"] = int(sum(ref_rows["n"]))
             report["references"] = {
                 "blurred input": {"image": _mean_dicts(ref_rows["image"], ref_rows["n"])},
                 "zero motion": {"motion": _mean_dicts(ref_rows["motion"], ref_rows["n"])},
@@ -99,6 +131,23 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
         }
         model.to("cpu")
     return report
+
+
+def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", device: str = "cpu",
+             batch_size: int = 4, figures: int = 0, out: Path | None = None, progress: bool = True) -> dict:
+    """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict."""
+    try:
+        ds = BlurDataset(data, split=split)
+    except DatasetError as err:
+        raise WfbError(str(err)) from None
+    if len(ds) == 0:
+        raise WfbError(f"{data}: split {split!r} has no samples; choose another --split")
+    models = [(label, *load_model(spec)) for label, spec in specs]  # fail on a bad checkpoint before any work
+    median = dataset_median_depth(Path(data))
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
+    scores = score_models(models, lambda: loader, median, device, progress, figures, out, total=len(loader))
+    return {"data": str(data), "split": split, "num_samples": len(ds), "median_train_depth_m": median,
+            "models": scores["models"], "references": scores["references"]}
 
 
 # ------------------------------------------------------------------------------------------------- Markdown

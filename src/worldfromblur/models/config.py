@@ -108,9 +108,18 @@ def load_model_config(path: str | Path) -> ModelConfig:
         raise WfbError(f"{path}: cannot read the model config ({err})") from None
     if not isinstance(data, dict):
         raise WfbError(f"{path}: a model config must be a mapping of field names to values")
+    return model_config_from(data)
+
+
+def model_config_from(data: dict, where: str = "model") -> ModelConfig:
+    """A model config from a mapping of a preset name under ``preset`` (default "compact") and/or any field to
+    override: the one preset merge of every config the package reads (model files, training configs, recipes)."""
+    if not isinstance(data, dict):
+        raise WfbError(f"{where}: expected a mapping of model fields, got {type(data).__name__}")
+    data = dict(data)
     base = preset(data.pop("preset", "compact")).to_dict()
     base.update(data)
-    return ModelConfig.from_dict(base)
+    return ModelConfig.from_dict(base, where)
 
 
 PRESETS = {

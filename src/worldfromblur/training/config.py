@@ -20,7 +20,7 @@ import yaml
 
 from ..errors import WfbError
 from ..losses import LossConfig
-from ..models.config import ModelConfig, coerce, preset
+from ..models.config import ModelConfig, coerce, model_config_from
 
 
 @dataclass
@@ -69,7 +69,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     init: dict = field(default_factory=dict)
-    """Checkpoints to start modules from, e.g. {deblur: runs/deblur/checkpoints/step-002000} (stage 2)."""
+    """Checkpoints or run folders to start modules from, e.g. {deblur: runs/deblur} (stage 2), or ``shipped`` for
+    the model shipped with the package; a module not named (or null) starts from its initialisation."""
     out: str = "runs/run"
     """Run folder: resolved config, checkpoints, TensorBoard logs."""
     batch_size: int = 4
@@ -111,10 +112,7 @@ def _build(cls, data: dict, where: str):
     for name, value in data.items():
         sub_cls = SECTIONS.get(name) if cls is TrainConfig else None
         if cls is TrainConfig and name == "model":
-            value = dict(value or {})
-            base = preset(value.pop("preset", "compact")).to_dict()
-            base.update(value)
-            kw[name] = ModelConfig.from_dict(base)
+            kw[name] = model_config_from(value or {})
         elif sub_cls is not None:
             kw[name] = _build(sub_cls, value or {}, f"{where}.{name}")
         else:
@@ -128,6 +126,7 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
         raise WfbError(f"{where}: batch_size and max_steps must be at least 1")
     if cfg.minutes < 0:
         raise WfbError(f"{where}: minutes must be 0 (no budget) or positive")
+    cfg.init = {k: v for k, v in (cfg.init or {}).items() if v is not None}
     unknown = sorted(set(cfg.init) - {"deblur", "depth", "motion"})
     if unknown:
         raise WfbError(f"{where}: init names unknown module(s) {', '.join(unknown)}; use deblur, depth, motion")

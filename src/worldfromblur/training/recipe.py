@@ -1,75 +1,104 @@
-"""``wfb train-model``: every stage of a recipe in one time budget, then evaluation and export.
+"""One experiment, one path: a recipe (typed) trains its stages, evaluates the result and exports a model.
 
-A recipe is YAML with three parts::
+``wfb train-model`` runs a recipe; ``wfb train`` runs a training config as a recipe of one stage. A recipe is YAML
+with three parts::
 
     base:      a training config (any key of TrainConfig) shared by every stage
     stages:    a list of {name, share, config}: each stage's own keys, and its share of the training time
-    evaluate:  {samples: N, seed: S}, the held-out evaluation
+    evaluate:  {samples, seed, batch_size}: the evaluation after training
 
+and reads into a :class:`Recipe`, whose stages hold complete :class:`~worldfromblur.training.config.TrainConfig`\\ s.
 The shipped recipes live in ``worldfromblur/recipes`` (``wfb train-model compact`` finds one by name). Command-line
-``key=value`` overrides apply to ``base`` (``evaluate.samples=N`` to the evaluation). The run folder holds::
+``key=value`` overrides apply to ``base`` (``evaluate.samples=N`` to the evaluation). A module's ``init`` may be
+``shipped``: the model shipped with the package (the shipped ``compact`` recipe continues from it).
+
+The run folder of a recipe (``wfb train-model``)::
 
     OUT/recipe.yaml     the resolved recipe and budget (a resume reads this one, not the command line's)
     OUT/stages/NAME/    each stage's run: config, checkpoints, TensorBoard logs
-    OUT/eval.json       the held-out evaluation (also printed as a table)
+    OUT/eval.json       the evaluation (also printed)
     OUT/model/          the exported model (model.safetensors + config.yaml): ``--checkpoint OUT`` reads it
 
-Budget. Each stage gets its share of the minutes left when it starts (after the pool is built and earlier stages
-ran), less a reserve for evaluation and export; inside a stage the trainer times its first steps and sets max_steps
-to fit (:class:`worldfromblur.training.trainer.Budget`). Later stages start from the previous stage's weights.
+A one-stage run of ``wfb train`` keeps its stage in OUT itself (config.yaml, checkpoints/, tb/) beside eval.json
+and model/.
+
+Evaluation. A stream-fed run is scored on stream samples made from the pool's held-out frames (a seed no training
+step used); a dataset-fed run on the dataset's ``val`` split (none: not evaluated). Both go through
+:func:`worldfromblur.evaluation.report.score_models`, with the median depth of the training data as the constant
+depth reference.
+
+Budget (``--minutes``). Each stage gets its share of the minutes left when it starts (after the pool is built and
+earlier stages ran), less a reserve for evaluation and export; inside a stage the trainer times its first steps and
+sets max_steps to fit (:class:`worldfromblur.training.trainer.Budget`). Later stages start from the previous stage's
+weights.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
+from ..checkpoint import checkpoint_dirs
+from ..data import BlurDataset, DatasetError
+from ..data.pool import TrainingDepths, build_pool, pool_entries, read_pool_meta
+from ..data.stream import BlurStream
+from ..devices import resolve_device
 from ..errors import WfbError
-from .config import apply_override, config_from_dict, read_yaml, shipped_names
+from ..evaluation.report import dataset_median_depth, median_depth, score_models
+from ..models.config import coerce
+from ..models.io import export_model, load_model
+from .config import TrainConfig, apply_override, config_from_dict, read_yaml, shipped_names
+from .sources import stream_options
+from .trainer import train
 
 EVAL_RESERVE_S = 30.0
 
 
+@dataclass
+class EvaluateConfig:
+    samples: int = 128
+    """Stream samples to score (a dataset's whole ``val`` split is scored)."""
+    seed: int = 1_000_003
+    """Seed of the evaluation's stream samples (no training step uses it)."""
+    batch_size: int = 8
+
+
+@dataclass
+class Stage:
+    name: str
+    share: float
+    """Share of the training time (of the minutes left when the stage starts, among the stages left)."""
+    config: TrainConfig
+
+
+@dataclass
+class Recipe:
+    stages: list[Stage]
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    source: dict = field(default_factory=dict)
+    """The mapping the recipe was read from (saved with the run; a resume reads it back)."""
+    flat: bool = False
+    """One stage kept in the run folder itself (``wfb train``) instead of ``OUT/stages/NAME``."""
+
+    def stage_dir(self, out: Path, stage: Stage) -> Path:
+        return out if self.flat else out / "stages" / stage.name
+
+    @property
+    def last(self) -> TrainConfig:
+        return self.stages[-1].config
+
+
 def shipped_recipes() -> list[str]:
     return shipped_names("worldfromblur.recipes")
-
-
-def read_recipe(path_or_name: str, overrides: list[str] = ()) -> dict:
-    """The recipe dict, with ``overrides`` applied to its base and every stage's config checked."""
-    recipe, where = read_yaml(path_or_name, "worldfromblur.recipes", "recipe")
-    if not isinstance(recipe, dict):
-        raise WfbError(f"{where}: a recipe must be a mapping with base, stages and evaluate")
-    unknown = sorted(set(recipe) - {"base", "stages", "evaluate"})
-    if unknown or not isinstance(recipe.get("stages"), list) or not recipe["stages"]:
-        raise WfbError(f"{where}: a recipe has base, stages (a non-empty list) and evaluate; "
-                       f"{'unknown key(s) ' + ', '.join(unknown) if unknown else 'stages is missing or empty'}")
-    recipe.setdefault("base", {})
-    recipe.setdefault("evaluate", {})
-    for o in overrides:  # evaluate.KEY=VALUE sets the evaluation; anything else the base config
-        if o.startswith("evaluate."):
-            apply_override(recipe, o)
-        else:
-            apply_override(recipe["base"], o)
-    unknown = sorted(set(recipe["evaluate"]) - {"samples", "seed"})
-    if unknown:
-        raise WfbError(f"{where}: evaluate has unknown key(s) {', '.join(unknown)}; known: samples, seed")
-    names = set()
-    for i, st in enumerate(recipe["stages"]):
-        if not isinstance(st, dict) or "name" not in st or float(st.get("share", 0)) <= 0:
-            raise WfbError(f"{where}: stage {i + 1} needs a name and a positive share")
-        if st["name"] in names:
-            raise WfbError(f"{where}: two stages are named {st['name']!r}")
-        names.add(st["name"])
-        stage_config(recipe, st, Path("."), 1.0)  # every stage's config is checked before anything runs
-    return recipe
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -79,22 +108,94 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def stage_config(recipe: dict, stage: dict, out: Path, minutes: float, init: Path | None = None):
-    data = _merge(recipe["base"], stage.get("config", {}))
-    data["out"] = str(out / "stages" / stage["name"])
-    data["minutes"] = minutes
-    if init is not None:
-        data["init"] = {m: str(init) for m in ("deblur", "depth", "motion")}
-    return config_from_dict(data, f"recipe stage {stage['name']}")
+def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
+    """A typed recipe from its mapping; every stage's config is checked here, before anything runs."""
+    if not isinstance(data, dict):
+        raise WfbError(f"{where}: a recipe must be a mapping with base, stages and evaluate")
+    unknown = sorted(set(data) - {"base", "stages", "evaluate"})
+    if unknown or not isinstance(data.get("stages"), list) or not data["stages"]:
+        raise WfbError(f"{where}: a recipe has base, stages (a non-empty list) and evaluate; "
+                       f"{'unknown key(s) ' + ', '.join(unknown) if unknown else 'stages is missing or empty'}")
+    base, ev = data.get("base") or {}, data.get("evaluate") or {}
+    known = {f.name: f for f in fields(EvaluateConfig)}
+    unknown = sorted(set(ev) - set(known))
+    if unknown:
+        raise WfbError(f"{where}: evaluate has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    evaluate = EvaluateConfig(**{k: coerce(v, known[k].type, f"{where}.evaluate.{k}") for k, v in ev.items()})
+    stages, names = [], set()
+    for i, st in enumerate(data["stages"]):
+        if not isinstance(st, dict) or "name" not in st or float(st.get("share", 0)) <= 0:
+            raise WfbError(f"{where}: stage {i + 1} needs a name and a positive share")
+        if st["name"] in names:
+            raise WfbError(f"{where}: two stages are named {st['name']!r}")
+        names.add(st["name"])
+        cfg = config_from_dict(_merge(base, st.get("config", {})), f"{where} stage {st['name']}")
+        stages.append(Stage(str(st["name"]), float(st["share"]), cfg))
+    return Recipe(stages, evaluate, copy.deepcopy(data))
+
+
+def read_recipe(path_or_name: str, overrides: list[str] = ()) -> Recipe:
+    """A recipe file or shipped name, with ``overrides`` applied to its base (``evaluate.KEY=VALUE`` to the
+    evaluation)."""
+    data, where = read_yaml(path_or_name, "worldfromblur.recipes", "recipe")
+    if isinstance(data, dict):
+        data.setdefault("base", {})
+        data.setdefault("evaluate", {})
+        for o in overrides:
+            apply_override(data if o.startswith("evaluate.") else data["base"], o)
+    return recipe_from_dict(data, where)
+
+
+def one_stage(cfg: TrainConfig) -> Recipe:
+    """A training config as a recipe of one stage, kept in ``cfg.out`` (``wfb train``)."""
+    return Recipe([Stage(cfg.stage, 1.0, cfg)], EvaluateConfig(), {"config": cfg.to_dict()}, flat=True)
+
+
+# ------------------------------------------------------------------------------------------------- the path
+
+
+def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, resume: bool = False,
+               progress: bool = True) -> dict | None:
+    """Train every stage (within ``minutes`` when given, else each to its own max_steps or minutes), evaluate, and
+    export ``OUT/model``. Returns the evaluation report (None on the other ranks under torchrun, and when there is
+    nothing to evaluate on)."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    prev = None
+    for i, st in enumerate(recipe.stages):
+        run_dir = recipe.stage_dir(out, st)
+        cfg = copy.deepcopy(st.config)
+        cfg.out = str(run_dir)
+        if minutes is not None:
+            left_s = minutes * 60 - (time.perf_counter() - t_start) - EVAL_RESERVE_S
+            share = st.share / sum(s.share for s in recipe.stages[i:])
+            cfg.minutes = max(left_s * share / 60, 0.05)
+            if progress:
+                print(f"stage {st.name} ({cfg.stage}): {cfg.minutes:.1f} min", file=sys.stderr)
+        if prev is not None:
+            cfg.init = {m: str(prev) for m in ("deblur", "depth", "motion")}
+        # a recipe's stage folder with checkpoints is an interrupted stage (train_model checked OUT); a one-stage
+        # run folder is resumed only when asked, as wfb train always did
+        train(cfg, resume=resume if recipe.flat else bool(checkpoint_dirs(run_dir)), progress=progress)
+        prev = run_dir
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    report = evaluate_run(prev, recipe, progress)
+    model_dir = out / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)  # a resumed run re-exports its final weights
+    provenance = {"recipe": recipe.source, "device": _device_name(), "samples_seen": _samples_seen(out, recipe)}
+    if report is not None:
+        report["minutes_used"] = (time.perf_counter() - t_start) / 60
+        (out / "eval.json").write_text(json.dumps(report, indent=1) + "\n")
+        provenance["evaluation"] = {k: v for k, v in report["models"]["model"].items() if k != "checkpoint"}
+    export_model(prev, model_dir, provenance=provenance)
+    return report
 
 
 def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: list[str] = (), resume: bool = False,
-                progress: bool = True) -> dict:
-    """Train every stage of a recipe within ``minutes``, evaluate on the held-out frames, export ``OUT/model``."""
-    from ..checkpoint import checkpoint_dirs
-    from .trainer import train
-
-    t_start = time.perf_counter()
+                progress: bool = True) -> dict | None:
+    """``wfb train-model``: a recipe within ``minutes``; a resume reads the recipe the run was started with."""
     out = Path(out)
     if minutes <= 0:
         raise WfbError(f"--minutes must be positive, got {minutes}")
@@ -103,7 +204,7 @@ def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: li
         if not saved.is_file():
             raise WfbError(f"{out}: nothing to resume (no recipe.yaml); start it without --resume")
         state = yaml.safe_load(saved.read_text())
-        recipe, minutes = state["recipe"], float(state["minutes"])
+        recipe, minutes = recipe_from_dict(state["recipe"], str(saved)), float(state["minutes"])
     else:
         if out.exists() and any(out.iterdir()):
             raise WfbError(f"{out}: already exists and is not empty; pass --resume to continue it, or choose a new --out")
@@ -111,50 +212,23 @@ def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: li
         _check_budget(recipe, minutes)
         _check_pools(recipe)
         out.mkdir(parents=True, exist_ok=True)
-        saved.write_text(yaml.safe_dump({"recipe": recipe, "minutes": minutes, "source": str(recipe_name),
+        saved.write_text(yaml.safe_dump({"recipe": recipe.source, "minutes": minutes, "source": str(recipe_name),
                                          "overrides": list(overrides)}, sort_keys=False))
-    stages = recipe["stages"]
-    prev = None
-    for i, st in enumerate(stages):
-        run_dir = out / "stages" / st["name"]
-        done = checkpoint_dirs(run_dir)
-        left_s = minutes * 60 - (time.perf_counter() - t_start) - EVAL_RESERVE_S
-        share = float(st["share"]) / sum(float(s["share"]) for s in stages[i:])
-        stage_minutes = max(left_s * share / 60, 0.05)
-        cfg = stage_config(recipe, st, out, stage_minutes, prev)
-        if progress:
-            print(f"stage {st['name']} ({cfg.stage}): {stage_minutes:.1f} min", file=sys.stderr)
-        train(cfg, resume=bool(done), progress=progress)
-        prev = run_dir
-    report = evaluate_held_out(prev, recipe, progress)
-    report["minutes_used"] = (time.perf_counter() - t_start) / 60
-    (out / "eval.json").write_text(json.dumps(report, indent=1) + "\n")
-    model_dir = out / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)  # a resumed run re-exports its final weights
-    from ..models.io import export_model
-
-    export_model(prev, model_dir, provenance={
-        "recipe": yaml.safe_load(saved.read_text()), "device": _device_name(),
-        "samples_seen": _samples_seen(out, stages), "held_out": report["metrics"]})
-    return report
+    recipe.source = yaml.safe_load(saved.read_text())
+    return run_recipe(recipe, out, minutes, resume=False, progress=progress)
 
 
-def _check_budget(recipe: dict, minutes: float) -> None:
-    if minutes * 60 < EVAL_RESERVE_S + 6 * len(recipe["stages"]):
-        raise WfbError(f"--minutes {minutes} is too short for {len(recipe['stages'])} stage(s) and the evaluation; "
-                       f"give at least {(EVAL_RESERVE_S + 6 * len(recipe['stages'])) / 60:.1f}")
+def _check_budget(recipe: Recipe, minutes: float) -> None:
+    if minutes * 60 < EVAL_RESERVE_S + 6 * len(recipe.stages):
+        raise WfbError(f"--minutes {minutes} is too short for {len(recipe.stages)} stage(s) and the evaluation; "
+                       f"give at least {(EVAL_RESERVE_S + 6 * len(recipe.stages)) / 60:.1f}")
 
 
-def _check_pools(recipe: dict) -> None:
+def _check_pools(recipe: Recipe) -> None:
     """Every pool folder a stage names is a readable pool, and some frames are held out, before anything is
     written."""
-    from ..data.format import DatasetError
-    from ..data.pool import read_pool_meta
-    from .trainer import pool_entries
-
-    for st in recipe["stages"]:
-        cfg = stage_config(recipe, st, Path("."), 1.0)
+    for st in recipe.stages:
+        cfg = st.config
         if cfg.data.source != "stream":
             continue
         if cfg.data.held_out <= 0:
@@ -171,61 +245,68 @@ def _device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
 
 
-def _samples_seen(out: Path, stages: list) -> dict:
+def _samples_seen(out: Path, recipe: Recipe) -> dict:
     seen = {}
-    for st in stages:
-        cfg = yaml.safe_load((out / "stages" / st["name"] / "config.yaml").read_text())
-        seen[st["name"]] = int(cfg["max_steps"]) * int(cfg["batch_size"])
+    for st in recipe.stages:
+        cfg = yaml.safe_load((recipe.stage_dir(out, st) / "config.yaml").read_text())
+        seen[st.name] = int(cfg["max_steps"]) * int(cfg["batch_size"])
     return seen
 
 
-def evaluate_held_out(run_dir: Path, recipe: dict, progress: bool = True) -> dict:
-    """The trained model on stream samples made from the pool's held-out frames (a seed no training step used)."""
-    from ..data.stream import BlurStream
-    from ..evaluation.metrics import depth_metrics, image_metrics, motion_errors
-    from ..models.io import load_model
-    from .config import config_from_dict
-    from .trainer import build_pool, stream_options
+# ------------------------------------------------------------------------------------------------- evaluation
 
-    cfg = config_from_dict(_merge(recipe["base"], recipe["stages"][-1].get("config", {})), "recipe")
-    ev = {"samples": 128, "seed": 1_000_003, **recipe.get("evaluate", {})}
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, textures=cfg.data.textures,
-                         held_out_only=True)
-    if held is None:
-        raise WfbError("data.held_out leaves no frames to evaluate on; set it above 0 (e.g. 0.05)")
-    stream = BlurStream(held, stream_options(cfg), ev["seed"], device)
-    model, _ = load_model(run_dir)
-    model.to(device)
-    rows: dict[str, list] = {k: [] for k in ("blurred", "deblurred", "depth", "median", "motion", "zero")}
-    batch_size = 8
-    for step in range(int(np.ceil(ev["samples"] / batch_size))):
-        b = stream.batch(step, batch_size)
-        with torch.no_grad():
-            o = model(b["blurred"], b["K"])
-        rows["blurred"].append(image_metrics(b["blurred"], b["sharp"]))
-        rows["deblurred"].append(image_metrics(o["deblurred"], b["sharp"]))
-        rows["depth"].append(depth_metrics(o["depth"], b["depth"], b["valid_depth"]))
-        median = float(b["depth"][b["valid_depth"]].median())
-        rows["median"].append(depth_metrics(torch.full_like(b["depth"], median), b["depth"], b["valid_depth"]))
-        rows["motion"].append(motion_errors(o["poses"], b["poses"], reversal="min"))
-        rows["zero"].append(motion_errors(torch.eye(4, device=device).expand_as(b["poses"]), b["poses"], reversal="min"))
-    metrics = {k: {m: float(np.mean([r[m] for r in v])) for m in v[0]} for k, v in rows.items()}
-    report = {"held_out_frames": len(held), "samples": len(rows["blurred"]) * batch_size, "seed": ev["seed"],
-              "metrics": metrics}
+
+def evaluate_run(run_dir: Path, recipe: Recipe, progress: bool = True) -> dict | None:
+    """The trained model scored by :func:`~worldfromblur.evaluation.report.score_models` on data it did not train
+    on: stream samples from the pool's held-out frames, or the dataset's ``val`` split (None when it has none)."""
+    cfg, ev = recipe.last, recipe.evaluate
+    device = torch.device(resolve_device(cfg.device, "device"))
+    model, sources = load_model(run_dir)
+    if cfg.data.source == "stream":
+        _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, textures=cfg.data.textures,
+                             held_out_only=True)
+        if held is None:
+            raise WfbError("data.held_out leaves no frames to evaluate on; set it above 0 (e.g. 0.05)")
+        stream = BlurStream(held, stream_options(cfg), ev.seed, device)
+        steps = -(-ev.samples // ev.batch_size)
+        reference = median_depth(TrainingDepths(cfg.data.pool, cfg.seed, cfg.data.held_out, cfg.data.textures))
+        scores = score_models([("model", model, sources)], lambda: (stream.batch(s, ev.batch_size) for s in range(steps)),
+                              reference, device, progress=False, total=steps)
+        report = {"data": "held-out stream", "held_out_frames": len(held), "samples": steps * ev.batch_size,
+                  "seed": ev.seed}
+    else:
+        try:
+            ds = BlurDataset(cfg.data.root, split="val")
+        except DatasetError:
+            ds = None
+        if ds is None or len(ds) == 0:
+            if progress:
+                print(f"{cfg.data.root} has no val split: not evaluated", file=sys.stderr)
+            return None
+        loader = torch.utils.data.DataLoader(ds, batch_size=ev.batch_size, num_workers=0)
+        reference = dataset_median_depth(Path(cfg.data.root))
+        scores = score_models([("model", model, sources)], lambda: loader, reference, device, progress=False,
+                              total=len(loader))
+        report = {"data": f"{cfg.data.root} (val)", "samples": len(ds)}
+    report |= {"median_depth_m": reference, "models": scores["models"], "references": scores["references"]}
     if progress:
-        print(format_held_out(report), file=sys.stderr)
+        print(format_evaluation(report), file=sys.stderr)
     return report
 
 
-def format_held_out(report: dict) -> str:
-    m = report["metrics"]
-    lines = [f"held-out evaluation: {report['samples']} stream samples from {report['held_out_frames']} frames",
-             f"  deblurring PSNR {m['deblurred']['psnr']:.2f} dB (blurred input {m['blurred']['psnr']:.2f} dB)",
+def format_evaluation(report: dict) -> str:
+    m, r = report["models"]["model"], report["references"]
+    where = (f"{report['samples']} stream samples from {report['held_out_frames']} held-out frames"
+             if "held_out_frames" in report else f"{report['samples']} samples of {report['data']}")
+    rot, trans = ("pitch", "yaw", "roll"), ("tx", "ty", "tz")
+    mo, zero = m["motion_up_to_reversal"], r["zero motion"]["motion"]
+    lines = [f"evaluation: {where}",
+             f"  deblurring PSNR {m['image']['psnr']:.2f} dB (blurred input {r['blurred input']['image']['psnr']:.2f} dB)",
              f"  depth Abs Rel {m['depth']['abs_rel']:.3f}, RMSE {m['depth']['rmse']:.3f} m "
-             f"(median depth: {m['median']['abs_rel']:.3f}, {m['median']['rmse']:.3f} m)",
-             "  rotation error up to reversal, pitch/yaw/roll: " + "/".join(f"{m['motion'][k]:.3f}" for k in ("pitch", "yaw", "roll"))
-             + " deg (zero motion: " + "/".join(f"{m['zero'][k]:.3f}" for k in ("pitch", "yaw", "roll")) + ")",
-             "  translation error up to reversal, x/y/z: " + "/".join(f"{m['motion'][k]:.2f}" for k in ("tx", "ty", "tz"))
-             + " cm (zero motion: " + "/".join(f"{m['zero'][k]:.2f}" for k in ("tx", "ty", "tz")) + ")"]
+             f"(median training depth {report['median_depth_m']:.2f} m: {r['median depth']['depth']['abs_rel']:.3f}, "
+             f"{r['median depth']['depth']['rmse']:.3f} m)",
+             "  rotation error up to reversal, pitch/yaw/roll: " + "/".join(f"{mo[k]:.3f}" for k in rot)
+             + " deg (zero motion: " + "/".join(f"{zero[k]:.3f}" for k in rot) + ")",
+             "  translation error up to reversal, x/y/z: " + "/".join(f"{mo[k]:.2f}" for k in trans)
+             + " cm (zero motion: " + "/".join(f"{zero[k]:.2f}" for k in trans) + ")"]
     return "\n".join(lines)

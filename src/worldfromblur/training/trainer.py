@@ -13,54 +13,20 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from ..data import BlurDataset, DatasetError
-from ..data.pool import FramePool, concat_pools, load_pool, synthetic_pool
-from ..data.stream import BlurStream, StreamOptions
-from ..data.synthetic.textures import texture_photos
+from ..checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
 from ..devices import resolve_device
 from ..errors import WfbError
 from ..models import WorldFromBlur
-from ..models.io import load_module
+from ..models.io import load_module, shipped_model
 from ..viz import colorize_depth
-from ..checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
-
-
-class StepBatches(Sampler):
-    """Batches of indices for steps ``start .. total - 1``, a pure function of (seed, step, rank).
-
-    The sample stream is a concatenation of seeded permutations of the dataset; step s of rank r takes the
-    ``batch`` indices starting at ``(s * world + r) * batch``. A resumed run therefore sees exactly the batches
-    the interrupted one would have seen.
-    """
-
-    def __init__(self, n: int, batch: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1):
-        self.n, self.batch, self.seed, self.start, self.total = n, batch, seed, start, total
-        self.rank, self.world = rank, world
-        self._perms: dict[int, list[int]] = {}
-
-    def _index(self, position: int) -> int:
-        epoch, k = divmod(position, self.n)
-        if epoch not in self._perms:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perms = {epoch: torch.randperm(self.n, generator=g).tolist()}
-        return self._perms[epoch][k]
-
-    def __iter__(self):
-        for step in range(self.start, self.total):
-            first = (step * self.world + self.rank) * self.batch
-            yield [self._index(first + i) for i in range(self.batch)]
-
-    def __len__(self) -> int:
-        return max(self.total - self.start, 0)
+from .sources import batches, open_dataset, open_stream
 
 
 def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
@@ -76,31 +42,17 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def open_dataset(cfg: TrainConfig) -> BlurDataset:
-    """The training split, checked before any training starts."""
-    try:
-        ds = BlurDataset(cfg.data.root, split=cfg.data.split)
-    except DatasetError as err:
-        raise WfbError(f"data.root: {err}") from None
-    if len(ds) == 0:
-        raise WfbError(f"data.root: {cfg.data.root} has no samples in split {cfg.data.split!r}; build more or choose another data.split")
-    first = ds.record(0)  # validates the files of one sample now rather than mid-run
-    n_data = int(ds.manifest.get("request", {}).get("options", {}).get("n", cfg.model.n))
-    if n_data != cfg.model.n:
-        raise WfbError(f"data.root: the dataset has 2n = {2 * n_data} poses but model.n = {cfg.model.n}; set model.n={n_data}")
-    size = list(first.sharp.shape[1::-1])
-    if cfg.model.input_size is None:
-        cfg.model.input_size = size  # saved with every checkpoint: the resolution wfb reconstruct feeds the model
-    elif list(cfg.model.input_size) != size:
-        raise WfbError(f"data.root: the dataset's images are {size[0]}x{size[1]} but model.input_size = "
-                       f"{cfg.model.input_size}; remove the override or build the data at that size")
-    return ds
-
-
 def init_modules(model: WorldFromBlur, init: dict) -> None:
-    """Load modules from stage-1 checkpoints or run folders (their weights under the module's name)."""
+    """Load modules from checkpoints or run folders (their weights under the module's name); ``shipped`` names the
+    model shipped with the package."""
     for name, path in init.items():
-        load_module(model, name, path, context=f"init.{name}: ")
+        try:
+            load_module(model, name, shipped_model() if path == "shipped" else path, context=f"init.{name}: ")
+        except WfbError as err:
+            if path != "shipped" or "do not fit" not in str(err):
+                raise
+            raise WfbError(f"{err}; the shipped model's {name} module has another architecture than this config's: "
+                           f"start it from scratch with init.{name}=null, or keep the shipped architecture") from None
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -141,103 +93,6 @@ def _log_images(writer, step: int, batch: dict, out: dict) -> None:
         writer.add_image("output/reblurred", out["reblurred"][0].detach().float().clamp(0, 1), step)
         err = (out["reblurred"][0] - batch["blurred"][0]).abs().mean(0, keepdim=True).detach().float()
         writer.add_image("output/reblur_error_x4", (4 * err).clamp(0, 1), step)
-
-
-def pool_entries(specs: list) -> list[tuple[str, int, int | None]]:
-    """The entries of ``data.pool``, checked: (folder or "synthetic:N", repeat K of "*K", N or None)."""
-    if not specs:
-        raise WfbError("data.pool is empty; name pool folders (wfb make-pool) or synthetic:N")
-    entries = []
-    for spec in specs:
-        entry, _, times = str(spec).partition("*")
-        try:
-            repeat = int(times) if times else 1
-            assert repeat >= 1
-        except (ValueError, AssertionError):
-            raise WfbError(f"data.pool: {entry}*{times}: the repeat after * must be a whole number >= 1") from None
-        num = None
-        if entry.startswith("synthetic:"):
-            try:
-                num = int(entry.split(":", 1)[1])
-            except ValueError:
-                raise WfbError(f"data.pool: {entry!r} must be synthetic:N with N a whole number") from None
-        entries.append((entry, repeat, num))
-    return entries
-
-
-def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool = True,
-               textures: str | None = None, held_out_only: bool = False) -> tuple[FramePool | None, FramePool | None]:
-    """(training frames, held-out frames) of ``data.pool``.
-
-    Each entry is a pool folder (``wfb make-pool``) or "synthetic:N" (N frames rendered now, 320x240), optionally
-    with "*K" appended to repeat its training frames K times (to weigh a small real pool against a large synthetic
-    one). Each entry's last ``held_out`` fraction of frames per source is held out before any repetition, so the
-    held-out frames never reach training. ``held_out_only`` skips the training frames (None), and renders only the
-    held-out frames of synthetic entries, which are a pure function of their index.
-    """
-    train_parts, held_parts = [], []
-    for entry, repeat, num in pool_entries(specs):
-        if num is not None:
-            if textures is not None and not texture_photos(textures):
-                raise WfbError(f"data.textures: {textures} holds no photographs (.png, .jpg, ...)")
-            k = int(round(num * held_out))
-            if held_out_only and not 0 < k < num:
-                continue
-            pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
-                                  progress=progress, start=num - k if held_out_only else 0)
-            if held_out_only:  # exactly the frames that split() would hold out
-                held_parts.append(pool)
-                continue
-        else:
-            pool = load_pool(entry)
-        train_part, held_part = pool.split(held_out)
-        train_parts += [train_part] * repeat
-        if held_part is not None:
-            held_parts.append(held_part)
-    train = None if held_out_only else concat_pools(train_parts)
-    return train, concat_pools(held_parts) if held_parts else None
-
-
-def stream_options(cfg: TrainConfig) -> StreamOptions:
-    known = {f.name for f in fields(StreamOptions)}
-    unknown = sorted(set(cfg.data.stream) - known)
-    if unknown:
-        raise WfbError(f"data.stream: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    opts = StreamOptions(**{**cfg.data.stream, "n": cfg.model.n})
-    try:
-        opts.check()
-    except DatasetError as err:
-        raise WfbError(f"data.stream: {err}") from None
-    return opts
-
-
-def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -> BlurStream:
-    """The training stream (of the pool's training frames), checked before any training starts."""
-    opts = stream_options(cfg)
-    try:
-        train_pool, _ = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures)
-    except DatasetError as err:
-        raise WfbError(f"data.pool: {err}") from None
-    if cfg.model.input_size is None:
-        cfg.model.input_size = list(opts.size)
-    elif list(cfg.model.input_size) != list(opts.size):
-        raise WfbError(f"data.stream.size {opts.size} differs from model.input_size {cfg.model.input_size}; make them equal")
-    return BlurStream(train_pool, opts, cfg.seed, device)
-
-
-def _batches(cfg: TrainConfig, source, start: int, rank: int, world: int, device: torch.device):
-    """The training batches from step ``start`` on, on ``device``; a pure function of (seed, step, rank)."""
-    if isinstance(source, BlurStream):
-        step = start
-        while True:
-            yield source.batch(step, cfg.batch_size, rank)
-            step += 1
-    total = 10**12 if cfg.minutes > 0 else cfg.max_steps  # a budget decides the end as it goes
-    sampler = StepBatches(len(source), cfg.batch_size, cfg.seed, start, total, rank, world)
-    loader = DataLoader(source, batch_sampler=sampler, num_workers=cfg.data.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
-    for batch in loader:
-        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 class Budget:
@@ -304,8 +159,10 @@ def _prepare_modules(cfg: TrainConfig, model: WorldFromBlur, world: int, device:
     return params, modules, model
 
 
-class _Run:
-    """One run's state: set up from the config (and the checkpoint on resume), then advanced step by step."""
+class Trainer:
+    """One run in four phases: set-up (``__init__``: device, process group, data source, model, optimiser, and the
+    checkpoint on resume), :meth:`train_step` (one optimisation step with its logging), :meth:`checkpoint` (on
+    schedule and after the last step) and :meth:`close`."""
 
     def __init__(self, cfg: TrainConfig, resume: bool, progress: bool):
         t_start = time.perf_counter()
@@ -357,7 +214,7 @@ class _Run:
                 "budget_fixed": self.cfg.minutes > 0 and not self.budget.active,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": _rng_state()}
 
-    def advance(self, batch: dict) -> bool:
+    def train_step(self, batch: dict) -> bool:
         """One optimisation step on ``batch`` with its logging and checkpoints; True after the last step."""
         cfg = self.cfg
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else nullcontext():
@@ -378,18 +235,18 @@ class _Run:
         if self.step % cfg.check_finite_every == 0 or last:
             _check_finite(self.pending, self.run_dir)
         if cfg.save_all_ranks and self.world > 1 and last:
-            self._save(self.run_dir / f"rank{self.rank}", 1)
+            self.checkpoint(self.run_dir / f"rank{self.rank}", 1)
         if self.rank == 0:
             rate = self.samples / (time.perf_counter() - self.t0)
             _log_step(self.writer, self.bar, cfg, self.step, loss, details, self.scheduler, rate, last)
             if cfg.image_every > 0 and (self.step % cfg.image_every == 0 or self.step == 1):
                 _log_images(self.writer, self.step, batch, out)
             if self.step % cfg.ckpt_every == 0 or last:
-                self._save(self.run_dir, cfg.keep_checkpoints)
+                self.checkpoint(self.run_dir, cfg.keep_checkpoints)
         self.bar.update()
         return last
 
-    def _save(self, where: Path, keep: int) -> None:
+    def checkpoint(self, where: Path, keep: int) -> None:
         config = self.run_dir / "config.yaml"  # written by rank 0; another rank may not see it
         save_checkpoint(where, self.step, self.model, config.read_text() if config.is_file() else "", self.state_dict(), keep)
 
@@ -403,12 +260,12 @@ class _Run:
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the run folder."""
-    run = _Run(cfg, resume, progress)
+    run = Trainer(cfg, resume, progress)
     if run.done:
         return run.run_dir
     run.model.train()
-    for batch in _batches(cfg, run.source, run.step, run.rank, run.world, run.device):
-        if run.advance(batch):
+    for batch in batches(cfg, run.source, run.step, run.rank, run.world, run.device):
+        if run.train_step(batch):
             break
     run.close()
     return run.run_dir

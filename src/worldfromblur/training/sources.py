@@ -1,0 +1,109 @@
+"""Where a training run's samples come from: a built dataset (in a seeded, resumable order) or the blur stream
+made on the training device from frame pools (``data.source``). Both are opened and checked before any training
+step, and both give the same batches for the same (seed, step, rank), so a resumed run sees what the interrupted one
+would have seen."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..data import BlurDataset, DatasetError
+from ..data.pool import build_pool
+from ..data.stream import BlurStream, StreamOptions
+from ..errors import WfbError
+from .config import TrainConfig
+
+
+class StepBatches(Sampler):
+    """Batches of indices for steps ``start .. total - 1``, a pure function of (seed, step, rank).
+
+    The sample stream is a concatenation of seeded permutations of the dataset; step s of rank r takes the
+    ``batch`` indices starting at ``(s * world + r) * batch``. A resumed run therefore sees exactly the batches
+    the interrupted one would have seen.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1):
+        self.n, self.batch, self.seed, self.start, self.total = n, batch, seed, start, total
+        self.rank, self.world = rank, world
+        self._perms: dict[int, list[int]] = {}
+
+    def _index(self, position: int) -> int:
+        epoch, k = divmod(position, self.n)
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms = {epoch: torch.randperm(self.n, generator=g).tolist()}
+        return self._perms[epoch][k]
+
+    def __iter__(self):
+        for step in range(self.start, self.total):
+            first = (step * self.world + self.rank) * self.batch
+            yield [self._index(first + i) for i in range(self.batch)]
+
+    def __len__(self) -> int:
+        return max(self.total - self.start, 0)
+
+
+def open_dataset(cfg: TrainConfig) -> BlurDataset:
+    """The training split, checked before any training starts."""
+    try:
+        ds = BlurDataset(cfg.data.root, split=cfg.data.split)
+    except DatasetError as err:
+        raise WfbError(f"data.root: {err}") from None
+    if len(ds) == 0:
+        raise WfbError(f"data.root: {cfg.data.root} has no samples in split {cfg.data.split!r}; build more or choose another data.split")
+    first = ds.record(0)  # validates the files of one sample now rather than mid-run
+    n_data = int(ds.manifest.get("request", {}).get("options", {}).get("n", cfg.model.n))
+    if n_data != cfg.model.n:
+        raise WfbError(f"data.root: the dataset has 2n = {2 * n_data} poses but model.n = {cfg.model.n}; set model.n={n_data}")
+    size = list(first.sharp.shape[1::-1])
+    if cfg.model.input_size is None:
+        cfg.model.input_size = size  # saved with every checkpoint: the resolution wfb reconstruct feeds the model
+    elif list(cfg.model.input_size) != size:
+        raise WfbError(f"data.root: the dataset's images are {size[0]}x{size[1]} but model.input_size = "
+                       f"{cfg.model.input_size}; remove the override or build the data at that size")
+    return ds
+
+
+def stream_options(cfg: TrainConfig) -> StreamOptions:
+    known = {f.name for f in fields(StreamOptions)}
+    unknown = sorted(set(cfg.data.stream) - known)
+    if unknown:
+        raise WfbError(f"data.stream: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    opts = StreamOptions(**{**cfg.data.stream, "n": cfg.model.n})
+    try:
+        opts.check()
+    except DatasetError as err:
+        raise WfbError(f"data.stream: {err}") from None
+    return opts
+
+
+def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -> BlurStream:
+    """The training stream (of the pool's training frames), checked before any training starts."""
+    opts = stream_options(cfg)
+    try:
+        train_pool, _ = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures)
+    except DatasetError as err:
+        raise WfbError(f"data.pool: {err}") from None
+    if cfg.model.input_size is None:
+        cfg.model.input_size = list(opts.size)
+    elif list(cfg.model.input_size) != list(opts.size):
+        raise WfbError(f"data.stream.size {opts.size} differs from model.input_size {cfg.model.input_size}; make them equal")
+    return BlurStream(train_pool, opts, cfg.seed, device)
+
+
+def batches(cfg: TrainConfig, source, start: int, rank: int, world: int, device: torch.device):
+    """The training batches from step ``start`` on, on ``device``; a pure function of (seed, step, rank)."""
+    if isinstance(source, BlurStream):
+        step = start
+        while True:
+            yield source.batch(step, cfg.batch_size, rank)
+            step += 1
+    total = 10**12 if cfg.minutes > 0 else cfg.max_steps  # a budget decides the end as it goes
+    sampler = StepBatches(len(source), cfg.batch_size, cfg.seed, start, total, rank, world)
+    loader = DataLoader(source, batch_sampler=sampler, num_workers=cfg.data.workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    for batch in loader:
+        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
