@@ -48,7 +48,7 @@ def test_reblur_of_stored_sample_reproduces_stored_blur(dataset20):
     for i in range(len(ds)):
         it = ds[i]
         out = reblur(it["sharp"][None], it["depth"][None], it["poses"][None], it["K"],
-                     subframes=int(it["subframes"]), linear_light=bool(it["linear_light"]))
+                     subframes=int(it["subframes"]), averaging=ds.averaging)
         scores.append(psnr(out[..., m:-m, m:-m], it["blurred"][None, :, m:-m, m:-m]))
         raw.append(psnr(it["sharp"][:, m:-m, m:-m], it["blurred"][:, m:-m, m:-m]))
     assert np.mean(scores) >= 30.0, scores
@@ -65,7 +65,7 @@ def test_inverted_poses_fail_the_consistency_check(dataset20):
         if it["subframes"] < 3:  # near-still samples cannot tell a pose from its inverse
             continue
         args = (it["sharp"][None], it["depth"][None])
-        kw = dict(subframes=int(it["subframes"]), linear_light=True)
+        kw = dict(subframes=int(it["subframes"]), averaging="linear")
         ref = it["blurred"][None, :, m:-m, m:-m]
         good.append(psnr(reblur(*args, it["poses"][None], it["K"], **kw)[..., m:-m, m:-m], ref))
         inv = torch.linalg.inv(it["poses"])

@@ -205,17 +205,17 @@ def test_warp_reproduces_exact_render_of_tilted_plane():
 def test_reblur_reproduces_mean_of_exact_frames():
     K, poses, ref, depth, frames = plane_scene()
     truth = torch.cat([*frames[:3], ref, *frames[3:]]).mean(0, keepdim=True)
-    out, valid = reblur(ref, depth, poses[None], K, return_valid=True)
+    out, valid = reblur(ref, depth, poses[None], K, averaging="srgb", return_valid=True)
     assert bool(inner(valid).all())
     assert psnr(inner(out), inner(truth)) >= 40.0
-    wrong = reblur(ref, depth, invert_pose(poses)[None], K)
+    wrong = reblur(ref, depth, invert_pose(poses)[None], K, averaging="srgb")
     assert psnr(inner(wrong), inner(truth)) < psnr(inner(out), inner(truth)) - 10
 
 
-def test_reblur_linear_light_matches_blur_frames():
+def test_reblur_in_linear_light_matches_blur_frames():
     K, poses, ref, depth, frames = plane_scene()
-    truth = blur_frames(torch.cat([*frames[:3], ref, *frames[3:]]), dim=0, linear_light=True)[None]
-    out = reblur(ref, depth, poses[None], K, linear_light=True)
+    truth = blur_frames(torch.cat([*frames[:3], ref, *frames[3:]]), dim=0, averaging="linear")[None]
+    out = reblur(ref, depth, poses[None], K, averaging="linear")
     assert psnr(inner(out), inner(truth)) >= 40.0
 
 
@@ -226,7 +226,7 @@ def test_reblur_with_subframes_matches_dense_exact_render():
     assert dense.shape == (25, 4, 4)
     assert torch.allclose(dense[::4], trajectory_with_reference(poses[None])[0], atol=1e-12)
     truth = torch.cat([textured_plane_frame(T, K, H, W, **PLANE)[0] for T in dense]).mean(0, keepdim=True)
-    out = reblur(ref, depth, poses[None], K, subframes=4)
+    out = reblur(ref, depth, poses[None], K, subframes=4, averaging="srgb")
     assert psnr(inner(out), inner(truth)) >= 40.0
 
 
@@ -257,7 +257,7 @@ def test_gradcheck_warp_and_reblur():
 
     def f_reblur(img, depth, u, v):
         poses = pose_from_uv(torch.cat([u, -u]), torch.cat([v, -0.5 * v]))[None]
-        return reblur(img, depth, poses, K, iterations=3, subframes=2, linear_light=True)
+        return reblur(img, depth, poses, K, iterations=3, subframes=2, averaging="linear")
 
     assert torch.autograd.gradcheck(f_reblur, (img.detach().clamp(0.1, 0.9).requires_grad_(), depth, u, v))
 

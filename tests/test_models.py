@@ -111,11 +111,11 @@ def test_cycle_with_ground_truth_adds_no_error(dataset20):
     for i in range(0, len(ds), 2):
         it = ds[i]
         s = int(it["subframes"])
-        model = WorldFromBlur(ModelConfig(subframes=s, linear_light=bool(it["linear_light"])))
+        model = WorldFromBlur(ModelConfig(subframes=s, averaging=ds.averaging))
         u, v = uv_from_pose(it["poses"][None])
         with torch.no_grad():
             out, _ = model.reblur(it["sharp"][None], it["depth"][None], u, v, it["K"][None])
-            direct = reblur(it["sharp"][None], it["depth"][None], it["poses"][None], it["K"], subframes=s, linear_light=True)
+            direct = reblur(it["sharp"][None], it["depth"][None], it["poses"][None], it["K"], subframes=s, averaging="linear")
         target = it["blurred"][None, :, m:-m, m:-m]
         cycle_scores.append(psnr(out[..., m:-m, m:-m], target))
         assert abs(cycle_scores[-1] - psnr(direct[..., m:-m, m:-m], target)) < 0.05

@@ -37,7 +37,7 @@ try:  # kornia >= 0.8.3 moved it; older releases only have kornia.utils
 except ImportError:  # pragma: no cover
     from kornia.utils import create_meshgrid
 
-from .imaging import linear_to_srgb, srgb_to_linear
+from .imaging import Averaging, linear_to_srgb, srgb_to_linear
 
 __all__ = [
     "GeometryError",
@@ -477,7 +477,7 @@ def reblur(
     poses: torch.Tensor,
     K: torch.Tensor,
     subframes: int = 1,
-    linear_light: bool = False,
+    averaging: Averaging = "linear",
     iterations: int = 3,
     return_valid: bool = False,
     validate: bool = True,
@@ -486,14 +486,14 @@ def reblur(
 
     With ``subframes=1`` this is the paper's average of ``2n + 1`` frames. With ``subframes=s`` each interval between
     two instants is sampled ``s`` times (see :func:`interpolate_trajectory`), which removes the ghosting of a plain
-    7-frame average when motion is fast. With ``linear_light=True`` the frames are averaged in linear light (sRGB
-    decoded, averaged, encoded), as a camera sensor integrates light.
+    7-frame average when motion is fast. The frames are averaged in linear light (sRGB decoded, averaged, encoded),
+    as a camera sensor integrates light, or with ``averaging="srgb"`` as sRGB values (the paper's Eq. 7).
 
     Pixels that some warp cannot fill (see :func:`warp`) take that frame's nearest in-image value; the returned
     ``valid`` mask (with ``return_valid=True``) is 1 only where every frame had a true source, for masking losses.
 
     Args:
-        image_ref: (B, C, H, W) sharp reference frame, sRGB in [0, 1] when ``linear_light``.
+        image_ref: (B, C, H, W) sharp reference frame, sRGB in [0, 1] when averaging in linear light.
         depth_ref: (B, 1, H, W) reference z-depth, metres.
         poses: (B, 2n, 4, 4) poses of the other instants in time order (see the module docstring).
         K: (B, 3, 3) or (3, 3) intrinsics.
@@ -511,7 +511,8 @@ def reblur(
     K = _check_intrinsics(K, B, validate)
 
     traj = interpolate_trajectory(trajectory_with_reference(poses), subframes)
-    src = srgb_to_linear(image_ref) if linear_light else image_ref
+    linear = averaging == "linear"
+    src = srgb_to_linear(image_ref) if linear else image_ref
     M = traj.shape[1]
     per_warp = max(1, REBLUR_CHUNK_PIXELS // (B * H * W))
     if per_warp >= M:
@@ -525,7 +526,7 @@ def reblur(
             total = total + frames.sum(dim=1)
             valid_parts.append(valid.amin(dim=1, keepdim=True) if return_valid else None)
         blurred, valid = total / M, torch.cat(valid_parts, dim=1) if return_valid else None
-    if linear_light:
+    if linear:
         blurred = linear_to_srgb(blurred)
     if return_valid:
         return blurred, valid.amin(dim=1)

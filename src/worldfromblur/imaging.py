@@ -5,8 +5,8 @@ light: they went through the sRGB curve. Averaging those values, as the paper do
 makes streaks of bright objects too faint, so the package's blur synthesis (:func:`worldfromblur.geometry.reblur`,
 the synthetic engine, the RGB-D builders and the stream) decodes to linear light with :func:`srgb_to_linear`,
 averages, and encodes again with :func:`linear_to_srgb`. :func:`blur_frames` does the same for a stack of frames a
-user already has, e.g. consecutive frames of high-frame-rate video (``linear_light=False``: the paper's plain
-average).
+user already has, e.g. consecutive frames of high-frame-rate video (``averaging="srgb"``: the paper's plain
+average). :class:`Exposure` describes how a blurred image is formed, for every part of the package that makes one.
 
 Functions here accept NumPy arrays or torch tensors and return the same kind.
 """
@@ -14,11 +14,35 @@ Functions here accept NumPy arrays or torch tensors and return the same kind.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
-__all__ = ["srgb_to_linear", "linear_to_srgb", "blur_frames", "to_uint8", "psnr"]
+__all__ = ["Averaging", "Exposure", "srgb_to_linear", "linear_to_srgb", "blur_frames", "to_uint8", "psnr"]
+
+Averaging = Literal["linear", "srgb"]
+"""How the instants of an exposure are averaged: "linear" (decode sRGB to linear light, average, encode again, as a
+sensor integrates light) or "srgb" (average the sRGB values, the paper's plain average)."""
+
+
+@dataclass
+class Exposure:
+    """How one blurred image is formed from the instants of its exposure: the one description the synthetic engine,
+    the RGB-D builders and the blur stream extend with their own options (``SyntheticOptions``, ``RGBDOptions``,
+    ``StreamOptions``), and whose ``n`` and ``averaging`` the model's config takes over, with these defaults."""
+
+    n: int = 3
+    """Half window: the exposure spans 2n + 1 frame instants around the reference one (the paper: n = 3)."""
+    fps: float = 30.0
+    """Frame rate of those instants (RGB-D video keeps its recorded rate)."""
+    subframe_px: float = 1.0
+    """Instants are added between two frame instants until no pixel moves more than this many pixels between two."""
+    max_subframes: int = 10
+    """Cap on the instants per frame interval (1: the paper's plain average of the 2n + 1 frames)."""
+    averaging: Averaging = "linear"
+    """See :data:`Averaging`."""
 
 
 def _where(x):
@@ -48,13 +72,13 @@ def linear_to_srgb(x):
     return _where(x)(x <= 0.0031308, x * 12.92, 1.055 * x.clip(0.0031308, 1.0) ** (1 / 2.4) - 0.055)
 
 
-def blur_frames(frames, dim: int = 0, linear_light: bool = True, weights=None):
+def blur_frames(frames, dim: int = 0, averaging: Averaging = "linear", weights=None):
     """Average sharp frames into a blurred image.
 
     Args:
         frames: sRGB frames in [0, 1] stacked along ``dim`` (for example (T, C, H, W) or (B, T, C, H, W)).
         dim: the time dimension.
-        linear_light: average in linear light (True) or average the sRGB values as the paper does (False).
+        averaging: "linear" (in linear light) or "srgb" (the sRGB values, as the paper does).
         weights: optional 1-D weights over time (normalised here); equal weights by default.
 
     Returns:
@@ -62,10 +86,11 @@ def blur_frames(frames, dim: int = 0, linear_light: bool = True, weights=None):
 
     Example:
         >>> f = np.stack([np.zeros((1, 2, 2)), np.ones((1, 2, 2))])
-        >>> float(blur_frames(f, linear_light=False)[0, 0, 0]), round(float(blur_frames(f)[0, 0, 0]), 3)
+        >>> float(blur_frames(f, averaging="srgb")[0, 0, 0]), round(float(blur_frames(f)[0, 0, 0]), 3)
         (0.5, 0.735)
     """
-    x = srgb_to_linear(frames) if linear_light else frames
+    linear = averaging == "linear"
+    x = srgb_to_linear(frames) if linear else frames
     n = x.shape[dim]
     if weights is None:
         mean = x.mean(dim) if torch.is_tensor(x) else x.mean(axis=dim)
@@ -77,7 +102,7 @@ def blur_frames(frames, dim: int = 0, linear_light: bool = True, weights=None):
         shape[dim] = n
         w = (w / w.sum()).reshape(shape)
         mean = (x * w).sum(dim) if torch.is_tensor(x) else (x * w).sum(axis=dim)
-    return linear_to_srgb(mean) if linear_light else mean
+    return linear_to_srgb(mean) if linear else mean
 
 
 def to_uint8(x):

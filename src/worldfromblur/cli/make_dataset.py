@@ -6,15 +6,23 @@ import argparse
 from pathlib import Path
 
 from ..errors import WfbError
+from ..imaging import Exposure
 from .arguments import count, default_workers, image_size
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Options every builder shares."""
     p.add_argument("--out", type=Path, required=True, help="output folder (new or empty; an interrupted build here is resumed)")
-    p.add_argument("--n", type=count, default=3, help="half-window: each exposure spans 2n+1 frame instants (default 3, the paper's 7)")
-    p.add_argument("--averaging", choices=["linear", "srgb"], default="linear",
+    p.add_argument("--n", type=count, default=Exposure.n,
+                   help=f"half-window: each exposure spans 2n+1 frame instants (default {Exposure.n}, the paper's 7)")
+    p.add_argument("--averaging", choices=["linear", "srgb"], default=Exposure.averaging,
                    help="average instants in linear light (default, as a sensor does) or as sRGB values (the paper)")
+    p.add_argument("--subframe-px", type=float, default=Exposure.subframe_px,
+                   help="largest pixel motion between two rendered instants of the exposure "
+                   f"(default {Exposure.subframe_px:g})")
+    p.add_argument("--max-subframes", type=count, default=Exposure.max_subframes,
+                   help=f"cap on instants per frame interval (default {Exposure.max_subframes}; 1: the paper's plain "
+                   "average of the 2n+1 frames)")
     p.add_argument("--splits", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
                    help="fractions of scenes per split (default 0.8 0.1 0.1); a scene never straddles splits")
     p.add_argument("--workers", type=count, default=default_workers(), help="worker processes (default: all cores)")
@@ -59,14 +67,11 @@ def _register_synthetic(kinds) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives a byte-identical dataset")
     s.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics in pixels of --size (default: NYU's Kinect, scaled to --size)")
-    s.add_argument("--fps", type=float, default=30.0, help="frame rate of the 2n+1 instants (default 30)")
+    s.add_argument("--fps", type=float, default=Exposure.fps, help=f"frame rate of the 2n+1 instants (default {Exposure.fps:g})")
     s.add_argument("--rot-speed", type=float, nargs=2, default=(1.0, 60.0), metavar=("LO", "HI"),
                    help="angular speed range in deg/s, from near-still to strong shake (default 1 60)")
     s.add_argument("--trans-speed", type=float, nargs=2, default=(0.02, 0.6), metavar=("LO", "HI"),
                    help="linear speed range in m/s (default 0.02 0.6)")
-    s.add_argument("--subframe-px", type=float, default=1.0,
-                   help="largest pixel motion between two rendered instants of the exposure (default 1.0)")
-    s.add_argument("--max-subframes", type=count, default=8, help="cap on instants per frame interval (default 8)")
     s.add_argument("--noise", type=float, default=0.0,
                    help="sensor noise on the blurred image: std sigma*sqrt(0.2+L) in linear light L (default 0)")
     s.add_argument("--samples-per-scene", type=count, default=4, help="camera placements per room (default 4)")
@@ -76,19 +81,13 @@ def _register_synthetic(kinds) -> None:
 
 def _register_rgbd(kinds, kind: str, short: str, long: str) -> None:
     r = kinds.add_parser(kind, help=short, description=long + " The blur is synthesised from the frames and "
-                         "their depth with intermediate instants (--synthesis geometry, the default) or as the "
-                         "paper's plain average of the frames (--synthesis plain).")
+                         "their depth with intermediate instants, or as the paper's plain average of the frames "
+                         "(--max-subframes 1).")
     add_common(r)
     r.add_argument("--root", type=Path, nargs="+", required=True, metavar="SEQ_DIR",
                    help="sequence folder(s); each is a scene, never split across train/val/test")
     r.add_argument("--size", type=image_size, default=(320, 240), help="output image size WxH (default 320x240)")
     r.add_argument("--stride", type=count, default=1, help="frames between window centres (default 1)")
-    r.add_argument("--synthesis", choices=["geometry", "plain"], default="geometry",
-                   help="render intermediate instants from depth and interpolated poses (default), or average "
-                   "the 2n+1 frames as the paper does")
-    r.add_argument("--subframe-px", type=float, default=1.0,
-                   help="largest pixel motion between two instants of the exposure (default 1.0)")
-    r.add_argument("--max-subframes", type=count, default=8, help="cap on instants per frame interval (default 8)")
     r.add_argument("--block-frames", type=int, default=0,
                    help="cut each sequence into independent scenes of this many frames, so that one sequence can "
                    "feed all splits (default 0: a sequence is one scene)")
@@ -162,7 +161,7 @@ def run_rgbd(args) -> int:
         raise WfbError(f"--block-frames must be 0 or more, got {args.block_frames}")
     w, h = args.size
     opts = RGBDOptions(
-        kind=args.kind, width=w, height=h, n=args.n, stride=args.stride, synthesis=args.synthesis,
+        kind=args.kind, width=w, height=h, n=args.n, stride=args.stride,
         averaging=args.averaging, subframe_px=args.subframe_px, max_subframes=args.max_subframes,
         poses=getattr(args, "poses", "odometry"), block_frames=args.block_frames,
         camera=getattr(args, "camera", None), intrinsics=list(args.intrinsics) if args.intrinsics else None,

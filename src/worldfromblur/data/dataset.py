@@ -25,7 +25,6 @@ def record_to_tensors(rec: SampleRecord) -> dict[str, torch.Tensor]:
         "poses": torch.from_numpy(rec.poses).float(),
         "K": torch.from_numpy(np.asarray(rec.K)).float(),
         "subframes": torch.tensor(int(rec.meta.get("subframes", 1))),
-        "linear_light": torch.tensor(rec.meta.get("averaging", "linear") == "linear"),
     }
     if rec.frames is not None:
         item["frames"] = torch.from_numpy(rec.frames).permute(0, 3, 1, 2).float().div_(255.0)
@@ -42,7 +41,6 @@ class BlurDataset(Dataset):
     - ``poses`` (2n, 4, 4): reference-to-instant poses in time order, reference excluded;
     - ``K`` (3, 3): intrinsics in pixels of this image;
     - ``subframes`` (): instants per frame interval of the exposure (1 = the paper's 2n + 1 frame average);
-    - ``linear_light`` (): whether the blur was averaged in linear light;
     - ``frames`` (2n + 1, 3, H, W): the sharp frames, when stored and ``load_frames`` is set;
     - ``index`` (): position in this split.
 
@@ -68,6 +66,11 @@ class BlurDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def averaging(self) -> str:
+        """How the build averaged its exposures ("linear" or "srgb", :data:`worldfromblur.imaging.Averaging`)."""
+        return self.manifest.get("request", {}).get("options", {}).get("averaging", "linear")
 
     def record(self, index: int) -> SampleRecord:
         """The raw (NumPy) sample."""

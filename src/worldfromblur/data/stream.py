@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import forward_flow, pose_from_uv, reblur, scale_intrinsics
-from ..imaging import linear_to_srgb, srgb_to_linear, to_uint8
+from ..imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from .format import DatasetError
 from .exposure import fill_holes
 from .pool import FramePool
@@ -44,15 +44,13 @@ from .synthetic.engine import SyntheticOptions, draw_motion
 
 
 @dataclass
-class StreamOptions:
-    """How the stream makes samples (saved with every run that uses it)."""
+class StreamOptions(Exposure):
+    """How the stream makes samples (saved with every run that uses it): the exposure
+    (:class:`~worldfromblur.imaging.Exposure`; ``fps`` sets the time scale of the motion model, ``n`` is the model's)
+    and these."""
 
     size: list = field(default_factory=lambda: [160, 120])
     """Sample size [W, H] in pixels."""
-    n: int = 3
-    """Half window: 2n poses around the reference instant."""
-    fps: float = 30.0
-    """Frame rate of the 2n + 1 instants (sets the time scale of the motion model)."""
     zoom: list = field(default_factory=lambda: [1.0, 1.25])
     """Range of the enlargement of a pool frame beyond the least that covers the sample size."""
     flip: bool = True
@@ -61,10 +59,6 @@ class StreamOptions:
     """Longest blur path at the sample size, in pixels."""
     still: float = 0.05
     """Fraction of exposures with at most one pixel of blur."""
-    subframe_px: float = 1.0
-    """Largest pixel motion between two rendered instants."""
-    max_subframes: int = 10
-    """Cap on the instants per frame interval."""
     noise: float = 0.02
     """Largest sensor-noise level (drawn uniformly from 0 to it per sample)."""
     gain: list = field(default_factory=lambda: [0.7, 1.4])
@@ -190,7 +184,7 @@ class BlurStream:
         gain = torch.from_numpy(rng.uniform(*self.opts.gain, batch_size)).float().to(self.device)[:, None, None, None]
         sharp = linear_to_srgb(srgb_to_linear(sharp) * gain)
         sharp = torch.round(sharp * 255) / 255
-        blurred, valid = reblur(sharp, filled, poses, K, subframes=subframes, linear_light=True, return_valid=True,
+        blurred, valid = reblur(sharp, filled, poses, K, subframes=subframes, averaging=self.opts.averaging, return_valid=True,
                                 validate=False)
         gen = torch.Generator(device=self.device).manual_seed(int(rng.integers(2**62)))
         sigma = torch.from_numpy(rng.uniform(0, self.opts.noise, batch_size)).float().to(self.device)[:, None, None, None]
@@ -200,6 +194,5 @@ class BlurStream:
         return {
             "blurred": blurred, "sharp": sharp, "depth": depth, "valid_depth": depth > 0, "poses": poses, "K": K,
             "subframes": torch.full((batch_size,), subframes, device=self.device),
-            "linear_light": torch.ones(batch_size, dtype=torch.bool, device=self.device),
             "valid_blur": valid, "blur_px": length,
         }

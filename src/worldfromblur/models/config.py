@@ -10,6 +10,7 @@ from typing import Literal
 import yaml
 
 from ..errors import WfbError
+from ..imaging import Averaging, Exposure
 
 
 @dataclass
@@ -27,14 +28,15 @@ class ModelConfig:
     """Motion module: "lstm" (joint encoder of both images, the paper's LSTM pose head), "resnet_lstm" (the paper's,
     Fig. 3) or "paths" (per-pixel paths and a pose solve; see :mod:`worldfromblur.pose_solve`). "compact", this
     head's name before version 0.2, is read as "lstm"."""
-    n: int = 3
+    n: int = Exposure.n
     """Half window: 2n poses around the reference instant (the paper: n = 3)."""
     min_depth: float = 0.1
     """Floor added to every depth output, metres (a warp needs positive depth everywhere)."""
     subframes: int = 1
     """Instants per frame interval when the cycle re-blurs (1 = the paper's 2n + 1 frame average)."""
-    linear_light: bool = True
-    """Average the re-blurred instants in linear light (False = the paper's plain average)."""
+    averaging: Averaging = Exposure.averaging
+    """How the cycle averages the re-blurred instants (see :data:`worldfromblur.imaging.Averaging`; "srgb" is the
+    paper's plain average). Checkpoints written before 0.2 say ``linear_light: true/false``, read as "linear"/"srgb"."""
     warp_iterations: int = 3
     """Fixed-point steps of the depth warp (see geometry.warp)."""
     backbone_weights: dict = field(default_factory=dict)
@@ -54,11 +56,13 @@ class ModelConfig:
     def from_dict(cls, d: dict, where: str = "model") -> "ModelConfig":
         """A config from a mapping (YAML, overrides); scalar values are coerced to their field's type."""
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
+        unknown = sorted(set(d) - set(known) - {"linear_light"})
         if unknown:
             raise WfbError(f"unknown model config keys: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         if d.get("motion") == "compact":  # the LSTM head's former name, in checkpoints and configs written before
             d = {**d, "motion": "lstm"}
+        if "linear_light" in d:  # the averaging choice's former name and type, likewise
+            d = {k: v for k, v in d.items() if k != "linear_light"} | {"averaging": "linear" if d["linear_light"] else "srgb"}
         return cls(**{k: coerce(v, known[k].type, f"{where}.{k}") for k, v in d.items()})
 
 
@@ -124,8 +128,8 @@ def model_config_from(data: dict, where: str = "model") -> ModelConfig:
 
 PRESETS = {
     "compact": ModelConfig(),
-    "paper": ModelConfig(deblur="cnn_l15", depth="two_branch", motion="resnet_lstm", subframes=1, linear_light=False),
-    "paper-eigen": ModelConfig(deblur="cnn_l15", depth="eigen", motion="resnet_lstm", subframes=1, linear_light=False),
+    "paper": ModelConfig(deblur="cnn_l15", depth="two_branch", motion="resnet_lstm", subframes=1, averaging="srgb"),
+    "paper-eigen": ModelConfig(deblur="cnn_l15", depth="eigen", motion="resnet_lstm", subframes=1, averaging="srgb"),
 }
 
 

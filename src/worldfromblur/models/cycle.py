@@ -118,7 +118,7 @@ class WorldFromBlur(nn.Module):
         """
         with torch.autocast(sharp.device.type, enabled=False):
             return reblur(sharp.float(), depth.float(), pose_from_uv(u.float(), v.float()), K.float(),
-                          subframes=self.cfg.subframes, linear_light=self.cfg.linear_light,
+                          subframes=self.cfg.subframes, averaging=self.cfg.averaging,
                           iterations=self.cfg.warp_iterations, return_valid=True, validate=False)
 
     def forward(self, blurred: torch.Tensor, K: torch.Tensor, reference: torch.Tensor | None = None) -> dict:

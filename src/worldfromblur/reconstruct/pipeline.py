@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WfbError
-from ..imaging import psnr
+from ..imaging import Averaging, psnr
 from ..geometry import pose_from_uv, scale_intrinsics
 from ..models import WorldFromBlur
 from .deconvolve import deconvolve
@@ -91,7 +91,7 @@ class Reconstruction:
     psnr: float  # re-blur PSNR at the output size of the final (refined) output
     refine_steps: int = 0  # the refinement's step budget (0: not refined)
     refine_options: dict = field(default_factory=dict)  # what refinement optimised and did (see Reconstructor)
-    linear_light: bool = True  # the model's exposure model: average instants in linear light
+    averaging: Averaging = "linear"  # the model's exposure model: how it averages the instants
     deblur_scales: list = field(default_factory=lambda: [1])  # see fullres.deblur_full
     deconvolved: bool = False  # the output's sharp frame was deconvolved with the trajectory (see .deconvolve)
     degenerate: list = field(default_factory=list)  # per instant, poses the scene does not determine (path head only)
@@ -120,7 +120,7 @@ class Reconstructor:
         self.deconvolve = deconvolve
         size = model.cfg.input_size
         self.input_size = tuple(size) if size else DEFAULT_INPUT_SIZE
-        self.linear_light = bool(model.cfg.linear_light)
+        self.averaging = model.cfg.averaging
 
     def _refine_options(self, r) -> dict:
         """What refinement optimised, how many iterations (or Adam steps) it ran, how far it moved the rotation
@@ -155,7 +155,7 @@ class Reconstructor:
         with torch.enable_grad():  # on the model's device; the results come back to the CPU
             inputs = [t_.to(self.device) for t_ in (x, net["deblurred"], net["depth"], net["u"], net["v"], K)]
             r = refine(*inputs, self.refine_steps,
-                       linear_light=self.linear_light, optimize_sharp=self.refine_sharp, motion=self.refine_motion,
+                       averaging=self.averaging, optimize_sharp=self.refine_sharp, motion=self.refine_motion,
                        translation=self.refine_translation)
             r.u, r.v, r.sharp, r.reblurred = (t_.cpu() for t_ in (r.u, r.v, r.sharp, r.reblurred))
         timings["refine_s"] = time.perf_counter() - t
@@ -164,7 +164,7 @@ class Reconstructor:
         rec = Reconstruction(photo=photo, K_source=source, out=work, work=work, u=r.u, v=r.v,
                              psnr_network=r.psnr_before, psnr=r.psnr_after, refine_steps=self.refine_steps,
                              refine_options=self._refine_options(r) if refined else {},
-                             linear_light=self.linear_light, timings=timings,
+                             averaging=self.averaging, timings=timings,
                              degenerate=[] if degenerate is None else degenerate[0].tolist())
         if out_size != work.size:
             t = time.perf_counter()
@@ -182,7 +182,7 @@ class Reconstructor:
         inputs = [t_.to(self.device) for t_ in (view.blurred, view.deblurred, view.depth, rec.u, rec.v, view.K)]
         view.deblurred = deconvolve(*inputs, tile=self.tile).float().cpu()
         with torch.no_grad():
-            view.reblurred = reblur_uv(view.deblurred, view.depth, rec.u, rec.v, view.K, self.linear_light)
+            view.reblurred = reblur_uv(view.deblurred, view.depth, rec.u, rec.v, view.K, self.averaging)
         rec.psnr, rec.deconvolved = psnr(view.reblurred, view.blurred), True
 
     def _upscale(self, rec: Reconstruction, photo: Photo, K_full: np.ndarray, size: tuple[int, int], net: dict) -> None:
@@ -197,8 +197,8 @@ class Reconstructor:
             deblurred = (deblurred + change).clamp(0, 1)
         depth = upsample_depth(net["depth"], deblurred)
         with torch.no_grad():
-            reblurred = reblur_uv(deblurred, depth, rec.u, rec.v, K, self.linear_light)
+            reblurred = reblur_uv(deblurred, depth, rec.u, rec.v, K, self.averaging)
             rec.psnr = psnr(reblurred, blurred)
-            rec.psnr_network = (psnr(reblur_uv(deblurred, depth, net["u"], net["v"], K, self.linear_light), blurred)
+            rec.psnr_network = (psnr(reblur_uv(deblurred, depth, net["u"], net["v"], K, self.averaging), blurred)
                                 if rec.refine_steps else rec.psnr)
         rec.out = Views(blurred=blurred, K=K, deblurred=deblurred, depth=depth, reblurred=reblurred)

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..imaging import psnr
+from ..imaging import Averaging, psnr
 from ..geometry import pose_from_uv, reblur, scale_intrinsics
 
 REFINE_SUBFRAMES = 4
@@ -99,18 +99,18 @@ class RefineResult:
     moved_deg: float = 0.0  # the largest angle between the starting and the returned rotation, over the instants
 
 
-def reblur_uv(sharp, depth, u, v, K, linear_light: bool = True, subframes: int = REFINE_SUBFRAMES) -> torch.Tensor:
+def reblur_uv(sharp, depth, u, v, K, averaging: Averaging = "linear", subframes: int = REFINE_SUBFRAMES) -> torch.Tensor:
     """The blurred image of a sharp frame, depth and trajectory (u, v), with the exposure model of this module."""
-    return reblur(sharp, depth, pose_from_uv(u, v), K, subframes=subframes, linear_light=linear_light, validate=False)
+    return reblur(sharp, depth, pose_from_uv(u, v), K, subframes=subframes, averaging=averaging, validate=False)
 
 
 def _half(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=0.5, mode="area")
 
 
-def _energy(blurred, sharp, depth, K, u, v, linear_light: bool, anchor: torch.Tensor, weight: float) -> torch.Tensor:
+def _energy(blurred, sharp, depth, K, u, v, averaging: bool, anchor: torch.Tensor, weight: float) -> torch.Tensor:
     """E of the module docstring: the re-blur error plus the sharp frame's distance to ``anchor``."""
-    err = (reblur_uv(sharp, depth, u, v, K, linear_light) - blurred).pow(2).mean()
+    err = (reblur_uv(sharp, depth, u, v, K, averaging) - blurred).pow(2).mean()
     return err + weight * (sharp - anchor).pow(2).mean()
 
 
@@ -163,7 +163,7 @@ class _Fit:
 
 def refine(
     blurred: torch.Tensor, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor,
-    steps: int, linear_light: bool = True, optimize_sharp: bool = False, motion: str = "smooth",
+    steps: int, averaging: Averaging = "linear", optimize_sharp: bool = False, motion: str = "smooth",
     translation: bool = False, lr_rot: float = 2e-3, lr_trans: float = 2e-3, lr_sharp: float = 1e-2,
     sharp_weight: float = 0.1, subframes: int = REFINE_SUBFRAMES,
 ) -> RefineResult:
@@ -190,19 +190,19 @@ def refine(
     blurred, sharp, depth, K = blurred.detach().float(), sharp.detach().float(), depth.detach().float(), K.float()
     u0, v0 = u.detach().float().clone(), v.detach().float().clone()
     with torch.no_grad():
-        start = reblur_uv(sharp, depth, u0, v0, K, linear_light)
+        start = reblur_uv(sharp, depth, u0, v0, K, averaging)
     before = psnr(start, blurred)
     if steps <= 0:
         return RefineResult(u0, v0, sharp, before, before, start, 0, [])
     if optimize_sharp:
-        (u1, v1, s1), history, done = _refine_adam(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion,
+        (u1, v1, s1), history, done = _refine_adam(blurred, sharp, depth, u0, v0, K, steps, averaging, motion,
                                                   translation, (lr_rot, lr_trans, lr_sharp), sharp_weight, start)
     else:
-        (u1, v1), history, done = _refine_motion(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion,
+        (u1, v1), history, done = _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion,
                                                  translation, subframes)
         s1 = sharp
     with torch.no_grad():
-        final = reblur_uv(s1, depth, u1, v1, K, linear_light)
+        final = reblur_uv(s1, depth, u1, v1, K, averaging)
     after = psnr(final, blurred)
     fallback = None
     if not (torch.isfinite(u1).all() and torch.isfinite(v1).all() and torch.isfinite(final).all()):
@@ -291,7 +291,7 @@ def _iterations_per_level(steps: int, levels: int) -> list[int]:
     return out
 
 
-def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion, translation, most_subframes):
+def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, translation, most_subframes):
     """Levenberg-Marquardt on the motion, coarse to fine (module docstring): the trajectory, energies, iterations."""
     params = _MotionParams(u0, v0, depth, motion, translation)
     theta, eps = params.theta, 1e-3
@@ -309,7 +309,7 @@ def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion
             uu, vv = params.trajectories(points)
             B = points.shape[0]
             out = reblur(s.expand(B, -1, -1, -1), d.expand(B, -1, -1, -1), pose_from_uv(uu, vv), K_l.expand(B, -1, -1),
-                         subframes=sub, linear_light=linear_light, validate=False)
+                         subframes=sub, averaging=averaging, validate=False)
             return (out - b).flatten(1)
 
         def linearise(point: torch.Tensor):
@@ -342,7 +342,7 @@ def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion
     return (u, v), history, done
 
 
-def _refine_adam(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion, translation, lrs, sharp_weight, start):
+def _refine_adam(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, translation, lrs, sharp_weight, start):
     """The trajectory and the sharp frame together, with Adam: the best (u, v, sharp), energies, steps."""
     fit = _Fit(u0, v0, sharp, motion, translation, lrs)
     # The starting point is a candidate too, so refinement never returns a worse fit. Its energy is the error of
@@ -354,11 +354,11 @@ def _refine_adam(blurred, sharp, depth, u0, v0, K, steps, linear_light, motion, 
     for step in range(steps):
         coarse = step < steps // 2  # the first half at half resolution
         b_t, s_t, d_t, K_t = levels[coarse]
-        loss = _energy(b_t, fit.sharp(s_t, coarse), d_t, K_t, *fit.trajectory(), linear_light, s_t, sharp_weight)
+        loss = _energy(b_t, fit.sharp(s_t, coarse), d_t, K_t, *fit.trajectory(), averaging, s_t, sharp_weight)
         if not coarse:
             fit.consider(float(loss.detach()), sharp)  # the energy of the parameters before this step's update
         fit.step(loss, step / max(steps - 1, 1))
     with torch.no_grad():  # the parameters after the last update
-        fit.consider(float(_energy(blurred, fit.sharp(sharp), depth, K, *fit.trajectory(), linear_light, sharp,
+        fit.consider(float(_energy(blurred, fit.sharp(sharp), depth, K, *fit.trajectory(), averaging, sharp,
                                    sharp_weight)), sharp)
     return fit.best, fit.history, steps

@@ -2,15 +2,15 @@
 
 A window is ``2n + 1`` consecutive colour frames (every ``stride``-th window centre). Its sample is the middle frame
 (sharp), that frame's registered depth, the poses of the other frames relative to it (package convention: reference
-to instant), and the blurred image, made in one of two ways:
+to instant), and the blurred image (its exposure described by :class:`worldfromblur.imaging.Exposure`):
 
-* ``synthesis="geometry"`` (the default): between each pair of consecutive frames, ``s - 1`` intermediate instants
+* between each pair of consecutive frames, ``s - 1`` intermediate instants
   are rendered, with the pose interpolated as :func:`worldfromblur.geometry.interpolate_trajectory` does and the image
   warped from the two frames around it with their own depth (blended by time, each where it has a source); all
   ``2n s + 1`` instants are then averaged. ``s`` is chosen per window so that no pixel moves more than
   ``subframe_px`` between instants (at most ``max_subframes``). This removes the ghosting of averaging seven frames
   1/30 s apart, which show a moving edge seven times instead of as a streak.
-* ``synthesis="plain"``: the paper's average of the 2n + 1 frames themselves (s = 1).
+* with ``max_subframes=1``: the paper's average of the 2n + 1 frames themselves (s = 1).
 
 Either way the average is taken in linear light unless ``averaging="srgb"`` (the paper's). The sample records ``s``,
 so ``reblur(sharp, depth, poses, K, subframes=s)`` re-creates its blur.
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ... import __version__
 from ...geometry import interpolate_trajectory, invert_pose, warp
-from ...imaging import linear_to_srgb, srgb_to_linear, to_uint8
+from ...imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from ..build import BuildPlan, SkipSample, split_scenes
 from ..cameras import rotation_angle_deg, scale_intrinsics_np, steps_per_frame
 from ..exposure import choose_subframes, fill_holes
@@ -40,18 +40,14 @@ from .odometry import window_poses
 
 
 @dataclass
-class RGBDOptions:
-    """Everything that decides what a build from RGB-D video contains (saved in build.json; a resume must match)."""
+class RGBDOptions(Exposure):
+    """Everything that decides what a build from RGB-D video contains (saved in build.json; a resume must match):
+    the exposure (:class:`~worldfromblur.imaging.Exposure`; ``fps`` is the recording's own) and these."""
 
     kind: str = "tum"  # "tum", "icl", "nyu" or "7scenes"
     width: int = 320
     height: int = 240
-    n: int = 3
     stride: int = 1
-    synthesis: str = "geometry"  # or "plain"
-    averaging: str = "linear"  # or "srgb"
-    subframe_px: float = 1.0
-    max_subframes: int = 8
     poses: str = "groundtruth"  # or "odometry" (always odometry for NYU)
     block_frames: int = 0  # > 0: cut each sequence into independent scenes of this many frames
     max_gap: float = 1.5  # a gap between frames larger than this many median frame intervals breaks a window
@@ -202,14 +198,11 @@ def window_sample(seq: Sequence, c: int, opts: RGBDOptions) -> SampleRecord:
     if (depths[n] > 0).mean() < 0.3:
         raise SkipSample("the reference frame has depth on fewer than 30% of its pixels")
     provenance = {"source": seq.kind, "sequence": seq.name, "frames": [f.rgb.name for f in window],
-                  "times": [round(f.time, 6) for f in window], "synthesis": opts.synthesis,
+                  "times": [round(f.time, 6) for f in window],
                   "generator": f"world-from-blur {__version__}", "depth": "measured, registered to colour"}
     traj = _trajectory(window, rgbs, depths, K, seq.kind != "nyu" and opts.poses == "groundtruth", provenance)
     poses = np.delete(traj, n, axis=0)
-    if opts.synthesis == "geometry":
-        s, blur_stats = choose_subframes(depths[n], poses, K, opts.subframe_px, opts.max_subframes)
-    else:
-        s, blur_stats = 1, choose_subframes(depths[n], poses, K, 1.0, 1)[1]
+    s, blur_stats = choose_subframes(depths[n], poses, K, opts.subframe_px, opts.max_subframes)
     try:
         filled = [fill_depth(d) for d in depths]
     except DatasetError as err:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ...imaging import linear_to_srgb, srgb_to_linear, to_uint8
+from ...imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from ..cameras import NYU_KINECT_RGB, interpolate_poses_uv, rotation_matrix, scale_intrinsics_np, steps_per_frame
 from ..exposure import choose_subframes
 from .scene import camera_rotation, inside_any, make_scene, raycast
@@ -30,19 +30,15 @@ from .textures import Texture
 
 
 @dataclass
-class SyntheticOptions:
-    """Everything that decides what a synthetic build contains (saved in the dataset; a resume must match)."""
+class SyntheticOptions(Exposure):
+    """Everything that decides what a synthetic build contains (saved in the dataset; a resume must match): the
+    exposure (:class:`~worldfromblur.imaging.Exposure`) and these."""
 
     width: int = 320
     height: int = 240
-    n: int = 3  # 2n + 1 frame instants per exposure
-    fps: float = 30.0
     intrinsics: list[float] | None = None  # fx fy cx cy in pixels of width x height; None = NYU Kinect, scaled
     rot_speed: tuple[float, float] = (1.0, 60.0)  # deg/s, log-uniform over the shake level
     trans_speed: tuple[float, float] = (0.02, 0.6)  # m/s
-    subframe_px: float = 1.0
-    max_subframes: int = 8
-    averaging: str = "linear"  # or "srgb" (the paper's plain average)
     noise: float = 0.0  # std of shot-plus-read noise, see render_sample
     psf_sigma: float = 0.5  # optical blur of every rendered instant, pixels
     samples_per_scene: int = 4
