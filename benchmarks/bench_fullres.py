@@ -1,6 +1,6 @@
 """Seconds and peak memory of ``wfb reconstruct`` per photo size, from 0.3 to 12 megapixels.
 
-    python benchmarks/bench_fullres.py [--sizes 0.3 1 4 12] [--threads 2] [--device cpu]
+    python -m benchmarks.bench_fullres [--sizes 0.3 1 4 12] [--threads 2] [--device cpu]
 
 Each size is the shipped example photo resized to that many megapixels (4:3) and reconstructed with the shipped
 model into a temporary folder, with ``--max-pixels`` at the size (so 12 MP is really reconstructed at 12 MP) and the
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 
-from common import table
+from benchmarks.common import table
 
 CHILD = textwrap.dedent("""
     import json, resource, sys, tempfile, time

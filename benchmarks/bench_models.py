@@ -1,6 +1,6 @@
 """Parameters, FLOPs and forward time of each model preset, next to the machine's measured matmul speed.
 
-    python benchmarks/bench_models.py [--max-flops 1e12]
+    python -m benchmarks.bench_models [--max-flops 1e12]
 
 FLOPs are counted by torch.utils.flop_counter on the meta device (no arithmetic), a multiply-add counting 2.
 Forward passes (the whole cycle: deblur, depth, motion and re-blur of a single 3-channel image, eval mode, no
@@ -15,7 +15,7 @@ import argparse
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import machine, table, timeit
+from benchmarks.common import machine, table, timeit
 from worldfromblur.models import PRESETS, WorldFromBlur, preset
 
 

@@ -1,6 +1,6 @@
 """Time geometry.reblur (all instants in one batched warp) against a naive per-frame, per-sample loop.
 
-    python benchmarks/bench_reblur.py [--batch 4] [--repeat 5]
+    python -m benchmarks.bench_reblur [--batch 4] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 
 import torch
 
-from common import machine, table, timeit
+from benchmarks.common import machine, table, timeit
 from worldfromblur.geometry import pose_from_uv, reblur, warp
 
 

@@ -1,6 +1,6 @@
 """End-to-end time of wfb reconstruct per photo, split into loading, networks, refinement and writing the outputs.
 
-    python benchmarks/bench_reconstruct.py [--refine 15] [--repeat 3]
+    python -m benchmarks.bench_reconstruct [--refine 15] [--repeat 3]
 
 Runs the shipped model on the shipped example photos (320 x 240: networks at the model's 160 x 120, outputs at
 320 x 240), on the CPU and on a GPU where one is present. Loading the checkpoint is timed once, apart. For larger
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from common import machine, table
+from benchmarks.common import machine, table
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor, load_photo, write_outputs
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS

@@ -1,6 +1,6 @@
 """Source frames per second of the RGB-D builders (TUM, ICL-NUIM, NYU raw) on rendered fixture sequences.
 
-    python benchmarks/bench_rgbd.py [--frames 15]
+    python -m benchmarks.bench_rgbd [--frames 15]
 
 Each builder reads a sequence of 640x480 frames in its original format and writes 320x240 samples; a source frame
 is counted once, though each one serves 2n+1 windows. The build uses every core. Also printed: the NYU odometry's
@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import machine, table
+from benchmarks.common import machine, table
+from tests.data.rgbd_fixtures import ICL_K, nyu_recording, record, write_nyu, write_tum
+from worldfromblur.cli.arguments import default_workers
+from worldfromblur.data.build import run_build
+from worldfromblur.data.rgbd import RGBDOptions, plan_rgbd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.rgbd_fixtures import ICL_K, nyu_recording, record, write_nyu, write_tum  # noqa: E402
-from worldfromblur.cli.make_dataset import default_workers  # noqa: E402
-from worldfromblur.data.build import run_build  # noqa: E402
-from worldfromblur.data.rgbd import RGBDOptions, plan_rgbd  # noqa: E402
-
-SHARED = REPO.parent / "shared" / "data" / "tum-layout-7scenes-sample"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tum-layout-7scenes-sample"
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Throughput of the on-the-fly blur stream, and of a supervised training step fed by it.
 
-    python benchmarks/bench_stream.py [--batch 8 32] [--size 160x120] [--steps 5] [--pool synthetic:64]
+    python -m benchmarks.bench_stream [--batch 8 32] [--size 160x120] [--steps 5] [--pool synthetic:64]
 
 For each device present (the CPU, and CUDA where there is one) and batch size, prints the stream's samples per
 second (making samples alone) and the supervised stage's (stream + the three compact modules' forward and backward,
@@ -17,7 +17,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import machine, table
+from benchmarks.common import machine, table
 from worldfromblur.data.stream import BlurStream, StreamOptions
 from worldfromblur.models import WorldFromBlur
 from worldfromblur.models.config import preset

@@ -1,6 +1,6 @@
 """Samples per second of the synthetic engine: one process, and a full build with all workers.
 
-    python benchmarks/bench_synthetic.py [--num 16]
+    python -m benchmarks.bench_synthetic [--num 16]
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from common import machine, table
-from worldfromblur.cli.make_dataset import default_workers
+from benchmarks.common import machine, table
+from worldfromblur.cli.arguments import default_workers
 from worldfromblur.data.build import run_build
 from worldfromblur.data.synthetic import SyntheticOptions, plan_synthetic
 from worldfromblur.data.synthetic.textures import make_texture_bank

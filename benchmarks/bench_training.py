@@ -1,6 +1,6 @@
 """Training samples per second of each shipped config (stage), on CPU and on a GPU where one is present.
 
-    python benchmarks/bench_training.py [--steps 6] [--size 320x240] [--presets compact paper]
+    python -m benchmarks.bench_training [--steps 6] [--size 320x240] [--presets compact paper]
 
 Each config trains for --steps steps (after 2 warm-up steps) with its own batch size on a small synthetic dataset
 of that size; data loading runs in the main process so the figure is the model's.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from common import machine, table
+from benchmarks.common import machine, table
 from worldfromblur.data.build import run_build
 from worldfromblur.data.synthetic import SyntheticOptions, plan_synthetic
 from worldfromblur.training import load_config, train

@@ -27,7 +27,7 @@ class ModelConfig:
     motion: Literal["lstm", "resnet_lstm", "paths"] = "lstm"
     """Motion module: "lstm" (joint encoder of both images, the paper's LSTM pose head), "resnet_lstm" (the paper's,
     Fig. 3) or "paths" (per-pixel paths and a pose solve; see :mod:`worldfromblur.pose_solve`). "compact", this
-    head's name before version 0.2, is read as "lstm"."""
+    head's name in earlier releases, is read as "lstm"."""
     n: int = Exposure.n
     """Half window: 2n poses around the reference instant (the paper: n = 3)."""
     min_depth: float = 0.1
@@ -36,7 +36,7 @@ class ModelConfig:
     """Instants per frame interval when the cycle re-blurs (1 = the paper's 2n + 1 frame average)."""
     averaging: Averaging = Exposure.averaging
     """How the cycle averages the re-blurred instants (see :data:`worldfromblur.imaging.Averaging`; "srgb" is the
-    paper's plain average). Checkpoints written before 0.2 say ``linear_light: true/false``, read as "linear"/"srgb"."""
+    paper's plain average). Checkpoints of earlier releases say ``linear_light: true/false``, read as "linear"/"srgb"."""
     warp_iterations: int = 3
     """Fixed-point steps of the depth warp (see geometry.warp)."""
     backbone_weights: dict = field(default_factory=dict)

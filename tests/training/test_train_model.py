@@ -101,7 +101,7 @@ def test_train_model_trains_evaluates_and_exports_a_model_reconstruct_reads(tmp_
     card = yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]
     assert card["samples_seen"]["supervised"] > 0 and card["recipe"]["minutes"] == 0.7
     assert "held-out frames" in capsys.readouterr().out
-    photo = Path(__file__).parents[1] / "examples" / "room-1.png"
+    photo = Path(__file__).parents[2] / "examples" / "room-1.png"
     assert main(["reconstruct", str(photo), "--checkpoint", str(out), "--out", str(tmp_path / "rec")]) == 0
     assert (tmp_path / "rec" / "room-1" / "deblurred.png").is_file()
 
@@ -144,7 +144,7 @@ def test_the_per_pixel_path_head_trains_exports_evaluates_and_reconstructs(tmp_p
     assert model.cfg.motion == "paths" and type(model.motion).__name__ == "CompactPathMotion"
     report = json.loads((out / "eval.json").read_text())
     assert "motion_up_to_reversal" in report["models"]["model"]
-    photo = Path(__file__).parents[1] / "examples" / "room-1.png"
+    photo = Path(__file__).parents[2] / "examples" / "room-1.png"
     assert main(["reconstruct", str(photo), "--checkpoint", str(out), "--out", str(tmp_path / "rec")]) == 0
     poses = json.loads((tmp_path / "rec" / "room-1" / "poses.json").read_text())
     flags = json.loads((tmp_path / "rec" / "room-1" / "summary.json").read_text())["motion_degenerate"]

@@ -1,6 +1,6 @@
 """Camera motion of real video against the synthetic engine's motion model and the blur stream's.
 
-    python benchmarks/motion_stats.py --sequence 7scenes:tsdf-fusion-python/data \
+    python -m experiments.motion_stats --sequence 7scenes:tsdf-fusion-python/data \
         --dataset real=data/real7-test160 --dataset engine=data/synth160 --stream-pool synthetic:64
 
 For each source, the spread (5th, 50th and 95th percentiles) of three per-exposure statistics over 2n + 1 = 7
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import table
+from benchmarks.common import table
 from worldfromblur.data.rgbd.build import RGBDOptions, open_sequence
 from worldfromblur.data.stream import BlurStream, StreamOptions
 from worldfromblur.data.synthetic.engine import SyntheticOptions, draw_motion

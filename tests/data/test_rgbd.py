@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.rgbd_fixtures import ICL_K, nyu_recording, record, write_nyu, write_pgm, write_tum
+from tests.data.rgbd_fixtures import ICL_K, nyu_recording, record, write_nyu, write_pgm, write_tum
 from worldfromblur.cli.main import main
 from worldfromblur.data import BlurDataset
 from worldfromblur.data.build import run_build
@@ -21,7 +21,7 @@ from worldfromblur.data.rgbd.readers import (NYU_DEPTH_TO_RGB, interpolate_poses
 from worldfromblur.data.cameras import scale_intrinsics_np
 from worldfromblur.geometry import reblur
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tum-layout-7scenes-sample"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "tum-layout-7scenes-sample"
 MARGIN = 16
 
 

@@ -1,6 +1,6 @@
 """Where the motion heads' errors come from: their pixel paths, and the solve from paths and depth to poses.
 
-    python benchmarks/motion_heads.py --data data/7scenes-test160 --lstm runs/lstm --paths runs/paths
+    python -m experiments.motion_heads --data data/7scenes-test160 --lstm runs/lstm --paths runs/paths
 
 On a built dataset (test split), three tables. Paths: the mean end-point error (pixels, Euclidean, over the 2n instants
 and the pixels with depth, each sample in its closer time order) of the ground-truth paths against no motion, against
@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from common import machine, table
+from benchmarks.common import machine, table
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.evaluation.metrics import MOTION_KEYS, motion_errors
 from worldfromblur.geometry import forward_flow, pixel_grid, pose_from_uv

@@ -28,7 +28,7 @@ from worldfromblur.reconstruct import Reconstructor, intrinsics_for, load_photo,
 from worldfromblur.data.rgbd.readers import read_trajectory
 from worldfromblur.reconstruct.photo import FULL_FRAME_DIAGONAL_MM, DEFAULT_HFOV_DEG, PhotoError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 EXAMPLE = EXAMPLES / "room-1.png"
 FILES = {"deblurred.png", "depth.png", "depth_vis.png", "trajectory.txt", "poses.json", "reblurred.png", "points.ply",

@@ -1,6 +1,6 @@
 """Full-resolution deblurring on real camera motion: blur made from consecutive sharp frames of high-frame-rate video.
 
-    python benchmarks/fullres_deblur.py FRAMES_DIR [--checkpoint DIR] [--every 20] [--lengths 9 11 13]
+    python -m experiments.fullres_deblur FRAMES_DIR [--checkpoint DIR] [--every 20] [--lengths 9 11 13]
 
 FRAMES_DIR holds consecutive video frames (PNG or JPEG, sorted by name), for example a 240 fps GoPro sequence
 (docs/reconstruct.md says where to get one). Every ``--every`` frames, the ``N`` frames around a centre frame
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common import machine, table
+from benchmarks.common import machine, table
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model

@@ -1,7 +1,7 @@
 """Accuracy of test-time refinement: re-blur PSNR and trajectory error, before and after.
 
-    python benchmarks/refine_examples.py [--steps 15] [--checkpoint CKPT]
-    python benchmarks/refine_examples.py --data DATASET --num 24   # also a test split, every refinement mode
+    python -m experiments.refine_examples [--steps 15] [--checkpoint CKPT]
+    python -m experiments.refine_examples --data DATASET --num 24   # also a test split, every refinement mode
 
 The first table is the shipped examples with the default refinement. With ``--data`` (a dataset built by
 ``wfb make-dataset``, at the model's resolution) a second table compares the refinement modes over its first
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine, table
+from benchmarks.common import machine, table
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.data.format import read_sample
 from worldfromblur.evaluation.metrics import motion_errors

@@ -1,6 +1,6 @@
 """Depth at full resolution from the working size: bilinear, guided-filter and joint bilateral upsampling compared.
 
-    python benchmarks/fullres_depth.py DATASET [--checkpoint DIR] [--split test]
+    python -m experiments.fullres_depth DATASET [--checkpoint DIR] [--split test]
 
 DATASET is a folder made by ``wfb make-dataset`` at a size larger than the model's (for example 7-Scenes at
 640x480, docs/reconstruct.md). For each sample the model deblurs the blurred image at full size (as
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import machine, table
+from benchmarks.common import machine, table
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.evaluation.metrics import depth_metrics
 from worldfromblur.models.io import load_model, shipped_model

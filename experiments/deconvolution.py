@@ -1,8 +1,8 @@
 """Full-resolution deconvolution with the refined motion, on real camera motion (high-frame-rate video).
 
-    python benchmarks/deconvolution.py FRAMES_DIR [--every 20] [--lengths 9 11 13] [--weights 0.03 0.1 0.3]
+    python -m experiments.deconvolution FRAMES_DIR [--every 20] [--lengths 9 11 13] [--weights 0.03 0.1 0.3]
 
-Blurred images are made as ``benchmarks/fullres_deblur.py`` makes them (consecutive sharp frames of 240 fps video
+Blurred images are made as ``experiments/fullres_deblur.py`` makes them (consecutive sharp frames of 240 fps video
 averaged in linear light; the centre frame is the truth). Each is reconstructed by ``wfb reconstruct``'s engine with
 the shipped model and the default refinement; the table compares, at the frames' own size (PSNR in dB, and the time
 on this machine):
@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from common import machine, table
-from fullres_deblur import read, video_arguments, video_frames, windows
+from benchmarks.common import machine, table
+from experiments.fullres_deblur import read, video_arguments, video_frames, windows
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model

@@ -1,6 +1,6 @@
 """Rotation axes on real blurred frames: the reconstructed exposure's rotation against a measured one.
 
-    python benchmarks/real_motion.py SEQUENCE [--camera freiburg1 | --intrinsics FX FY CX CY] [--min-rate 100]
+    python -m experiments.real_motion SEQUENCE [--camera freiburg1 | --intrinsics FX FY CX CY] [--min-rate 100]
                                      [--window 0.0333] [--limit 16] [--steps 15]
 
 SEQUENCE is a TUM RGB-D folder (``rgb.txt``, ``rgb/``, ``groundtruth.txt``: camera-to-world poses from motion
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import machine, table
+from benchmarks.common import machine, table
 from worldfromblur.data.rgbd.readers import interpolate_poses, read_timed_files, read_trajectory, tum_camera
 from worldfromblur.geometry import pose_from_uv
 from worldfromblur.models.io import load_model, shipped_model

@@ -1,0 +1,2 @@
+"""The experiments behind design choices (each prints its tables). Run from the repository root:
+python -m experiments.NAME."""
