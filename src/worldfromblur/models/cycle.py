@@ -151,6 +151,18 @@ class WorldFromBlur(nn.Module):
         motion = self.motion(blurred, deblurred if reference is None else reference)
         return {"deblurred": deblurred, "depth": depth, **self.motion.estimate(motion, depth, K).as_dict()}
 
+    def stage_modules(self, stage: str) -> dict[str, str | None]:
+        """What a training stage calls, by the name :meth:`stage_loss` looks it up under, and the attribute it is
+        (None: the whole model): ``deblur``, ``depth`` or ``motion`` (stage 1, one module apart), ``supervised``
+        (stage 1 for every module that trains, side by side) or ``cycle`` (stage 2, the whole cycle)."""
+        if stage == "cycle":
+            return {"cycle": None}
+        if stage == "supervised":
+            return {n: n for n in ("deblur", "depth", "motion") if any(p.requires_grad for p in getattr(self, n).parameters())}
+        if stage in ("deblur", "depth", "motion"):
+            return {stage: stage}
+        raise WfbError(f"unknown stage {stage!r}; choose deblur, depth, motion, supervised or cycle")
+
     def stage_loss(self, stage: str, batch: dict, loss, modules: dict | None = None) -> tuple:
         """The training loss of one stage on a batch: ``(total, details, outputs)`` (see :mod:`worldfromblur.losses`).
 
@@ -164,7 +176,7 @@ class WorldFromBlur(nn.Module):
                 this model's modules in their distributed wrappers; default, this model's own modules that train.
         """
         if modules is None:
-            modules = {"cycle": self} if stage == "cycle" else {n: getattr(self, n) for n in self.cfg.train}
+            modules = {k: self if a is None else getattr(self, a) for k, a in self.stage_modules(stage).items()}
         out, total, details = {}, 0.0, {}
 
         def runs(name: str) -> bool:

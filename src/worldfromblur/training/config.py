@@ -63,7 +63,9 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     stage: Literal["deblur", "depth", "motion", "supervised", "cycle"] = "cycle"
-    """"deblur", "depth", "motion" (stage 1) or "cycle" (stage 2)."""
+    """"deblur", "depth", "motion" (stage 1: one module apart), "supervised" (stage 1 for every module that trains,
+    side by side on the same samples) or "cycle" (stage 2); see
+    :meth:`worldfromblur.models.WorldFromBlur.stage_modules`."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

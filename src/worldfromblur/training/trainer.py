@@ -127,21 +127,15 @@ class Budget:
 
 def _prepare_modules(cfg: TrainConfig, model: WorldFromBlur, world: int, device: torch.device):
     """(trained parameters, the modules the stage loss calls, model), wrapped in DDP under torchrun."""
+    names = model.stage_modules(cfg.stage)
     joint = cfg.stage in ("cycle", "supervised")
     trained = model if joint else getattr(model, cfg.stage)
     if not joint:
         model.requires_grad_(False)
         trained.requires_grad_(True)
     params = [p for p in trained.parameters() if p.requires_grad]
-    if not params:
+    if not params or not names:
         raise WfbError("model.train leaves nothing to train in this stage")
-    if cfg.stage == "cycle":
-        names = {"cycle": None}
-    elif cfg.stage == "supervised":
-        names = {name: name for name in ("deblur", "depth", "motion")
-                 if any(p.requires_grad for p in getattr(model, name).parameters())}
-    else:
-        names = {cfg.stage: cfg.stage}
     modules = {}
     for key, attr in names.items():
         module = model if attr is None else getattr(model, attr)

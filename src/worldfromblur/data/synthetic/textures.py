@@ -23,7 +23,6 @@ from PIL import Image, ImageDraw
 from ...imaging import srgb_to_linear
 
 TEXTURE_SIZE = 256
-KINDS = ("dead_leaves", "fractal", "stripes", "wood", "photo")
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
 
