@@ -299,3 +299,41 @@ def test_kept_frames_are_the_exposure_instants(tmp_path):
         assert torch.equal(it["frames"][3], it["sharp"])  # the middle instant is the reference
         if int(it["subframes"]) == 1:  # then the exposure is exactly the 7 frames, averaged as sRGB values
             assert psnr(it["frames"].mean(0), it["blurred"]) > 45
+
+
+def _room_print(scene) -> tuple:
+    """A room's identity: its size and the rounded positions of its lights and objects."""
+    r = scene.room
+    return (round(r.half_x, 9), round(r.half_z, 9), round(r.height, 9),
+            tuple(np.round(scene.lights, 9).ravel()), tuple(tuple(np.round(o.center, 9)) for o in scene.objects))
+
+
+def test_no_frame_pool_holds_a_room_of_any_dataset(monkeypatch):
+    """The same seed through both paths (frame pool, dataset) never builds the same room: a pool frame's room comes
+    from another generator key than any dataset scene's (issue: pool frame i of seed 0 was dataset room i)."""
+    import worldfromblur.data.synthetic.engine as engine
+    from worldfromblur.data.synthetic.engine import check_seed, render_sample, render_still
+    from worldfromblur.data.synthetic.scene import make_scene
+    from worldfromblur.data.synthetic.textures import make_texture_bank
+
+    rooms: list = []
+    monkeypatch.setattr(engine, "make_scene", lambda rng, n: rooms.append(make_scene(rng, n)) or rooms[-1])
+    opts = SyntheticOptions(width=24, height=16, samples_per_scene=1)
+    bank = make_texture_bank(0)
+    pool, data = set(), set()
+    for seed in (0, 1):
+        for i in range(8):
+            rooms.clear()
+            render_still(seed, i, opts, bank)
+            pool.add(_room_print(rooms[-1]))
+            rooms.clear()
+            render_sample(seed, i, opts, bank)
+            data.add(_room_print(rooms[-1]))
+    assert len(pool) == 16 and len(data) == 16  # every frame and every scene its own room
+    assert not pool & data
+    # The fingerprint does tell rooms apart and alike: the keys the pool used before give the dataset's rooms.
+    old = _room_print(make_scene(np.random.default_rng([0, 3, 0, 0]), len(bank)))
+    assert old in data
+    for bad in (-1, 2**32, 1.5):
+        with pytest.raises(ValueError, match="whole number"):
+            check_seed(bad)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import WfbError
 from ..imaging import Exposure
-from .arguments import count, default_workers, image_size
+from .arguments import count, default_workers, image_size, seed
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -64,7 +64,7 @@ def _register_synthetic(kinds) -> None:
     add_common(s)
     s.add_argument("--num", type=count, default=1000, help="number of samples (default 1000)")
     s.add_argument("--size", type=image_size, default=(320, 240), help="image size WxH (default 320x240)")
-    s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives a byte-identical dataset")
+    s.add_argument("--seed", type=seed, default=0, help="random seed; the same seed gives a byte-identical dataset")
     s.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics in pixels of --size (default: NYU's Kinect, scaled to --size)")
     s.add_argument("--fps", type=float, default=Exposure.fps, help=f"frame rate of the 2n+1 instants (default {Exposure.fps:g})")
@@ -93,7 +93,7 @@ def _register_rgbd(kinds, kind: str, short: str, long: str) -> None:
                    "feed all splits (default 0: a sequence is one scene)")
     r.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="colour intrinsics in pixels of the source images, overriding the dataset's")
-    r.add_argument("--seed", type=int, default=0, help="seed of the assignment of scenes to splits")
+    r.add_argument("--seed", type=seed, default=0, help="seed of the assignment of scenes to splits")
     if kind == "tum":
         r.add_argument("--camera", choices=["freiburg1", "freiburg2", "freiburg3"],
                        help="TUM camera (default: read from the sequence name)")

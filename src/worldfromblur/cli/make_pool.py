@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import WfbError
-from .arguments import count, default_workers, image_size
+from .arguments import count, default_workers, image_size, seed
 
 
 def register(sub) -> None:
@@ -23,7 +23,7 @@ def register(sub) -> None:
                    help="dataset folder (dataset) or sequence folder(s) (tum, icl, nyu, 7scenes)")
     p.add_argument("--size", type=image_size, default=(320, 240), help="frame size WxH (default 320x240)")
     p.add_argument("--num", type=count, default=1000, help="synthetic: number of frames (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic: random seed")
+    p.add_argument("--seed", type=seed, default=0, help="synthetic: random seed")
     p.add_argument("--textures", type=Path, help="synthetic: folder of photographs to use as textures")
     p.add_argument("--split", default="train", help="dataset: split to take the frames of (default train)")
     p.add_argument("--stride", type=count, default=1, help="video: take every STRIDE-th frame (default 1)")

@@ -41,7 +41,7 @@ from .dataset import BlurDataset
 from .format import DatasetError, depth_to_mm
 from .rgbd.build import open_sequence, resize_depth, resize_rgb
 from .rgbd.readers import load_depth, load_rgb
-from .synthetic.engine import SyntheticOptions, render_still
+from .synthetic.engine import SyntheticOptions, check_seed, render_still
 from .synthetic.textures import make_texture_bank, texture_photos
 
 POOL_FORMAT = "world-from-blur frame pool"
@@ -142,6 +142,10 @@ def synthetic_pool(num: int, size: tuple[int, int] = (320, 240), seed: int = 0, 
     320x240); frame i depends only on (seed, i)."""
     if num < 1 or not 0 <= start < num:
         raise DatasetError(f"a synthetic pool needs at least one frame, got frames {start}..{num - 1}")
+    try:
+        seed = check_seed(seed)
+    except ValueError as err:
+        raise DatasetError(str(err)) from None
     opts = SyntheticOptions(width=size[0], height=size[1], textures=textures)
     init = (seed, opts, texture_photos(textures) if textures else None)
     index = range(start, num)

@@ -126,6 +126,8 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
     cfg = _build(TrainConfig, data, where)
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise WfbError(f"{where}: batch_size and max_steps must be at least 1")
+    if not 0 <= cfg.seed < 2**32:
+        raise WfbError(f"{where}: seed must be a whole number from 0 to {2**32 - 1}, got {cfg.seed}")
     if cfg.minutes < 0:
         raise WfbError(f"{where}: minutes must be 0 (no budget) or positive")
     cfg.init = {k: v for k, v in (cfg.init or {}).items() if v is not None}

@@ -8,8 +8,8 @@ from dataclasses import fields
 
 from ... import __version__
 from ..build import BuildPlan, SkipSample, split_scenes
-from ..format import SampleRecord
-from .engine import SyntheticOptions, render_sample
+from ..format import DatasetError, SampleRecord
+from .engine import SyntheticOptions, check_seed, render_sample
 from .textures import make_texture_bank, texture_photos
 
 
@@ -58,6 +58,10 @@ def synthetic_renderer(seed: int, options: dict):
 def plan_synthetic(
     opts: SyntheticOptions, num: int, seed: int = 0, splits: tuple[float, float, float] = (0.8, 0.1, 0.1)
 ) -> BuildPlan:
+    try:
+        seed = check_seed(seed)
+    except ValueError as err:
+        raise DatasetError(str(err)) from None
     num_scenes = math.ceil(num / opts.samples_per_scene)
     split = split_scenes(num_scenes, splits, seed)
     request = {"source": "synthetic", "seed": seed, "num": num, "splits": list(splits), "options": opts.to_dict()}

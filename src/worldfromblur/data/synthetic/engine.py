@@ -14,6 +14,13 @@ sample so that no pixel of the reference frame moves more than ``subframe_px`` p
 ``max_subframes``): a still camera costs 7 renders, strong shake up to ``6 * max_subframes + 1``. Each instant is
 rendered exactly and clipped to the sensor's range; the instants are averaged in linear light (or as sRGB values,
 the paper's way, with ``averaging="srgb"``). Optional noise is added to the blurred image only.
+
+Rooms by use. Every random choice comes from ``numpy.random.default_rng(key)``, and the key names its use in its
+third word (:data:`KEYS`): a dataset's room ``[seed, scene, 0]``, its cameras and motions ``[seed, scene, 1, index]``;
+a frame pool's room ``[seed, index, 3, attempt]`` and camera ``[seed, index, 2, attempt]``. Seeds and indices are
+whole numbers below 2**32 (one 32-bit word each, :func:`check_seed`), so the words of a pool key and of a dataset key
+differ in the third place whatever the seeds: no pool can build a room of any dataset, and a test set rendered with
+``wfb make-dataset synthetic`` is never in a ``synthetic:N`` training pool.
 """
 
 from __future__ import annotations
@@ -27,6 +34,18 @@ from ..cameras import NYU_KINECT_RGB, interpolate_poses_uv, rotation_matrix, sca
 from ..exposure import choose_subframes
 from .scene import camera_rotation, inside_any, make_scene, raycast
 from .textures import Texture
+
+KEYS = {"dataset room": 0, "dataset camera and motion": 1, "pool camera": 2, "pool room": 3}
+"""The third word of every generator key, by use (see the module docstring)."""
+SEED_LIMIT = 2**32
+
+
+def check_seed(seed: int, what: str = "seed") -> int:
+    """``seed`` if it is a whole number in [0, 2**32), else a ValueError naming ``what``: one 32-bit word, so that a
+    generator key's third word always names its use."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(f"{what} must be a whole number from 0 to {SEED_LIMIT - 1}, got {seed!r}")
+    return int(seed)
 
 
 @dataclass
@@ -146,10 +165,11 @@ def render_still(seed: int, index: int, opts: SyntheticOptions, bank: list[Textu
     K)``. A pure function of (seed, index); each index is its own room. One render instead of an exposure's dozens:
     the on-the-fly blur stream (:mod:`worldfromblur.data.stream`) makes the blur from it."""
     H, W, K = opts.height, opts.width, opts.K()
+    seed, index = check_seed(seed), check_seed(index, "frame index")
     for attempt in range(20):  # a crowded room can leave no free spot for the camera: draw another room
-        scene = make_scene(np.random.default_rng([seed, index, 0, attempt]), len(bank))
+        scene = make_scene(np.random.default_rng([seed, index, KEYS["pool room"], attempt]), len(bank))
         try:
-            R_wc, C = place_camera(np.random.default_rng([seed, index, 2, attempt]), scene, bank, K, H, W)
+            R_wc, C = place_camera(np.random.default_rng([seed, index, KEYS["pool camera"], attempt]), scene, bank, K, H, W)
             break
         except RuntimeError:
             continue
@@ -171,9 +191,10 @@ def _sensor_noise(mean: np.ndarray, rng: np.random.Generator, opts: SyntheticOpt
 
 def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Texture]) -> RenderedSample:
     """Render sample ``index`` of the build with ``seed``; depends on nothing else, so builds are reproducible."""
-    scene_id, _ = divmod(index, opts.samples_per_scene)
-    scene = make_scene(np.random.default_rng([seed, scene_id, 0]), len(bank))
-    rng = np.random.default_rng([seed, scene_id, 1, index])
+    scene_id, _ = divmod(check_seed(index, "sample index"), opts.samples_per_scene)
+    seed = check_seed(seed)
+    scene = make_scene(np.random.default_rng([seed, scene_id, KEYS["dataset room"]]), len(bank))
+    rng = np.random.default_rng([seed, scene_id, KEYS["dataset camera and motion"], index])
     H, W = opts.height, opts.width
     K = opts.K()
     R_wc, C = place_camera(rng, scene, bank, K, H, W)
