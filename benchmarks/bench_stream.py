@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--deblur-widths", type=int, nargs="+", default=[32, 64, 128, 256])
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="devices to measure, where present")
+    ap.add_argument("--rooms", type=float, default=0.0,
+                    help="fraction of samples drawn as new procedural rooms ray-cast on the device (data.stream.rooms)")
     args = ap.parse_args()
     W, H = (int(x) for x in args.size.split("x"))
     pool, _ = build_pool(args.pool, progress=False)
@@ -48,7 +50,7 @@ def main() -> None:
     cfg.loss.depth = "log_l1"
     rows = []
     for device in [d for d in args.devices if d == "cpu" or torch.cuda.is_available()]:
-        stream = BlurStream(pool, StreamOptions(size=[W, H]), seed=0, device=device)
+        stream = BlurStream(pool, StreamOptions(size=[W, H], rooms=args.rooms), seed=0, device=device)
         model = WorldFromBlur(cfg.model).to(device).train()
         modules = {m: getattr(model, m) for m in ("deblur", "depth", "motion")}
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -41,6 +41,10 @@ from .format import DatasetError
 from .exposure import fill_holes
 from .pool import FramePool
 from .synthetic.engine import SyntheticOptions, draw_motion
+from .synthetic.torch_render import RoomSampler
+
+ROOM_SIZE = (320, 240)  # the frame a new room is rendered as before the stream's zoom and crop, as a pool frame's
+ROOM_K = SyntheticOptions(width=ROOM_SIZE[0], height=ROOM_SIZE[1]).K()
 
 
 @dataclass
@@ -63,6 +67,10 @@ class StreamOptions(Exposure):
     """Largest sensor-noise level (drawn uniformly from 0 to it per sample)."""
     gain: list = field(default_factory=lambda: [0.7, 1.4])
     """Range of the brightness factor, in linear light."""
+    rooms: float = 0.0
+    """Fraction of samples made from a new procedural room each, ray-cast on the stream's device for that sample
+    (:class:`worldfromblur.data.synthetic.torch_render.RoomSampler`; its rooms are never those of a pool or a
+    dataset); the others come from the pool. 0: pool frames only."""
 
     def check(self) -> None:
         w, h = self.size
@@ -72,6 +80,8 @@ class StreamOptions(Exposure):
             raise DatasetError(f"stream zoom must be a range [lo, hi] with 1 <= lo <= hi, got {self.zoom}")
         if self.max_blur_px < 0 or not 0 <= self.still <= 1 or self.noise < 0 or self.subframe_px <= 0:
             raise DatasetError("stream max_blur_px, noise must be >= 0, still in [0, 1], subframe_px > 0")
+        if not 0 <= self.rooms <= 1:
+            raise DatasetError(f"stream rooms is a fraction of samples, from 0 to 1, got {self.rooms}")
 
 
 class BlurStream:
@@ -92,6 +102,7 @@ class BlurStream:
         self.filled = fill_holes(pool.depth).to(self.device)  # every pixel needs a depth to be warped
         self.K = pool.K.double()
         self.motion = SyntheticOptions(n=opts.n, fps=opts.fps)
+        self.rooms = RoomSampler(seed, self.device) if opts.rooms > 0 else None
 
     def _colour_for_sampling(self, rgb: torch.Tensor) -> torch.Tensor:
         """The pool's colour, shrunk once by area (in linear light) to the least cover of the sample size when the
@@ -109,12 +120,21 @@ class BlurStream:
             out.append(to_uint8(linear_to_srgb(lin)).permute(0, 2, 3, 1))
         return torch.cat(out)
 
-    def _crop(self, rng: np.random.Generator, B: int):
+    def _crop(self, rng: np.random.Generator, B: int, step: int = 0, rank: int = 0):
         """Augmented sharp frames (B, 3, H, W) sRGB, raw and filled depth (B, 1, H, W), K (B, 3, 3)."""
         W, H = self.opts.size
         W0, H0 = self.pool.size
-        idx, grids, Ks = [], [], []
-        for _ in range(B):
+        idx, grids, Ks, rooms = [], [], [], []
+        for i in range(B):
+            if self.rooms is not None and rng.random() < self.opts.rooms:
+                # a new room, rendered for this sample as a 320x240 frame zoomed and cropped like a pool frame's
+                f = max(W / ROOM_SIZE[0], H / ROOM_SIZE[1]) * rng.uniform(*self.opts.zoom)
+                K = ROOM_K.copy()
+                K[:2] *= f
+                K[0, 2] += (f - 1) / 2 - rng.uniform(0, ROOM_SIZE[0] * f - W)
+                K[1, 2] += (f - 1) / 2 - rng.uniform(0, ROOM_SIZE[1] * f - H)
+                rooms.append((i, (step, rank, i), K))
+                continue
             j = int(rng.integers(len(self.pool)))
             f = max(W / W0, H / H0) * rng.uniform(*self.opts.zoom)
             x0 = rng.uniform(0, W0 * f - W)
@@ -135,12 +155,34 @@ class BlurStream:
                 K[0, 2] = W - 1 - K[0, 2]
             idx.append(j)
             Ks.append(K)
-        grid = torch.from_numpy(np.stack(grids)).float().to(self.device)
-        rgb = self.rgb[idx].permute(0, 3, 1, 2).float() / 255.0
-        sharp = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        depth = F.grid_sample(self.depth[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
-        filled = F.grid_sample(self.filled[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
-        return sharp.clamp(0, 1), depth, filled, torch.stack(Ks).float().to(self.device)
+        if not rooms:
+            grid = torch.from_numpy(np.stack(grids)).float().to(self.device)
+            rgb = self.rgb[idx].permute(0, 3, 1, 2).float() / 255.0
+            sharp = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            depth = F.grid_sample(self.depth[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
+            filled = F.grid_sample(self.filled[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
+            return sharp.clamp(0, 1), depth, filled, torch.stack(Ks).float().to(self.device)
+        sharp = torch.empty(B, 3, H, W, device=self.device)
+        depth = torch.empty(B, 1, H, W, device=self.device)
+        pool_rows = [i for i in range(B) if i not in {r[0] for r in rooms}]
+        if pool_rows:
+            grid = torch.from_numpy(np.stack(grids)).float().to(self.device)
+            rgb = self.rgb[idx].permute(0, 3, 1, 2).float() / 255.0
+            sharp[pool_rows] = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp(0, 1)
+            depth[pool_rows] = F.grid_sample(self.depth[idx, None], grid, mode="nearest", padding_mode="border",
+                                             align_corners=False)
+        rows = [r[0] for r in rooms]
+        sharp[rows], depth[rows] = self.rooms.render([r[1] for r in rooms], [r[2] for r in rooms], H, W)
+        filled = depth.clone()  # rendered depth has no holes
+        if pool_rows:
+            filled[pool_rows] = F.grid_sample(self.filled[idx, None], grid, mode="nearest", padding_mode="border",
+                                              align_corners=False)
+        K_all = [None] * B
+        for row, K in zip(pool_rows, Ks):
+            K_all[row] = K
+        for row, _, K in rooms:
+            K_all[row] = torch.from_numpy(K)
+        return sharp, depth, filled, torch.stack(K_all).float().to(self.device)
 
     def _motion(self, rng: np.random.Generator, filled: torch.Tensor, K: torch.Tensor):
         """Poses (B, 2n, 4, 4) rescaled to drawn blur lengths; each exposure's largest pixel step between two
@@ -178,7 +220,7 @@ class BlurStream:
         """Samples of ``step`` for ``rank``: the BlurDataset dict (on the stream's device) plus ``valid_blur`` and
         ``blur_px`` (B,), the longest pixel path of each exposure."""
         rng = np.random.default_rng([self.seed, step, rank])
-        sharp, depth, filled, K = self._crop(rng, batch_size)
+        sharp, depth, filled, K = self._crop(rng, batch_size, step, rank)
         poses, step_px, length = self._motion(rng, filled, K)
         subframes = int(np.clip(np.ceil(float(step_px.max()) / self.opts.subframe_px), 1, self.opts.max_subframes))
         gain = torch.from_numpy(rng.uniform(*self.opts.gain, batch_size)).float().to(self.device)[:, None, None, None]

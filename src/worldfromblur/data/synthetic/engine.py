@@ -17,7 +17,8 @@ the paper's way, with ``averaging="srgb"``). Optional noise is added to the blur
 
 Rooms by use. Every random choice comes from ``numpy.random.default_rng(key)``, and the key names its use in its
 third word (:data:`KEYS`): a dataset's room ``[seed, scene, 0]``, its cameras and motions ``[seed, scene, 1, index]``;
-a frame pool's room ``[seed, index, 3, attempt]`` and camera ``[seed, index, 2, attempt]``. Seeds and indices are
+a frame pool's room ``[seed, index, 3, attempt]`` and camera ``[seed, index, 2, attempt]``; the blur stream's new
+rooms ``[seed, step, 4, ...]`` and cameras ``[seed, step, 5, ...]``. Seeds and indices are
 whole numbers below 2**32 (one 32-bit word each, :func:`check_seed`), so the words of a pool key and of a dataset key
 differ in the third place whatever the seeds: no pool can build a room of any dataset, and a test set rendered with
 ``wfb make-dataset synthetic`` is never in a ``synthetic:N`` training pool.
@@ -35,7 +36,8 @@ from ..exposure import choose_subframes
 from .scene import camera_rotation, inside_any, make_scene, raycast
 from .textures import Texture
 
-KEYS = {"dataset room": 0, "dataset camera and motion": 1, "pool camera": 2, "pool room": 3}
+KEYS = {"dataset room": 0, "dataset camera and motion": 1, "pool camera": 2, "pool room": 3, "stream room": 4,
+        "stream camera": 5}
 """The third word of every generator key, by use (see the module docstring)."""
 SEED_LIMIT = 2**32
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .scene import _EPS, Box, Cylinder, Scene, Sphere
-from .textures import Texture
+from ...imaging import linear_to_srgb
+from .engine import KEYS, check_seed, place_camera
+from .scene import _EPS, Box, Cylinder, Scene, Sphere, make_scene
+from .textures import Texture, make_texture_bank, texture_photos
 
 BOX, CYLINDER, SPHERE = 1, 2, 3
 
@@ -250,3 +252,55 @@ def raycast_batch(sb: SceneBatch, textures: TextureStack, R_wc: torch.Tensor, C:
         dist2 = (lv * lv).sum(-1)
         light = light + sb.power[:, li, None] * (normal * lv).sum(-1).clamp_min(0) / (dist2.sqrt() * (1 + dist2 / 4))
     return (albedo * light[..., None]).reshape(B, H, W, 3), t_best.reshape(B, H, W)
+
+
+def expose_batch(radiance: torch.Tensor, psf_sigma: float = 0.5) -> torch.Tensor:
+    """Linear radiance (B, H, W, 3) -> 8-bit-quantised sRGB (B, 3, H, W) in [0, 1], as ``render_still`` exposes a
+    frame: the gain that maps each image's 60th percentile to 0.25, the Gaussian point spread (edge-padded), the
+    sRGB curve."""
+    B, H, W, _ = radiance.shape
+    gain = 0.25 / torch.quantile(radiance.mean(-1).reshape(B, -1), 0.6, dim=1).clamp_min(1e-4)
+    x = (radiance * gain[:, None, None, None]).permute(0, 3, 1, 2)
+    if psf_sigma > 0:
+        r = int(np.ceil(3 * psf_sigma))
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / psf_sigma) ** 2)
+        k = k / k.sum()
+        x = torch.nn.functional.pad(x, (r, r, r, r), mode="replicate")
+        x = torch.nn.functional.conv2d(x.reshape(-1, 1, *x.shape[-2:]), k.view(1, 1, -1, 1)).reshape(B, 3, -1, W + 2 * r)
+        x = torch.nn.functional.conv2d(x.reshape(-1, 1, *x.shape[-2:]), k.view(1, 1, 1, -1)).reshape(B, 3, H, W)
+    return torch.round(linear_to_srgb(x.clamp(0, 1)) * 255) / 255
+
+
+class RoomSampler:
+    """New procedural rooms for the blur stream: each key draws a room and a camera in it (NumPy, the engine's
+    rules, with generator keys of their own use, ``engine.KEYS["stream room"]``), and the frames of a batch are
+    ray-cast together on ``device``."""
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu", textures: str | None = None):
+        self.seed = check_seed(seed)
+        self.bank = make_texture_bank(self.seed, photos=texture_photos(textures) if textures else None)
+        self.textures = TextureStack.from_bank(self.bank, device)
+        self.device = torch.device(device)
+
+    def draw(self, key: tuple[int, ...], K: np.ndarray, H: int, W: int) -> tuple[Scene, np.ndarray, np.ndarray]:
+        """The room and camera (R_wc, C) of ``key`` (whole numbers below 2**32) for an H x W image with K."""
+        for attempt in range(20):  # a crowded room can leave no free spot for the camera: draw another room
+            words = [self.seed, *key, attempt]
+            scene = make_scene(np.random.default_rng([words[0], words[1], KEYS["stream room"], *words[2:]]), len(self.bank))
+            try:
+                R, C = place_camera(np.random.default_rng([words[0], words[1], KEYS["stream camera"], *words[2:]]),
+                                    scene, self.bank, K, H, W)
+                return scene, R, C
+            except RuntimeError:
+                continue
+        raise RuntimeError(f"could not place a camera in 20 rooms for stream key {key}")
+
+    def render(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sharp frames (B, 3, H, W) sRGB in [0, 1] and exact depth (B, 1, H, W), one new room per key."""
+        drawn = [self.draw(k, K, H, W) for k, K in zip(keys, Ks)]
+        sb = SceneBatch.from_scenes([d[0] for d in drawn], self.device)
+        R = torch.tensor(np.stack([d[1] for d in drawn]), dtype=torch.float32, device=self.device)
+        C = torch.tensor(np.stack([d[2] for d in drawn]), dtype=torch.float32, device=self.device)
+        K = torch.tensor(np.stack(Ks), dtype=torch.float32, device=self.device)
+        radiance, depth = raycast_batch(sb, self.textures, R, C, K, H, W)
+        return expose_batch(radiance), depth[:, None]
