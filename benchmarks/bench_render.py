@@ -27,9 +27,10 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", default=["160x120", "320x240"])
     ap.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="devices for the torch caster, where present")
     args = ap.parse_args()
     bank = make_texture_bank(0)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [d for d in args.devices if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
     rows = []
     for size in args.sizes:
         W, H = (int(x) for x in size.split("x"))

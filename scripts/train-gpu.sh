@@ -28,6 +28,8 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/bench.txt" 2>&1
 if [ "${BENCH:-1}" = 1 ]; then
   (timeout 120 python3 -m benchmarks.bench_stream --devices cuda --batch 8 32 --steps 5 --pool synthetic:64 2>&1 | tail -6) >> "$OUT/bench.txt"
+  (timeout 90 python3 -m benchmarks.bench_stream --devices cuda --batch 32 --steps 5 --pool synthetic:64 --rooms 1 2>&1 | tail -4) >> "$OUT/bench.txt"
+  (timeout 90 python3 -m benchmarks.bench_render --devices cuda --sizes 160x120 320x240 --batch 32 128 2>&1 | tail -8) >> "$OUT/bench.txt"
 fi
 LIMIT=$(python3 -c "print(int(float('$MINUTES') * 60 + 90))")  # the budget, plus room for a late evaluation
 timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model compact --out "$RUN" --minutes "$MINUTES" \
