@@ -17,11 +17,16 @@ from ..imaging import Averaging, Exposure
 class ModelConfig:
     """Which modules make up the cycle, and how the cycle re-blurs."""
 
-    deblur: Literal["compact", "cnn_l15"] = "compact"
-    """Deblurring module: "compact" (U-Net, residual) or "cnn_l15" (the paper's)."""
+    deblur: Literal["compact", "cnn_l15", "nafnet"] = "compact"
+    """Deblurring module: "compact" (U-Net, residual), "cnn_l15" (the paper's) or "nafnet" (a NAFNet-class U-Net of
+    activation-free blocks, :mod:`worldfromblur.models.nafnet`)."""
     deblur_widths: list | None = None
     """Channels per scale of the compact deblurring U-Net (None: [16, 32, 64]); each extra scale doubles how far
-    it sees, which long blur needs. Only for deblur = "compact"."""
+    it sees, which long blur needs. For deblur = "nafnet": its first level's width alone (None: [16]); not for
+    "cnn_l15"."""
+    deblur_blocks: list | None = None
+    """Blocks of each encoder level of the nafnet deblur module, then of its middle (None: [1, 1, 1, 2, 1]); the
+    paper's GoPro model is [1, 1, 1, 28, 1] with deblur_widths [32]. Only for deblur = "nafnet"."""
     depth: Literal["compact", "two_branch", "eigen"] = "compact"
     """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6) or "eigen" (Eigen et al. 2014)."""
     motion: Literal["lstm", "resnet_lstm", "paths"] = "lstm"

@@ -14,20 +14,32 @@ from ..geometry import pose_from_uv, reblur
 from ..losses import cycle_loss, deblur_loss, depth_loss
 from .compact import CompactDeblur, CompactDepth, CompactMotion, CompactPathMotion
 from .config import ModelConfig
+from .nafnet import NAFNET_BLOCKS, NAFNET_WIDTH, NAFNet
 from .paper import CNNL15, EigenCoarseFine, ResNetLSTMMotion, TwoBranchDepth, load_backbone_weights
 
 
 def build_deblur(cfg: ModelConfig) -> nn.Module:
-    options = {"compact": CompactDeblur, "cnn_l15": CNNL15}
+    options = {"compact": CompactDeblur, "cnn_l15": CNNL15, "nafnet": NAFNet}
     if cfg.deblur not in options:
         raise WfbError(f"unknown deblur module {cfg.deblur!r}; choose one of {', '.join(options)}")
-    if cfg.deblur_widths is None:
+    if cfg.deblur_blocks is not None and cfg.deblur != "nafnet":
+        raise WfbError(f"deblur_blocks applies to the nafnet deblur module only, not {cfg.deblur!r}; remove it")
+    widths = None if cfg.deblur_widths is None else tuple(cfg.deblur_widths)
+    if widths is not None:
+        if cfg.deblur == "cnn_l15":
+            raise WfbError("deblur_widths applies to the compact and nafnet deblur modules, not 'cnn_l15'; remove it")
+        if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+            raise WfbError(f"deblur_widths must be a list of positive channel counts, e.g. [32, 64, 128], not {list(widths)}")
+    if cfg.deblur == "nafnet":
+        if widths is not None and len(widths) != 1:
+            raise WfbError(f"deblur_widths of the nafnet module is its first level's width alone, e.g. [16], not {list(widths)}")
+        blocks = tuple(cfg.deblur_blocks) if cfg.deblur_blocks is not None else NAFNET_BLOCKS
+        if len(blocks) < 2 or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in blocks):
+            raise WfbError(f"deblur_blocks lists the blocks of each encoder level and then the middle, e.g. [1, 1, 1, 2, 1], "
+                           f"not {list(blocks)}")
+        return NAFNet(widths[0] if widths else NAFNET_WIDTH, blocks[:-1], blocks[-1])
+    if widths is None:
         return options[cfg.deblur]()
-    widths = tuple(cfg.deblur_widths)
-    if cfg.deblur != "compact":
-        raise WfbError(f"deblur_widths applies to the compact deblur module only, not {cfg.deblur!r}; remove it")
-    if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
-        raise WfbError(f"deblur_widths must be a list of positive channel counts, e.g. [32, 64, 128], not {list(widths)}")
     return CompactDeblur(widths)
 
 

@@ -14,7 +14,7 @@ from .config import ModelConfig
 from .cycle import WorldFromBlur
 
 
-MODULE_FIELDS = {"deblur": ("deblur", "deblur_widths"), "depth": ("depth",), "motion": ("motion",)}
+MODULE_FIELDS = {"deblur": ("deblur", "deblur_widths", "deblur_blocks"), "depth": ("depth",), "motion": ("motion",)}
 """The model config fields that define each module's architecture."""
 
 
