@@ -151,7 +151,7 @@ def test_choice_fields_are_literal_and_checked_when_read(tmp_path):
     from worldfromblur.models.config import literal_choices
     from worldfromblur.training.config import TrainConfig, config_from_dict
 
-    assert literal_choices(ModelConfig.__dataclass_fields__["deblur"].type) == ("compact", "cnn_l15")
+    assert literal_choices(ModelConfig.__dataclass_fields__["deblur"].type) == ("compact", "cnn_l15", "nafnet")
     assert literal_choices(TrainConfig.__dataclass_fields__["stage"].type)[-1] == "cycle"
     assert literal_choices("str") is None
     (tmp_path / "m.yaml").write_text("depth: two_branch\n")

@@ -27,7 +27,8 @@ def build_deblur(cfg: ModelConfig) -> nn.Module:
     widths = None if cfg.deblur_widths is None else tuple(cfg.deblur_widths)
     if widths is not None:
         if cfg.deblur == "cnn_l15":
-            raise WfbError("deblur_widths applies to the compact and nafnet deblur modules, not 'cnn_l15'; remove it")
+            raise WfbError("deblur_widths applies to the compact deblur module only (and to nafnet's width), not 'cnn_l15'; "
+                           "remove it")
         if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
             raise WfbError(f"deblur_widths must be a list of positive channel counts, e.g. [32, 64, 128], not {list(widths)}")
     if cfg.deblur == "nafnet":
