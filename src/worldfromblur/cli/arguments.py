@@ -29,7 +29,8 @@ def count(text: str) -> int:
 
 
 def seed(text: str) -> int:
-    """A random seed: a whole number from 0 to 2**32 - 1."""
+    """A random seed: a whole number from 0 to 2**32 - 1 (the bound of ``data.synthetic.engine.check_seed``, restated
+    here so that parsing the command line does not import torch)."""
     try:
         value = int(text)
     except ValueError:

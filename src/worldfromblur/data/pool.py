@@ -46,6 +46,15 @@ from .synthetic.textures import make_texture_bank, texture_photos
 
 POOL_FORMAT = "world-from-blur frame pool"
 POOL_VERSION = 1
+SYNTHETIC_SIZE = (320, 240)
+"""Frame size [W, H] of a synthetic:N pool entry (the stream zooms and crops from it)."""
+
+
+def held_out_count(n: int, fraction: float) -> int:
+    """How many of a source's ``n`` frames (its last ones) are held out: round(n * fraction), or none when that
+    would leave no frame on one side."""
+    k = int(round(n * fraction)) if fraction > 0 else 0
+    return k if 0 < k < n else 0
 
 
 @dataclass
@@ -104,8 +113,8 @@ class FramePool:
         train, val = [], []
         for source in dict.fromkeys(self.sources):
             idx = [i for i, s in enumerate(self.sources) if s == source]
-            k = int(round(len(idx) * held_out))
-            if k == 0 or k == len(idx):
+            k = held_out_count(len(idx), held_out)
+            if k == 0:
                 return self, None
             train += idx[:-k]
             val += idx[-k:]
@@ -136,7 +145,7 @@ def _synthetic_frame(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return render_still(_WORKER["seed"], index, _WORKER["opts"], _WORKER["bank"])
 
 
-def synthetic_pool(num: int, size: tuple[int, int] = (320, 240), seed: int = 0, textures: str | None = None,
+def synthetic_pool(num: int, size: tuple[int, int] = SYNTHETIC_SIZE, seed: int = 0, textures: str | None = None,
                    workers: int = 1, progress: bool = True, start: int = 0) -> FramePool:
     """Frames ``start .. num - 1`` of procedural rooms, each its own room, rendered exactly (about 30 ms a frame at
     320x240); frame i depends only on (seed, i)."""
@@ -241,8 +250,8 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
         if num is not None:
             if textures is not None and not texture_photos(textures):
                 raise WfbError(f"data.textures: {textures} holds no photographs (.png, .jpg, ...)")
-            k = int(round(num * held_out))
-            if held_out_only and not 0 < k < num:
+            k = held_out_count(num, held_out)
+            if held_out_only and k == 0:
                 continue
             pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
                                   progress=progress, start=num - k if held_out_only else 0)
@@ -268,8 +277,7 @@ class TrainingDepths(Sequence):
         self.parts: list[tuple[int, object]] = []  # (length, frames), frames a FramePool or a synthetic (num, opts)
         for entry, repeat, num in pool_entries(specs):
             if num is not None:
-                k = int(round(num * held_out))  # as FramePool.split: the last round(n * fraction) frames, if any
-                part = (num - k if 0 < k < num else num, ("synthetic", seed, textures))
+                part = (num - held_out_count(num, held_out), ("synthetic", seed, textures))
             else:
                 train, _ = load_pool(entry).split(held_out)
                 part = (len(train), train)
@@ -286,7 +294,7 @@ class TrainingDepths(Sequence):
                     return frames.depth[i].numpy()
                 _, seed, textures = frames
                 if self._opts is None:
-                    self._opts = SyntheticOptions(width=320, height=240, textures=textures)
+                    self._opts = SyntheticOptions(width=SYNTHETIC_SIZE[0], height=SYNTHETIC_SIZE[1], textures=textures)
                     self._bank = make_texture_bank(seed, photos=texture_photos(textures) if textures else None)
                 return render_still(seed, i, self._opts, self._bank)[1]
             i -= n

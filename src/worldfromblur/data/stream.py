@@ -39,12 +39,12 @@ from ..geometry import forward_flow, pose_from_uv, reblur, scale_intrinsics
 from ..imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from .format import DatasetError
 from .exposure import fill_holes
-from .pool import FramePool
+from .pool import SYNTHETIC_SIZE, FramePool
 from .synthetic.engine import SyntheticOptions, draw_motion
 from .synthetic.torch_render import RoomSampler
 
-ROOM_SIZE = (320, 240)  # the frame a new room is rendered as before the stream's zoom and crop, as a pool frame's
-ROOM_K = SyntheticOptions(width=ROOM_SIZE[0], height=ROOM_SIZE[1]).K()
+ROOM_SIZE = SYNTHETIC_SIZE  # a new room is zoomed and cropped as a synthetic pool frame is
+ROOM_K = torch.from_numpy(SyntheticOptions(width=ROOM_SIZE[0], height=ROOM_SIZE[1]).K())
 
 
 @dataclass
@@ -121,19 +121,20 @@ class BlurStream:
         return torch.cat(out)
 
     def _crop(self, rng: np.random.Generator, B: int, step: int = 0, rank: int = 0):
-        """Augmented sharp frames (B, 3, H, W) sRGB, raw and filled depth (B, 1, H, W), K (B, 3, 3)."""
+        """Augmented sharp frames (B, 3, H, W) sRGB, raw and filled depth (B, 1, H, W), K (B, 3, 3): pool frames
+        zoomed, cropped and flipped, or (a fraction ``opts.rooms``) new rooms rendered as zoomed and cropped
+        SYNTHETIC_SIZE frames."""
         W, H = self.opts.size
         W0, H0 = self.pool.size
         idx, grids, Ks, rooms = [], [], [], []
         for i in range(B):
             if self.rooms is not None and rng.random() < self.opts.rooms:
-                # a new room, rendered for this sample as a 320x240 frame zoomed and cropped like a pool frame's
                 f = max(W / ROOM_SIZE[0], H / ROOM_SIZE[1]) * rng.uniform(*self.opts.zoom)
-                K = ROOM_K.copy()
-                K[:2] *= f
-                K[0, 2] += (f - 1) / 2 - rng.uniform(0, ROOM_SIZE[0] * f - W)
-                K[1, 2] += (f - 1) / 2 - rng.uniform(0, ROOM_SIZE[1] * f - H)
-                rooms.append((i, (step, rank, i), K))
+                K = scale_intrinsics(ROOM_K, f, f)
+                K[0, 2] -= rng.uniform(0, ROOM_SIZE[0] * f - W)
+                K[1, 2] -= rng.uniform(0, ROOM_SIZE[1] * f - H)
+                rooms.append((i, (step, rank, i), K.numpy()))
+                Ks.append(K)
                 continue
             j = int(rng.integers(len(self.pool)))
             f = max(W / W0, H / H0) * rng.uniform(*self.opts.zoom)
@@ -155,34 +156,21 @@ class BlurStream:
                 K[0, 2] = W - 1 - K[0, 2]
             idx.append(j)
             Ks.append(K)
-        if not rooms:
-            grid = torch.from_numpy(np.stack(grids)).float().to(self.device)
-            rgb = self.rgb[idx].permute(0, 3, 1, 2).float() / 255.0
-            sharp = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            depth = F.grid_sample(self.depth[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
-            filled = F.grid_sample(self.filled[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
-            return sharp.clamp(0, 1), depth, filled, torch.stack(Ks).float().to(self.device)
+        room_rows = [r[0] for r in rooms]
+        pool_rows = sorted(set(range(B)) - set(room_rows))
         sharp = torch.empty(B, 3, H, W, device=self.device)
         depth = torch.empty(B, 1, H, W, device=self.device)
-        pool_rows = [i for i in range(B) if i not in {r[0] for r in rooms}]
+        filled = torch.empty(B, 1, H, W, device=self.device)
         if pool_rows:
             grid = torch.from_numpy(np.stack(grids)).float().to(self.device)
             rgb = self.rgb[idx].permute(0, 3, 1, 2).float() / 255.0
             sharp[pool_rows] = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp(0, 1)
-            depth[pool_rows] = F.grid_sample(self.depth[idx, None], grid, mode="nearest", padding_mode="border",
-                                             align_corners=False)
-        rows = [r[0] for r in rooms]
-        sharp[rows], depth[rows] = self.rooms.render([r[1] for r in rooms], [r[2] for r in rooms], H, W)
-        filled = depth.clone()  # rendered depth has no holes
-        if pool_rows:
-            filled[pool_rows] = F.grid_sample(self.filled[idx, None], grid, mode="nearest", padding_mode="border",
-                                              align_corners=False)
-        K_all = [None] * B
-        for row, K in zip(pool_rows, Ks):
-            K_all[row] = K
-        for row, _, K in rooms:
-            K_all[row] = torch.from_numpy(K)
-        return sharp, depth, filled, torch.stack(K_all).float().to(self.device)
+            for out, src in ((depth, self.depth), (filled, self.filled)):
+                out[pool_rows] = F.grid_sample(src[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
+        if rooms:
+            sharp[room_rows], depth[room_rows] = self.rooms.render([r[1] for r in rooms], [r[2] for r in rooms], H, W)
+            filled[room_rows] = depth[room_rows]  # rendered depth has no holes
+        return sharp, depth, filled, torch.stack(Ks).float().to(self.device)
 
     def _motion(self, rng: np.random.Generator, filled: torch.Tensor, K: torch.Tensor):
         """Poses (B, 2n, 4, 4) rescaled to drawn blur lengths; each exposure's largest pixel step between two

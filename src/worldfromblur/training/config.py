@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 
+from ..data.synthetic.engine import check_seed
 from ..errors import WfbError
 from ..losses import LossConfig
 from ..models.config import ModelConfig, coerce, model_config_from
@@ -107,7 +108,9 @@ class TrainConfig:
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "loss": LossConfig}
 
 
-def _build(cls, data: dict, where: str):
+def section_from_dict(cls, data: dict, where: str):
+    """A config dataclass from its mapping: unknown keys refused, scalars coerced to their field's type (sections
+    of a training config built the same way)."""
     if not isinstance(data, dict):
         raise WfbError(f"{where}: expected a mapping, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
@@ -120,18 +123,20 @@ def _build(cls, data: dict, where: str):
         if cls is TrainConfig and name == "model":
             kw[name] = model_config_from(value or {})
         elif sub_cls is not None:
-            kw[name] = _build(sub_cls, value or {}, f"{where}.{name}")
+            kw[name] = section_from_dict(sub_cls, value or {}, f"{where}.{name}")
         else:
             kw[name] = coerce(value, known[name].type, f"{where}.{name}")
     return cls(**kw)
 
 
 def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
-    cfg = _build(TrainConfig, data, where)
+    cfg = section_from_dict(TrainConfig, data, where)
     if cfg.batch_size < 1 or cfg.max_steps < 1:
         raise WfbError(f"{where}: batch_size and max_steps must be at least 1")
-    if not 0 <= cfg.seed < 2**32:
-        raise WfbError(f"{where}: seed must be a whole number from 0 to {2**32 - 1}, got {cfg.seed}")
+    try:
+        check_seed(cfg.seed)
+    except ValueError as err:
+        raise WfbError(f"{where}: {err}") from None
     if cfg.minutes < 0:
         raise WfbError(f"{where}: minutes must be 0 (no budget) or positive")
     cfg.init = {k: v for k, v in (cfg.init or {}).items() if v is not None}

@@ -41,7 +41,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -53,10 +53,9 @@ from ..data.pool import TrainingDepths, build_pool, pool_entries, read_pool_meta
 from ..data.stream import BlurStream
 from ..devices import resolve_device
 from ..errors import WfbError
-from ..evaluation.report import dataset_median_depth, median_depth, score_models
-from ..models.config import coerce
+from ..evaluation.report import evaluate, median_depth, score_models
 from ..models.io import export_model, load_model
-from .config import TrainConfig, apply_override, config_from_dict, read_yaml, shipped_names
+from .config import TrainConfig, apply_override, config_from_dict, read_yaml, section_from_dict, shipped_names
 from .sources import stream_options
 from .trainer import train
 
@@ -117,11 +116,7 @@ def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
         raise WfbError(f"{where}: a recipe has base, stages (a non-empty list) and evaluate; "
                        f"{'unknown key(s) ' + ', '.join(unknown) if unknown else 'stages is missing or empty'}")
     base, ev = data.get("base") or {}, data.get("evaluate") or {}
-    known = {f.name: f for f in fields(EvaluateConfig)}
-    unknown = sorted(set(ev) - set(known))
-    if unknown:
-        raise WfbError(f"{where}: evaluate has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    evaluate = EvaluateConfig(**{k: coerce(v, known[k].type, f"{where}.evaluate.{k}") for k, v in ev.items()})
+    evaluate = section_from_dict(EvaluateConfig, ev, f"{where}.evaluate")
     stages, names = [], set()
     for i, st in enumerate(data["stages"]):
         if not isinstance(st, dict) or "name" not in st or float(st.get("share", 0)) <= 0:
@@ -155,10 +150,10 @@ def one_stage(cfg: TrainConfig) -> Recipe:
 
 
 def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, resume: bool = False,
-               progress: bool = True) -> dict | None:
+               progress: bool = True, how: dict | None = None) -> dict | None:
     """Train every stage (within ``minutes`` when given, else each to its own max_steps or minutes), evaluate, and
-    export ``OUT/model``. Returns the evaluation report (None on the other ranks under torchrun, and when there is
-    nothing to evaluate on)."""
+    export ``OUT/model``, its provenance saying ``how`` it was asked for (default: the recipe's mapping). Returns
+    the evaluation report (None on the other ranks under torchrun, and when there is nothing to evaluate on)."""
     t_start = time.perf_counter()
     out = Path(out)
     prev = None
@@ -184,7 +179,7 @@ def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, re
     model_dir = out / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a resumed run re-exports its final weights
-    provenance = {"recipe": recipe.source, "device": _device_name(), "samples_seen": _samples_seen(out, recipe)}
+    provenance = {"recipe": how or recipe.source, "device": _device_name(), "samples_seen": _samples_seen(out, recipe)}
     if report is not None:
         report["minutes_used"] = (time.perf_counter() - t_start) / 60
         (out / "eval.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -214,8 +209,7 @@ def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: li
         out.mkdir(parents=True, exist_ok=True)
         saved.write_text(yaml.safe_dump({"recipe": recipe.source, "minutes": minutes, "source": str(recipe_name),
                                          "overrides": list(overrides)}, sort_keys=False))
-    recipe.source = yaml.safe_load(saved.read_text())
-    return run_recipe(recipe, out, minutes, resume=False, progress=progress)
+    return run_recipe(recipe, out, minutes, progress=progress, how=yaml.safe_load(saved.read_text()))
 
 
 def _check_budget(recipe: Recipe, minutes: float) -> None:
@@ -261,8 +255,8 @@ def evaluate_run(run_dir: Path, recipe: Recipe, progress: bool = True) -> dict |
     on: stream samples from the pool's held-out frames, or the dataset's ``val`` split (None when it has none)."""
     cfg, ev = recipe.last, recipe.evaluate
     device = torch.device(resolve_device(cfg.device, "device"))
-    model, sources = load_model(run_dir)
     if cfg.data.source == "stream":
+        model, sources = load_model(run_dir)
         _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, textures=cfg.data.textures,
                              held_out_only=True)
         if held is None:
@@ -276,18 +270,15 @@ def evaluate_run(run_dir: Path, recipe: Recipe, progress: bool = True) -> dict |
                   "seed": ev.seed}
     else:
         try:
-            ds = BlurDataset(cfg.data.root, split="val")
+            has_val = len(BlurDataset(cfg.data.root, split="val")) > 0
         except DatasetError:
-            ds = None
-        if ds is None or len(ds) == 0:
+            has_val = False
+        if not has_val:
             if progress:
                 print(f"{cfg.data.root} has no val split: not evaluated", file=sys.stderr)
             return None
-        loader = torch.utils.data.DataLoader(ds, batch_size=ev.batch_size, num_workers=0)
-        reference = dataset_median_depth(Path(cfg.data.root))
-        scores = score_models([("model", model, sources)], lambda: loader, reference, device, progress=False,
-                              total=len(loader))
-        report = {"data": f"{cfg.data.root} (val)", "samples": len(ds)}
+        scores = evaluate([("model", str(run_dir))], Path(cfg.data.root), "val", device, ev.batch_size, progress=False)
+        report, reference = {"data": f"{cfg.data.root} (val)", "samples": scores["num_samples"]}, scores["median_train_depth_m"]
     report |= {"median_depth_m": reference, "models": scores["models"], "references": scores["references"]}
     if progress:
         print(format_evaluation(report), file=sys.stderr)

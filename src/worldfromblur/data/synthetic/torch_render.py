@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ...imaging import linear_to_srgb
-from .engine import KEYS, check_seed, place_camera
-from .scene import _EPS, Box, Cylinder, Scene, Sphere, make_scene
+from .engine import check_seed, room_and_camera
+from .scene import _EPS, Box, Cylinder, Scene, Sphere
 from .textures import Texture, make_texture_bank, texture_photos
 
 BOX, CYLINDER, SPHERE = 1, 2, 3
@@ -273,8 +273,8 @@ def expose_batch(radiance: torch.Tensor, psf_sigma: float = 0.5) -> torch.Tensor
 
 class RoomSampler:
     """New procedural rooms for the blur stream: each key draws a room and a camera in it (NumPy, the engine's
-    rules, with generator keys of their own use, ``engine.KEYS["stream room"]``), and the frames of a batch are
-    ray-cast together on ``device``."""
+    rules, :func:`~worldfromblur.data.synthetic.engine.room_and_camera` with generator keys of their own use), and
+    the frames of a batch are ray-cast together on ``device``."""
 
     def __init__(self, seed: int, device: torch.device | str = "cpu", textures: str | None = None):
         self.seed = check_seed(seed)
@@ -282,22 +282,10 @@ class RoomSampler:
         self.textures = TextureStack.from_bank(self.bank, device)
         self.device = torch.device(device)
 
-    def draw(self, key: tuple[int, ...], K: np.ndarray, H: int, W: int) -> tuple[Scene, np.ndarray, np.ndarray]:
-        """The room and camera (R_wc, C) of ``key`` (whole numbers below 2**32) for an H x W image with K."""
-        for attempt in range(20):  # a crowded room can leave no free spot for the camera: draw another room
-            words = [self.seed, *key, attempt]
-            scene = make_scene(np.random.default_rng([words[0], words[1], KEYS["stream room"], *words[2:]]), len(self.bank))
-            try:
-                R, C = place_camera(np.random.default_rng([words[0], words[1], KEYS["stream camera"], *words[2:]]),
-                                    scene, self.bank, K, H, W)
-                return scene, R, C
-            except RuntimeError:
-                continue
-        raise RuntimeError(f"could not place a camera in 20 rooms for stream key {key}")
-
     def render(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sharp frames (B, 3, H, W) sRGB in [0, 1] and exact depth (B, 1, H, W), one new room per key."""
-        drawn = [self.draw(k, K, H, W) for k, K in zip(keys, Ks)]
+        """Sharp frames (B, 3, H, W) sRGB in [0, 1] and exact depth (B, 1, H, W), one new room per key (step, ...),
+        whole numbers below 2**32, for an H x W image with its K."""
+        drawn = [room_and_camera("stream", self.seed, k[0], self.bank, K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
         sb = SceneBatch.from_scenes([d[0] for d in drawn], self.device)
         R = torch.tensor(np.stack([d[1] for d in drawn]), dtype=torch.float32, device=self.device)
         C = torch.tensor(np.stack([d[2] for d in drawn]), dtype=torch.float32, device=self.device)
