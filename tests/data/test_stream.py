@@ -11,7 +11,9 @@ from PIL import Image
 from worldfromblur.cli.main import main
 from worldfromblur.data.format import DatasetError
 from worldfromblur.data.pool import FramePool, load_pool, save_pool, synthetic_pool
+from worldfromblur.data.shake import draw_shake
 from worldfromblur.data.stream import BlurStream, StreamOptions
+from worldfromblur.data.synthetic.engine import SyntheticOptions, draw_motion
 from worldfromblur.losses import deblur_loss, depth_loss
 
 
@@ -125,6 +127,41 @@ def test_stream_batches_are_a_pure_function_of_seed_step_and_rank(small_pool):
     assert a["blurred"].shape == (2, 3, 48, 64) and a["poses"].shape == (2, 6, 4, 4)
     # 8-bit values, as a photo's
     assert torch.equal(torch.round(a["blurred"] * 255) / 255, a["blurred"])
+
+
+def test_device_draws_follow_the_engines_motion_model():
+    """draw_shake (torch, a batch at once) and draw_motion (NumPy, the engine's) draw one distribution: the
+    quantiles of the rotation and translation reached at the exposure's ends, and the share of roll, agree."""
+    opts = SyntheticOptions(n=3)
+    rng = np.random.default_rng(0)
+    host = [draw_motion(rng, opts)[:2] for _ in range(4000)]
+    u_h, v_h = (torch.from_numpy(np.stack(x)).float() for x in zip(*host))
+    u_d, v_d = draw_shake(torch.Generator().manual_seed(0), 4000, 3, opts.fps, opts.rot_speed, opts.trans_speed)
+    assert u_d.shape == v_d.shape == (4000, 7, 3) and float(u_d[:, 3].abs().max()) == 0.0
+    q = torch.tensor([0.1, 0.5, 0.9])
+    for a, b in ((u_h, u_d), (v_h, v_d)):
+        qa, qb = (torch.quantile(x[:, -1].norm(dim=-1), q) for x in (a, b))
+        assert torch.allclose(qa, qb, rtol=0.1), (qa, qb)
+    roll = lambda u: float((u[:, -1, 2].abs() / u[:, -1].norm(dim=-1)).mean())
+    assert abs(roll(u_h) - roll(u_d)) < 0.02
+
+
+def test_host_and_device_draws_make_the_same_kind_of_samples(small_pool):
+    """Both draw modes are pure functions of (seed, step, rank) and spread blur alike; on a GPU device draws use a
+    fixed number of sub-instants (no wait for the device), enough for the longest blur."""
+    opts = dict(size=[64, 48], max_blur_px=20.0, max_subframes=4)
+    host = BlurStream(small_pool, StreamOptions(draws="host", **opts), seed=2)
+    device = BlurStream(small_pool, StreamOptions(**opts), seed=2)
+    for s in (host, device):
+        a, b = s.batch(1, 4), s.batch(1, 4)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(host.batch(1, 4)["blurred"], device.batch(1, 4)["blurred"])
+    assert device.subframes() == 4  # 2 * 20 px / 6 steps = 6.7 px, capped at max_subframes
+    assert BlurStream(small_pool, StreamOptions(size=[64, 48], max_blur_px=3.0), seed=2).subframes() == 1
+    lengths = [torch.cat([s.batch(k, 8)["blur_px"] for k in range(6)]) for s in (host, device)]
+    assert abs(float(lengths[0].median() - lengths[1].median())) < 4.0
+    with pytest.raises(DatasetError, match="draws must be device or host"):
+        BlurStream(small_pool, StreamOptions(draws="gpu"))
 
 
 def test_blur_lengths_span_none_to_the_maximum(small_pool):

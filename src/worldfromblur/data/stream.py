@@ -7,17 +7,22 @@ For each sample of a step the stream
    must meet focal lengths like those of test photos), crops the sample size at a random place and flips it left to
    right; K follows every step;
 2. draws a hand-held camera motion with the synthetic engine's motion model
-   (:func:`worldfromblur.data.synthetic.engine.draw_motion`) and rescales it so that the longest pixel path of the
+   (:func:`worldfromblur.data.shake.draw_shake`) and rescales it so that the longest pixel path of the
    exposure has a drawn length between none and ``max_blur_px`` (``length = max_blur_px * U**2``: short blur is
    common, long blur still frequent; a ``still`` fraction of exposures hardly moves);
 3. renders the exposure by warping the sharp frame with its depth to ``2n * subframes + 1`` instants
-   (:func:`worldfromblur.geometry.reblur`; ``subframes`` is chosen per step so that no pixel moves more than
-   ``subframe_px`` between instants) and averages them in linear light;
+   (:func:`worldfromblur.geometry.reblur`; ``subframes`` keeps the pixel steps between instants near
+   ``subframe_px``, :meth:`BlurStream.subframes`) and averages them in linear light;
 4. scales the brightness (both images, in linear light), adds sensor noise to the blurred image (shot plus read
    noise, ``sigma * sqrt(0.2 + L)`` in linear light ``L``) and quantises both to 8 bits.
 
-Every random choice of step ``s`` on rank ``r`` comes from ``numpy.random.default_rng([seed, s, r])``, so samples
-are a pure function of (seed, step, rank) and an interrupted run resumes bit for bit. Batches are the
+Every random choice of step ``s`` on rank ``r`` comes from generators keyed by ``[seed, s, r]``: by default one
+``torch.Generator`` on the stream's device draws the whole batch at once (crops, motion, blur lengths, brightness,
+noise; :func:`worldfromblur.data.shake.draw_shake`), so that making a batch needs no per-sample host work and never
+waits for the device; ``numpy.random.default_rng([seed, s, r])`` decides which samples are new rooms and draws
+those rooms. Samples are a pure function of (seed, step, rank) on one kind of device (a CUDA generator draws other
+numbers than a CPU one), and an interrupted run resumes bit for bit. ``draws="host"`` keeps the stream of earlier
+runs (NumPy, sample by sample). Batches are the
 :class:`~worldfromblur.data.BlurDataset` dict plus ``valid_blur`` (1, H, W): 0 where some instant of the exposure saw
 what the sharp frame does not (a disocclusion, or beyond its border), so that the blurred pixel there is invented;
 the deblurring loss leaves such pixels out.
@@ -40,6 +45,7 @@ from ..imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from .format import DatasetError
 from .exposure import fill_holes
 from .pool import SYNTHETIC_SIZE, FramePool
+from .shake import draw_shake, uniform
 from .synthetic.engine import SyntheticOptions, draw_motion
 from .synthetic.torch_render import RoomSampler
 
@@ -67,6 +73,12 @@ class StreamOptions(Exposure):
     """Largest sensor-noise level (drawn uniformly from 0 to it per sample)."""
     gain: list = field(default_factory=lambda: [0.7, 1.4])
     """Range of the brightness factor, in linear light."""
+    draws: str = "device"
+    """Where the random choices are drawn: ``"device"`` (torch, on the stream's device, a batch at once: no
+    per-sample host work and no wait for the device; on a GPU a fixed number of sub-instants,
+    :meth:`BlurStream.subframes`)
+    or ``"host"`` (NumPy, sample by sample, the sub-instants chosen per step from the drawn motion: the stream of
+    runs made before device draws, to resume one exactly)."""
     rooms: float = 0.0
     """Fraction of samples made from a new procedural room each, ray-cast on the stream's device for that sample
     (:class:`worldfromblur.data.synthetic.torch_render.RoomSampler`; its rooms are never those of a pool or a
@@ -80,6 +92,8 @@ class StreamOptions(Exposure):
             raise DatasetError(f"stream zoom must be a range [lo, hi] with 1 <= lo <= hi, got {self.zoom}")
         if self.max_blur_px < 0 or not 0 <= self.still <= 1 or self.noise < 0 or self.subframe_px <= 0:
             raise DatasetError("stream max_blur_px, noise must be >= 0, still in [0, 1], subframe_px > 0")
+        if self.draws not in ("device", "host"):
+            raise DatasetError(f"stream draws must be device or host, got {self.draws!r}")
         if not 0 <= self.rooms <= 1:
             raise DatasetError(f"stream rooms is a fraction of samples, from 0 to 1, got {self.rooms}")
 
@@ -101,6 +115,7 @@ class BlurStream:
         self.depth = pool.depth.to(self.device)
         self.filled = fill_holes(pool.depth).to(self.device)  # every pixel needs a depth to be warped
         self.K = pool.K.double()
+        self.K_device = pool.K.float().to(self.device)
         self.motion = SyntheticOptions(n=opts.n, fps=opts.fps)
         self.rooms = RoomSampler(seed, self.device) if opts.rooms > 0 else None
 
@@ -120,13 +135,19 @@ class BlurStream:
             out.append(to_uint8(linear_to_srgb(lin)).permute(0, 2, 3, 1))
         return torch.cat(out)
 
-    def _crop(self, rng: np.random.Generator, B: int, step: int = 0, rank: int = 0):
+    def _generator(self, step: int, rank: int) -> torch.Generator:
+        """The device generator of (seed, step, rank): every random choice of a step with ``draws="device"``."""
+        key = np.random.SeedSequence([self.seed, step, rank]).generate_state(2, np.uint32)
+        return torch.Generator(device=self.device).manual_seed(int(key[0]) << 31 | int(key[1]) >> 1)
+
+    def _crop(self, rng: np.random.Generator, B: int, step: int = 0, rank: int = 0, gen: torch.Generator | None = None):
         """Augmented sharp frames (B, 3, H, W) sRGB, raw and filled depth (B, 1, H, W), K (B, 3, 3): pool frames
         zoomed, cropped and flipped, or (a fraction ``opts.rooms``) new rooms rendered as zoomed and cropped
-        SYNTHETIC_SIZE frames."""
+        SYNTHETIC_SIZE frames. The pool frames' choices come from ``gen`` on the device when given, else from
+        ``rng`` sample by sample; which samples are rooms, and their cameras, always from ``rng`` (a room is drawn
+        on the host)."""
         W, H = self.opts.size
-        W0, H0 = self.pool.size
-        idx, grids, Ks, rooms = [], [], [], []
+        rooms, pool_rows = [], []
         for i in range(B):
             if self.rooms is not None and rng.random() < self.opts.rooms:
                 f = max(W / ROOM_SIZE[0], H / ROOM_SIZE[1]) * rng.uniform(*self.opts.zoom)
@@ -134,8 +155,34 @@ class BlurStream:
                 K[0, 2] -= rng.uniform(0, ROOM_SIZE[0] * f - W)
                 K[1, 2] -= rng.uniform(0, ROOM_SIZE[1] * f - H)
                 rooms.append((i, (step, rank, i), K.numpy()))
-                Ks.append(K)
-                continue
+            else:
+                pool_rows.append(i)
+        room_rows = [r[0] for r in rooms]
+        sharp = torch.empty(B, 3, H, W, device=self.device)
+        depth = torch.empty(B, 1, H, W, device=self.device)
+        filled = torch.empty(B, 1, H, W, device=self.device)
+        K = torch.empty(B, 3, 3, device=self.device)
+        if pool_rows:
+            draw = self._pool_crops_device if gen is not None else self._pool_crops_host
+            idx, grid, K_pool = draw(gen if gen is not None else rng, len(pool_rows))
+            rows = slice(None) if not rooms else torch.tensor(pool_rows, device=self.device)
+            rgb = self.rgb[idx].permute(0, 3, 1, 2).float() / 255.0
+            sharp[rows] = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp(0, 1)
+            for out, src in ((depth, self.depth), (filled, self.filled)):
+                out[rows] = F.grid_sample(src[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
+            K[rows] = K_pool
+        if rooms:
+            sharp[room_rows], depth[room_rows] = self.rooms.render([r[1] for r in rooms], [r[2] for r in rooms], H, W)
+            filled[room_rows] = depth[room_rows]  # rendered depth has no holes
+            K[room_rows] = torch.from_numpy(np.stack([r[2] for r in rooms])).float().to(self.device)
+        return sharp, depth, filled, K
+
+    def _pool_crops_host(self, rng: np.random.Generator, B: int):
+        """B pool crops drawn sample by sample with NumPy: pool indices, sampling grids (B, H, W, 2), K (B, 3, 3)."""
+        W, H = self.opts.size
+        W0, H0 = self.pool.size
+        idx, grids, Ks = [], [], []
+        for _ in range(B):
             j = int(rng.integers(len(self.pool)))
             f = max(W / W0, H / H0) * rng.uniform(*self.opts.zoom)
             x0 = rng.uniform(0, W0 * f - W)
@@ -156,36 +203,54 @@ class BlurStream:
                 K[0, 2] = W - 1 - K[0, 2]
             idx.append(j)
             Ks.append(K)
-        room_rows = [r[0] for r in rooms]
-        pool_rows = sorted(set(range(B)) - set(room_rows))
-        sharp = torch.empty(B, 3, H, W, device=self.device)
-        depth = torch.empty(B, 1, H, W, device=self.device)
-        filled = torch.empty(B, 1, H, W, device=self.device)
-        if pool_rows:
-            grid = torch.from_numpy(np.stack(grids)).float().to(self.device)
-            rgb = self.rgb[idx].permute(0, 3, 1, 2).float() / 255.0
-            sharp[pool_rows] = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp(0, 1)
-            for out, src in ((depth, self.depth), (filled, self.filled)):
-                out[pool_rows] = F.grid_sample(src[idx, None], grid, mode="nearest", padding_mode="border", align_corners=False)
-        if rooms:
-            sharp[room_rows], depth[room_rows] = self.rooms.render([r[1] for r in rooms], [r[2] for r in rooms], H, W)
-            filled[room_rows] = depth[room_rows]  # rendered depth has no holes
-        return sharp, depth, filled, torch.stack(Ks).float().to(self.device)
+        grid = torch.from_numpy(np.stack(grids)).float().to(self.device)
+        return torch.tensor(idx, device=self.device), grid, torch.stack(Ks).float().to(self.device)
 
-    def _motion(self, rng: np.random.Generator, filled: torch.Tensor, K: torch.Tensor):
+    def _pool_crops_device(self, gen: torch.Generator, B: int):
+        """The same crops as :meth:`_pool_crops_host`, all B drawn at once on the device."""
+        W, H = self.opts.size
+        W0, H0 = self.pool.size
+        dev = self.device
+        j = torch.randint(len(self.pool), (B,), generator=gen, device=dev)
+        f = max(W / W0, H / H0) * uniform(gen, (B,), *self.opts.zoom, dev)
+        x0 = torch.rand(B, generator=gen, device=dev) * (W0 * f - W).clamp_min(0)
+        y0 = torch.rand(B, generator=gen, device=dev) * (H0 * f - H).clamp_min(0)
+        flip = (torch.rand(B, generator=gen, device=dev) < 0.5) & self.opts.flip
+        xs = torch.arange(W, device=dev, dtype=torch.float32).expand(B, W)
+        xs = torch.where(flip[:, None], W - 1 - xs, xs)
+        src_x = (xs + x0[:, None] + 0.5) / f[:, None] - 0.5
+        src_y = (torch.arange(H, device=dev, dtype=torch.float32) + y0[:, None] + 0.5) / f[:, None] - 0.5
+        gx, gy = 2 * (src_x + 0.5) / W0 - 1, 2 * (src_y + 0.5) / H0 - 1  # (B, W), (B, H)
+        grid = torch.stack([gx[:, None, :].expand(B, H, W), gy[:, :, None].expand(B, H, W)], dim=-1)
+        K = self.K_device[j].clone()
+        K[:, :2] *= f[:, None, None]
+        K[:, 0, 2] -= x0
+        K[:, 1, 2] -= y0
+        K[:, 0, 2] = torch.where(flip, W - 1 - K[:, 0, 2], K[:, 0, 2])
+        return j, grid, K
+
+    def _motion(self, rng: np.random.Generator | None, filled: torch.Tensor, K: torch.Tensor,
+                gen: torch.Generator | None = None):
         """Poses (B, 2n, 4, 4) rescaled to drawn blur lengths; each exposure's largest pixel step between two
-        instants and its longest pixel path (B,) each."""
-        B, n = filled.shape[0], self.opts.n
-        u, v = [], []
-        for _ in range(B):
-            ui, vi, _ = draw_motion(rng, self.motion)
-            u.append(ui)
-            v.append(vi)
-        u = torch.from_numpy(np.stack(u)).float().to(self.device)  # (B, 2n + 1, 3), reference at n (zero)
-        v = torch.from_numpy(np.stack(v)).float().to(self.device)
-        target = self.opts.max_blur_px * torch.from_numpy(rng.random(B) ** 2).float().to(self.device)
-        still = torch.from_numpy(rng.random(B) < self.opts.still).to(self.device)
-        target = torch.where(still, torch.from_numpy(rng.random(B)).float().to(self.device), target)
+        instants and its longest pixel path (B,) each. Drawn on the device from ``gen`` when given, else with
+        NumPy from ``rng``."""
+        B, n, dev = filled.shape[0], self.opts.n, self.device
+        if gen is not None:
+            u, v = draw_shake(gen, B, n, self.motion.fps, self.motion.rot_speed, self.motion.trans_speed)
+            target = self.opts.max_blur_px * torch.rand(B, generator=gen, device=dev) ** 2
+            still = torch.rand(B, generator=gen, device=dev) < self.opts.still
+            target = torch.where(still, torch.rand(B, generator=gen, device=dev), target)
+        else:
+            u, v = [], []
+            for _ in range(B):
+                ui, vi, _ = draw_motion(rng, self.motion)
+                u.append(ui)
+                v.append(vi)
+            u = torch.from_numpy(np.stack(u)).float().to(dev)  # (B, 2n + 1, 3), reference at n (zero)
+            v = torch.from_numpy(np.stack(v)).float().to(dev)
+            target = self.opts.max_blur_px * torch.from_numpy(rng.random(B) ** 2).float().to(dev)
+            still = torch.from_numpy(rng.random(B) < self.opts.still).to(dev)
+            target = torch.where(still, torch.from_numpy(rng.random(B)).float().to(dev), target)
         coarse = F.interpolate(filled, scale_factor=0.125, mode="nearest") if min(filled.shape[-2:]) >= 32 else filled
         Kc = K.clone()
         s = coarse.shape[-1] / filled.shape[-1]
@@ -203,26 +268,43 @@ class BlurStream:
         T = pose_from_uv(u, v)
         return torch.cat([T[:, :n], T[:, n + 1:]], dim=1), step_px, length
 
+    def subframes(self) -> int:
+        """The sub-instants per frame interval of every step with ``draws="device"`` on a GPU, fixed so that no step
+        waits for the device (on the CPU, where reading the drawn motion costs nothing, each step takes what its
+        motion needs, as with host draws): enough for a path of ``max_blur_px`` whose steps between instants are up to twice the
+        even share (paths speed up and slow down), capped at ``max_subframes``."""
+        step_px = 2 * self.opts.max_blur_px / (2 * self.opts.n)
+        return int(np.clip(np.ceil(step_px / self.opts.subframe_px), 1, self.opts.max_subframes))
+
     @torch.no_grad()
     def batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
         """Samples of ``step`` for ``rank``: the BlurDataset dict (on the stream's device) plus ``valid_blur`` and
         ``blur_px`` (B,), the longest pixel path of each exposure."""
         rng = np.random.default_rng([self.seed, step, rank])
-        sharp, depth, filled, K = self._crop(rng, batch_size, step, rank)
-        poses, step_px, length = self._motion(rng, filled, K)
-        subframes = int(np.clip(np.ceil(float(step_px.max()) / self.opts.subframe_px), 1, self.opts.max_subframes))
-        gain = torch.from_numpy(rng.uniform(*self.opts.gain, batch_size)).float().to(self.device)[:, None, None, None]
+        B, dev = batch_size, self.device
+        gen = self._generator(step, rank) if self.opts.draws == "device" else None
+        sharp, depth, filled, K = self._crop(rng, B, step, rank, gen)
+        poses, step_px, length = self._motion(rng, filled, K, gen)
+        if gen is not None and dev.type != "cpu":
+            subframes = self.subframes()
+        else:  # from the drawn motion: free on the CPU, one wait for the device per step elsewhere
+            subframes = int(np.clip(np.ceil(float(step_px.max()) / self.opts.subframe_px), 1, self.opts.max_subframes))
+        if gen is not None:
+            gain = uniform(gen, (B, 1, 1, 1), *self.opts.gain, dev)
+            sigma = uniform(gen, (B, 1, 1, 1), 0.0, self.opts.noise, dev)
+        else:
+            gain = torch.from_numpy(rng.uniform(*self.opts.gain, B)).float().to(dev)[:, None, None, None]
+            gen = torch.Generator(device=dev).manual_seed(int(rng.integers(2**62)))
+            sigma = torch.from_numpy(rng.uniform(0, self.opts.noise, B)).float().to(dev)[:, None, None, None]
         sharp = linear_to_srgb(srgb_to_linear(sharp) * gain)
         sharp = torch.round(sharp * 255) / 255
         blurred, valid = reblur(sharp, filled, poses, K, subframes=subframes, averaging=self.opts.averaging, return_valid=True,
                                 validate=False)
-        gen = torch.Generator(device=self.device).manual_seed(int(rng.integers(2**62)))
-        sigma = torch.from_numpy(rng.uniform(0, self.opts.noise, batch_size)).float().to(self.device)[:, None, None, None]
         lin = srgb_to_linear(blurred)
-        noise = torch.randn(lin.shape, generator=gen, device=self.device)
+        noise = torch.randn(lin.shape, generator=gen, device=dev)
         blurred = torch.round(linear_to_srgb(lin + noise * sigma * torch.sqrt(0.2 + lin)) * 255) / 255
         return {
             "blurred": blurred, "sharp": sharp, "depth": depth, "valid_depth": depth > 0, "poses": poses, "K": K,
-            "subframes": torch.full((batch_size,), subframes, device=self.device),
+            "subframes": torch.full((B,), subframes, device=dev),
             "valid_blur": valid, "blur_px": length,
         }
