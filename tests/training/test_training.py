@@ -216,3 +216,31 @@ def test_a_pretrained_encoder_is_loaded_before_training_or_refused_in_one_line(t
         with pytest.raises(WfbError, match=match):
             Trainer(quick("compact-depth", tiny, tmp_path / "other", *extra), resume=False, progress=False)
     assert not (tmp_path / "other").exists()
+
+
+def first_losses(data: Path, out: Path, *extra) -> list[float]:
+    cfg = quick("compact-cycle", data, out, "max_steps=3", "batch_size=2",
+                "ckpt_every=3", "deterministic=true", *extra)
+    return losses(train(cfg, progress=False))
+
+
+def test_channels_last_and_a_scaled_rate_train_as_the_plain_layout(fixed, tmp_path):
+    """channels_last changes the memory layout, not the arithmetic: the same losses step by step; lr_batch scales the
+    peak rate by sqrt(global batch / lr_batch)."""
+    from worldfromblur.training.trainer import peak_lr
+
+    plain = first_losses(fixed, tmp_path / "plain")
+    nhwc = first_losses(fixed, tmp_path / "nhwc", "channels_last=true")
+    assert torch.allclose(torch.tensor(plain), torch.tensor(nhwc), rtol=1e-3), (plain, nhwc)
+    cfg = load_config("compact-deblur", ["batch_size=128", "optim.lr=1e-3", "optim.lr_batch=32"])
+    assert abs(peak_lr(cfg) - 2e-3) < 1e-12 and abs(peak_lr(cfg, world=4) - 4e-3) < 1e-12
+    cfg.optim.lr_batch = 0
+    assert peak_lr(cfg, world=4) == 1e-3
+
+
+@pytest.mark.slow
+def test_compiled_modules_train_as_the_eager_ones(fixed, tmp_path):
+    """torch.compile (inductor on the CPU here) gives the eager losses to float precision."""
+    eager = first_losses(fixed, tmp_path / "eager")
+    compiled = first_losses(fixed, tmp_path / "compiled", "compile=default")
+    assert torch.allclose(torch.tensor(eager), torch.tensor(compiled), rtol=1e-3), (eager, compiled)

@@ -46,8 +46,6 @@ class DataConfig:
     """Fraction of each pool source's frames (its last ones) kept out of training, for evaluation."""
     stream: dict = field(default_factory=dict)
     """Overrides of the stream's options (:class:`worldfromblur.data.stream.StreamOptions`), e.g. {max_blur_px: 40}."""
-
-
 @dataclass
 class OptimConfig:
     lr: float = 2e-4
@@ -59,6 +57,10 @@ class OptimConfig:
     warmup_steps: int = 50
     grad_clip: float = 0.0
     """Clip the gradient's global norm to this (0 = no clipping)."""
+    lr_batch: int = 0
+    """The global batch size that ``lr`` was chosen for: when > 0, the peak rate is scaled by
+    sqrt(global batch / lr_batch), the square-root rule for Adam, so that a larger batch on a larger device keeps
+    a config's rate; 0: ``lr`` as given."""
 
 
 @dataclass
@@ -92,6 +94,12 @@ class TrainConfig:
     """"auto" (CUDA when available), "cpu" or "cuda"."""
     amp: Literal["auto", "bf16", "off"] = "auto"
     """"auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "off"."""
+    channels_last: bool = False
+    """Keep the modules' weights and the batch's images channels-last (NHWC), the layout that tensor-core
+    convolutions read without a transpose."""
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
+    """Compile the modules that train with ``torch.compile`` in this mode ("reduce-overhead" adds CUDA graphs); a
+    module or backend that cannot compile runs eagerly, with a warning."""
     log_every: int = 10
     image_every: int = 200
     ckpt_every: int = 200

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -73,6 +74,25 @@ def init_modules(model: WorldFromBlur, init: dict) -> None:
                 raise
             raise WfbError(f"{err}; the shipped model's {name} module has another architecture than this config's: "
                            f"start it from scratch with init.{name}=null, or keep the shipped architecture") from None
+
+
+def peak_lr(cfg: TrainConfig, world: int = 1) -> float:
+    """The peak learning rate: ``optim.lr``, scaled by sqrt(global batch / optim.lr_batch) when lr_batch is set."""
+    if cfg.optim.lr_batch <= 0:
+        return cfg.optim.lr
+    return cfg.optim.lr * math.sqrt(cfg.batch_size * world / cfg.optim.lr_batch)
+
+
+def compile_modules(modules: dict, mode: str) -> dict:
+    """The callables of ``modules`` compiled with ``torch.compile`` in ``mode`` ("off": as they are). A graph that
+    the compiler cannot build runs eagerly instead (dynamo's ``suppress_errors``), with its warning."""
+    if mode == "off":
+        return modules
+    if not hasattr(torch, "compile"):
+        warnings.warn("this PyTorch has no torch.compile; training eagerly (compile=off)", stacklevel=2)
+        return modules
+    torch._dynamo.config.suppress_errors = True
+    return {k: torch.compile(m, mode=None if mode == "default" else mode) for k, m in modules.items()}
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -198,7 +218,10 @@ class Trainer:
         init_modules(model, cfg.init)
         model.to(self.device)
         self.params, self.modules, self.model = _prepare_modules(cfg, model, self.world, self.device)
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.modules = compile_modules(self.modules, cfg.compile)
+        self.optimizer = torch.optim.AdamW(self.params, lr=peak_lr(cfg, self.world), betas=tuple(cfg.optim.betas),
                                            weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
         self.step, fixed_budget = 0, False
@@ -233,6 +256,9 @@ class Trainer:
     def train_step(self, batch: dict) -> bool:
         """One optimisation step on ``batch`` with its logging and checkpoints; True after the last step."""
         cfg = self.cfg
+        if cfg.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 and v.is_floating_point()
+                     else v for k, v in batch.items()}
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else nullcontext():
             loss, details, out = self.model.stage_loss(cfg.stage, batch, cfg.loss, self.modules)
         self.optimizer.zero_grad(set_to_none=True)
