@@ -26,9 +26,10 @@ from ..models.config import ModelConfig, coerce, model_config_from
 
 @dataclass
 class DataConfig:
-    source: Literal["dataset", "stream"] = "dataset"
-    """"dataset" (a folder made by ``wfb make-dataset``) or "stream" (samples made on the training device from a
-    frame pool, see :mod:`worldfromblur.data.stream`)."""
+    source: Literal["dataset", "stream", "photos"] = "dataset"
+    """"dataset" (a folder made by ``wfb make-dataset``), "stream" (samples made on the training device from a
+    frame pool, see :mod:`worldfromblur.data.stream`) or "photos" (blurred crops of real photographs made on the
+    training device, see :mod:`worldfromblur.data.photos`; the deblur stage only)."""
     root: str = "data/synth"
     """Dataset folder made by ``wfb make-dataset`` (source "dataset")."""
     split: str = "train"
@@ -46,6 +47,16 @@ class DataConfig:
     """Fraction of each pool source's frames (its last ones) kept out of training, for evaluation."""
     stream: dict = field(default_factory=dict)
     """Overrides of the stream's options (:class:`worldfromblur.data.stream.StreamOptions`), e.g. {max_blur_px: 40}."""
+    photos: list = field(default_factory=list)
+    """Folders of sharp photographs (source "photos"), read recursively; the last ``held_out`` fraction of each
+    folder's files is kept out of training for evaluation."""
+    photo: dict = field(default_factory=dict)
+    """Overrides of the photo stream's options (:class:`worldfromblur.data.photos.PhotoOptions`), e.g. {crop: 256}."""
+    pool_share: float = 0.0
+    """Source "photos": fraction of every batch made instead by the blur stream from ``pool`` (depth warps of RGB-D
+    frames, at the crop size), so that the deblurrer also meets translation and parallax."""
+
+
 @dataclass
 class OptimConfig:
     lr: float = 2e-4
@@ -154,6 +165,15 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
     unknown = sorted(set(cfg.init) - {"deblur", "depth", "motion"})
     if unknown:
         raise WfbError(f"{where}: init names unknown module(s) {', '.join(unknown)}; use deblur, depth, motion")
+    if cfg.data.source == "photos":
+        if cfg.stage != "deblur":
+            raise WfbError(f"{where}: data.source=photos trains the deblur stage only (photos have no depth or "
+                           f"poses), not {cfg.stage}; set stage=deblur")
+        if not cfg.data.photos:
+            raise WfbError(f"{where}: data.source=photos needs data.photos=[FOLDER, ...], folders of photographs")
+        if not 0 <= cfg.data.pool_share < 1:
+            raise WfbError(f"{where}: data.pool_share is a fraction of each batch, from 0 to below 1, got "
+                           f"{cfg.data.pool_share}")
     return cfg
 
 

@@ -54,9 +54,10 @@ from ..data.stream import BlurStream
 from ..devices import resolve_device
 from ..errors import WfbError
 from ..evaluation.report import evaluate, median_depth, score_models
+from ..imaging import psnr
 from ..models.io import export_model, load_model
 from .config import TrainConfig, apply_override, config_from_dict, read_yaml, section_from_dict, shipped_names
-from .sources import stream_options
+from .sources import open_photos, stream_options
 from .trainer import train
 
 EVAL_RESERVE_S = 30.0
@@ -255,7 +256,9 @@ def evaluate_run(run_dir: Path, recipe: Recipe, progress: bool = True) -> dict |
     on: stream samples from the pool's held-out frames, or the dataset's ``val`` split (None when it has none)."""
     cfg, ev = recipe.last, recipe.evaluate
     device = torch.device(resolve_device(cfg.device, "device"))
-    if cfg.data.source == "stream":
+    if cfg.data.source == "photos":
+        report = evaluate_photos(run_dir, cfg, ev, device)
+    elif cfg.data.source == "stream":
         model, sources = load_model(run_dir)
         _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, textures=cfg.data.textures,
                              held_out_only=True)
@@ -279,14 +282,36 @@ def evaluate_run(run_dir: Path, recipe: Recipe, progress: bool = True) -> dict |
             return None
         scores = evaluate([("model", str(run_dir))], Path(cfg.data.root), "val", device, ev.batch_size, progress=False)
         report, reference = {"data": f"{cfg.data.root} (val)", "samples": scores["num_samples"]}, scores["median_train_depth_m"]
-    report |= {"median_depth_m": reference, "models": scores["models"], "references": scores["references"]}
+    if cfg.data.source != "photos":
+        report |= {"median_depth_m": reference, "models": scores["models"], "references": scores["references"]}
     if progress:
         print(format_evaluation(report), file=sys.stderr)
     return report
 
 
+@torch.no_grad()
+def evaluate_photos(run_dir: Path, cfg: TrainConfig, ev: EvaluateConfig, device: torch.device) -> dict:
+    """Deblurring PSNR of the trained model on blurred crops of the held-out photos (and the share of pool samples
+    the source mixes in), beside the blurred input's."""
+    model, _ = load_model(run_dir)
+    model.to(device).eval()
+    source = open_photos(cfg, device, progress=False, held_out=True, seed=ev.seed)
+    steps = -(-ev.samples // ev.batch_size)
+    out, ref = [], []
+    for s in range(steps):
+        batch = source.batch(s, ev.batch_size)
+        out.append(psnr(model.deblur(batch["blurred"]).clamp(0, 1), batch["sharp"]))
+        ref.append(psnr(batch["blurred"], batch["sharp"]))
+    return {"data": "held-out photos", "held_out_photos": len(source.photos.photos), "samples": steps * ev.batch_size,
+            "seed": ev.seed, "models": {"model": {"image": {"psnr": sum(out) / steps}}},
+            "references": {"blurred input": {"image": {"psnr": sum(ref) / steps}}}}
+
+
 def format_evaluation(report: dict) -> str:
     m, r = report["models"]["model"], report["references"]
+    if "held_out_photos" in report:
+        return (f"evaluation: {report['samples']} blurred crops of {report['held_out_photos']} held-out photos\n"
+                f"  deblurring PSNR {m['image']['psnr']:.2f} dB (blurred input {r['blurred input']['image']['psnr']:.2f} dB)")
     where = (f"{report['samples']} stream samples from {report['held_out_frames']} held-out frames"
              if "held_out_frames" in report else f"{report['samples']} samples of {report['data']}")
     rot, trans = ("pitch", "yaw", "roll"), ("tx", "ty", "tz")

@@ -1,7 +1,8 @@
-"""Where a training run's samples come from: a built dataset (in a seeded, resumable order) or the blur stream
-made on the training device from frame pools (``data.source``). Both are opened and checked before any training
-step, and both give the same batches for the same (seed, step, rank), so a resumed run sees what the interrupted one
-would have seen."""
+"""Where a training run's samples come from (``data.source``): a built dataset (in a seeded, resumable order), the
+blur stream made on the training device from frame pools, or blurred crops of real photographs made there too
+(with a share of each batch from the blur stream). Each is opened and checked before any training step, and each
+gives the same batches for the same (seed, step, rank), so a resumed run sees what the interrupted one would have
+seen."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..data import BlurDataset, DatasetError
+from ..data.photos import PhotoOptions, PhotoStream, load_photos, margin, split_photos
 from ..data.pool import build_pool
 from ..data.stream import BlurStream, StreamOptions
 from ..errors import WfbError
@@ -94,9 +96,78 @@ def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -
     return BlurStream(train_pool, opts, cfg.seed, device)
 
 
+def photo_options(cfg: TrainConfig) -> PhotoOptions:
+    known = {f.name for f in fields(PhotoOptions)}
+    unknown = sorted(set(cfg.data.photo) - known)
+    if unknown:
+        raise WfbError(f"data.photo: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    opts = PhotoOptions(**{**cfg.data.photo, "n": cfg.model.n})
+    try:
+        opts.check()
+    except DatasetError as err:
+        raise WfbError(f"data.photo: {err}") from None
+    return opts
+
+
+class PhotoBatches:
+    """The photo source: each step's batch is blurred photo crops plus a ``pool_share`` of blur-stream samples of
+    the same size, made on the device; the keys the deblur stage reads (blurred, sharp, valid_blur, K, blur_px)."""
+
+    KEYS = ("blurred", "sharp", "valid_blur", "K", "blur_px")
+
+    def __init__(self, photos: PhotoStream, stream: BlurStream | None, pool_share: float):
+        self.photos, self.stream, self.pool_share = photos, stream, pool_share
+
+    def batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
+        k = int(round(batch_size * self.pool_share)) if self.stream is not None else 0
+        parts = [self.photos.batch(step, batch_size - k, rank)] if k < batch_size else []
+        if k:
+            parts.append(self.stream.batch(step, k, rank))
+        return {key: torch.cat([p[key] for p in parts]) for key in self.KEYS}
+
+
+def open_photos(cfg: TrainConfig, device: torch.device, progress: bool = True, held_out: bool = False,
+                seed: int | None = None) -> PhotoBatches:
+    """The photo source of the training photos (or the held-out ones), checked before any training starts: every
+    photo readable and large enough for a crop with its margin."""
+    opts = photo_options(cfg)
+    try:
+        train, held = split_photos(cfg.data.photos, cfg.data.held_out)
+        paths = held if held_out else train
+        if not paths:
+            raise DatasetError(f"data.held_out={cfg.data.held_out} holds no photo out; raise it" if held_out else
+                               "data.held_out leaves no photo to train on; lower it")
+        photos = PhotoStream(load_photos(paths, opts.crop, margin(opts), progress), opts,
+                             cfg.seed if seed is None else seed, device)
+    except DatasetError as err:
+        raise WfbError(f"data.photos: {err}") from None
+    stream = None
+    if cfg.data.pool_share > 0:
+        opts_s = StreamOptions(**{"max_blur_px": opts.max_blur_px, **cfg.data.stream, "size": [opts.crop, opts.crop],
+                                  "n": cfg.model.n})
+        try:
+            pool, held_pool = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures,
+                                         held_out_only=held_out)
+            frames = held_pool if held_out else pool
+            if frames is not None:  # an evaluation of a pool that holds nothing out scores the photos alone
+                stream = BlurStream(frames, opts_s, cfg.seed if seed is None else seed, device)
+        except DatasetError as err:
+            raise WfbError(f"data.pool: {err}") from None
+    return PhotoBatches(photos, stream, cfg.data.pool_share)
+
+
+def open_source(cfg: TrainConfig, device: torch.device, progress: bool = True):
+    """The run's training source by ``data.source``."""
+    if cfg.data.source == "stream":
+        return open_stream(cfg, device, progress)
+    if cfg.data.source == "photos":
+        return open_photos(cfg, device, progress)
+    return open_dataset(cfg)
+
+
 def batches(cfg: TrainConfig, source, start: int, rank: int, world: int, device: torch.device):
     """The training batches from step ``start`` on, on ``device``; a pure function of (seed, step, rank)."""
-    if isinstance(source, BlurStream):
+    if isinstance(source, (BlurStream, PhotoBatches)):
         step = start
         while True:
             yield source.batch(step, cfg.batch_size, rank)

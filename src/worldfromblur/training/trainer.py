@@ -28,7 +28,7 @@ from ..models.efficientnet import imagenet_file
 from ..models.io import load_module, shipped_model
 from ..viz import colorize_depth
 from .config import TrainConfig, save_config
-from .sources import batches, open_dataset, open_stream
+from .sources import batches, open_source
 
 
 def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
@@ -211,8 +211,7 @@ class Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed sample sizes: let cuDNN pick its fastest kernels once
         torch.manual_seed(cfg.seed)
-        self.source = (open_stream(cfg, self.device, progress and self.rank == 0) if cfg.data.source == "stream"
-                       else open_dataset(cfg))
+        self.source = open_source(cfg, self.device, progress and self.rank == 0)
         model = WorldFromBlur(cfg.model)
         load_pretrained(model, cfg.pretrained)
         init_modules(model, cfg.init)
