@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One prepared call on a lent GPU machine (no network, 16 cores; results come back only through $OUT, in files of
-# at most 16 MiB, at most 8 of them): install the carried wheels (kornia is not in the machine's image), measure the
-# stream, train with `wfb train-model` within MINUTES, and pack the run into $OUT whatever happens.
+# at most 16 MiB, at most 8 of them): install the carried wheels (kornia is not in the machine's image), time the
+# training step change by change (BENCH=ladder, the default; BENCH=stream: the stream alone; BENCH=0: nothing), train
+# with `wfb train-model` within MINUTES at the step's speed settings (SPEED), and pack the run into $OUT whatever
+# happens. The recipe (RECIPE, default compact) continues from the shipped weights.
 #
 #   bash scripts/train-gpu.sh MINUTES [key=value ...]
 #
 # e.g. with the real pools carried in .pools (see docs/training.md, "Training on a lent GPU"):
-#   bash scripts/train-gpu.sh 7.5 batch_size=32 'data.pool=[synthetic:3000,.pools/7scenes-train*2,.pools/tum-cabinet*2]'
+#   bash scripts/train-gpu.sh 7.5 'data.pool=[synthetic:3000,.pools/7scenes-train*2,.pools/tum-cabinet*2]'
 #
 # Back here: OUT/bench.txt, OUT/log.txt and OUT/run.tar.part-* (`cat run.tar.part-* | tar -x` gives run/ with
 # eval.json, recipe.yaml, model/ and the stage's config and TensorBoard log; if the run did not finish, the stage's
@@ -26,14 +28,19 @@ else
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/bench.txt" 2>&1
-if [ "${BENCH:-1}" = 1 ]; then
-  (timeout 120 python3 -m benchmarks.bench_stream --devices cuda --batch 8 32 --steps 5 --pool synthetic:64 2>&1 | tail -6) >> "$OUT/bench.txt"
-  (timeout 90 python3 -m benchmarks.bench_stream --devices cuda --batch 32 --steps 5 --pool synthetic:64 --rooms 1 2>&1 | tail -4) >> "$OUT/bench.txt"
-  (timeout 90 python3 -m benchmarks.bench_render --devices cuda --sizes 160x120 320x240 --batch 32 128 2>&1 | tail -8) >> "$OUT/bench.txt"
-fi
+case "${BENCH:-ladder}" in
+  ladder)  # the training step change by change (issue 25's table; rows print as they finish), then the renderer
+    (timeout 300 python3 -m benchmarks.bench_step --device cuda --steps 20 --warmup 8 --models nafnet effnet \
+      --profile today batch-128 2>&1 | grep -v "^W[0-9]" | tail -80) >> "$OUT/bench.txt"
+    (timeout 60 python3 -m benchmarks.bench_render --devices cuda --sizes 160x120 --batch 32 128 2>&1 | tail -5) >> "$OUT/bench.txt" ;;
+  stream)
+    (timeout 120 python3 -m benchmarks.bench_stream --devices cuda --batch 8 32 --steps 5 --pool synthetic:64 2>&1 | tail -6) >> "$OUT/bench.txt" ;;
+esac
+# the step's speed settings (benchmarks/bench_step.py); later key=value arguments override them
+SPEED=${SPEED:-"batch_size=128 optim.lr_batch=32 channels_last=true compile=default data.stream.draws=device"}
 LIMIT=$(python3 -c "print(int(float('$MINUTES') * 60 + 90))")  # the budget, plus room for a late evaluation
-timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model compact --out "$RUN" --minutes "$MINUTES" \
-  --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 "$@" > "$OUT/log.txt" 2>&1
+timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model "${RECIPE:-compact}" --out "$RUN" --minutes "$MINUTES" \
+  --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 $SPEED "$@" > "$OUT/log.txt" 2>&1
 echo "train-model exit $?" >> "$OUT/log.txt"
 cd "$(dirname "$RUN")" && run=$(basename "$RUN") && rm -rf "$run"/stages/*/checkpoints/.tmp-*
 if [ -f "$run"/model/model.safetensors ]; then
