@@ -11,8 +11,16 @@ from PIL import Image
 
 from worldfromblur.cli.main import main
 from worldfromblur.data.format import DatasetError
-from worldfromblur.data.photos import (PhotoOptions, PhotoStream, find_photos, load_photos, margin, path_lengths,
-                                       rotate_and_average, split_photos)
+from worldfromblur.data.photos import (
+    PhotoOptions,
+    PhotoStream,
+    find_photos,
+    load_photos,
+    margin,
+    path_lengths,
+    rotate_and_average,
+    split_photos,
+)
 
 SHARED_RGB = Path(__file__).resolve().parents[3] / "shared" / "data" / "tum-layout-7scenes-sample" / "rgb"
 

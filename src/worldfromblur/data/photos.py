@@ -47,6 +47,7 @@ from .shake import draw_shake, uniform
 from .synthetic.engine import SyntheticOptions
 from .synthetic.textures import PHOTO_SUFFIXES
 
+
 @dataclass
 class PhotoOptions(Exposure):
     """How the photo stream blurs its crops (saved with every run that uses it): the exposure
@@ -239,7 +240,7 @@ def margin(opts: PhotoOptions) -> int:
     """Pixels kept around a crop for what the motion brings into view: a quarter of the longest blur, plus a little
     (the reference instant is mid-exposure, so a path reaches about half its length either way, and long paths are
     rare: ``max_blur_px * U**2``); what lies beyond is marked invalid in ``valid_blur``."""
-    return int(math.ceil(opts.max_blur_px / 4)) + 4
+    return math.ceil(opts.max_blur_px / 4) + 4
 
 
 def _homographies(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -262,7 +263,7 @@ def rotate_and_average(light: torch.Tensor, u: torch.Tensor, K: torch.Tensor, su
     """The exposure of a rotating camera: ``light`` (B, C, H, W, linear) seen at every instant of ``u``
     (B, 2n + 1, 3), ``subframes`` per interval (u interpolated linearly), averaged; and (B, 1, H, W) validity, 0
     where an instant looked outside the image."""
-    B, C, H, W = light.shape
+    B, _, H, W = light.shape
     lam = torch.arange(subframes, device=u.device, dtype=u.dtype)[None, None, :, None] / subframes
     inner = ((1 - lam) * u[:, :-1, None] + lam * u[:, 1:, None]).flatten(1, 2)
     u_all = torch.cat([inner, u[:, -1:]], dim=1)  # (B, M, 3)

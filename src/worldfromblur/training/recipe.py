@@ -56,7 +56,14 @@ from ..errors import WfbError
 from ..evaluation.report import evaluate, median_depth, score_models
 from ..imaging import psnr
 from ..models.io import export_model, load_model
-from .config import TrainConfig, apply_override, config_from_dict, read_yaml, section_from_dict, shipped_names
+from .config import (
+    TrainConfig,
+    apply_override,
+    config_from_dict,
+    read_yaml,
+    section_from_dict,
+    shipped_names,
+)
 from .sources import open_photos, stream_options
 from .trainer import train
 

@@ -119,7 +119,7 @@ class PhotoBatches:
         self.photos, self.stream, self.pool_share = photos, stream, pool_share
 
     def batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
-        k = int(round(batch_size * self.pool_share)) if self.stream is not None else 0
+        k = round(batch_size * self.pool_share) if self.stream is not None else 0
         parts = [self.photos.batch(step, batch_size - k, rank)] if k < batch_size else []
         if k:
             parts.append(self.stream.batch(step, k, rank))
