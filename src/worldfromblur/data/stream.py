@@ -42,8 +42,8 @@ import torch.nn.functional as F
 
 from ..geometry import forward_flow, pose_from_uv, reblur, scale_intrinsics
 from ..imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
-from .format import DatasetError
 from .exposure import fill_holes
+from .format import DatasetError
 from .pool import SYNTHETIC_SIZE, FramePool
 from .shake import draw_shake, uniform
 from .synthetic.engine import SyntheticOptions, draw_motion
