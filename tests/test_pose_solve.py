@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from worldfromblur.geometry import pixel_grid, forward_flow, pose_from_uv
-from worldfromblur.pose_solve import MIN_CONDITION, solve_poses
+from worldfromblur.pose_solve import MIN_ROTATION_CONDITION, solve_poses
 
 B, H, W = 2, 48, 64
 
@@ -51,21 +51,31 @@ def test_outliers_are_down_weighted_and_confidence_removes_them(scene):
     assert err(masked) < 1e-10
 
 
-def test_a_fronto_parallel_plane_is_flagged(scene):
+def test_a_flat_scene_through_a_narrow_lens_is_flagged(scene):
     """A plane facing the camera: rotation about y and translation along x (and x / y) move its pixels almost
-    alike, told apart only by the field of view. The solve still fits, but says the poses are ill-determined."""
+    alike, told apart only by the field of view. Through a 56-degree lens the solve tells them apart (the whole
+    motion's condition is low, the rotation's is not); through a 7-degree one it cannot, with or without the
+    translation prior, and flags the poses: the rotation it returns is not determined by the data."""
     K, room, u, v = scene
     plane = torch.full((B, 1, H, W), 2.0, dtype=torch.float64)
     flat = solve_poses(paths_of(plane, u, v, K), plane, K)
-    assert flat.degenerate.all() and (flat.condition < MIN_CONDITION).all()
     rich = solve_poses(paths_of(room, u, v, K), room, K)
-    assert not rich.degenerate.any() and flat.condition.max() < 0.5 * rich.condition.min()
-    # With noise, the plane's poses come out worse than the room's: the flag means something.
+    assert flat.condition.max() < 0.5 * rich.condition.min()
+    assert not flat.degenerate.any() and not rich.degenerate.any()
+    narrow = K.clone()
+    narrow[:, 0, 0] = narrow[:, 1, 1] = 500.0
+    for prior in (0.0, 0.3):
+        sol = solve_poses(paths_of(plane, u, v, narrow), plane, narrow, translation_prior=prior)
+        assert sol.degenerate.all() and (sol.rotation_condition < MIN_ROTATION_CONDITION).all()
+    assert (rich.rotation_condition > 5 * MIN_ROTATION_CONDITION).all()
+    # With the same noise in pixels, the flagged plane's rotation comes out worse, in pixels of motion (f times the
+    # angle), than the same plane's through the wide lens: the flag means something.
     g = torch.Generator().manual_seed(1)
-    noisy = lambda d: solve_poses(paths_of(d, u, v, K) + 0.3 * torch.randn(B, 6, 2, H, W, generator=g,  # noqa: E731
-                                                                          dtype=torch.float64), d, K)
-    e_flat, e_room = noisy(plane), noisy(room)
-    assert (e_flat.v - v).abs().max() > (e_room.v - v).abs().max()
+    noise = 0.3 * torch.randn(B, 6, 2, H, W, generator=g, dtype=torch.float64)
+    wide = solve_poses(paths_of(plane, u, v, K) + noise, plane, K, translation_prior=0.3)
+    tele = solve_poses(paths_of(plane, u, v, narrow) + noise, plane, narrow, translation_prior=0.3)
+    assert not wide.degenerate.any() and tele.degenerate.all()
+    assert 500 * (tele.u - u).abs().max() > 3 * 60 * (wide.u - u).abs().max()
 
 
 def test_the_solve_is_differentiable(scene):

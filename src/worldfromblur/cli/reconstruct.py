@@ -126,9 +126,10 @@ def _one(args, engine, checkpoint: Path, photo) -> dict:
               f"63.3 degree horizontal field of view, so depth and motion are only as right as that guess",
               file=sys.stderr)
     if any(rec.degenerate):
-        print(f"wfb: warning: {path}: the scene does not determine {sum(rec.degenerate)} of the {len(rec.degenerate)} "
-              "poses (e.g. a plane facing the camera: rotation and translation trade off); see motion_degenerate in "
-              "summary.json", file=sys.stderr)
+        print(f"wfb: warning: {path}: the photo does not determine the camera's rotation at {sum(rec.degenerate)} of "
+              f"the {len(rec.degenerate)} instants (a flat scene through a narrow field of view: turning and moving "
+              "sideways blur it alike); the trajectory there is the model's guess, see motion_degenerate in "
+              "summary.json and docs/reconstruct.md", file=sys.stderr)
     fallback = rec.refine_options.get("fallback")
     if fallback:
         print(f"wfb: warning: {path}: refinement kept the networks' trajectory: {fallback}", file=sys.stderr)
