@@ -25,7 +25,7 @@ from benchmarks.common import table
 from worldfromblur.data.synthetic.textures import PHOTO_SUFFIXES
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.pose_solve import MIN_ROTATION_CONDITION
-from worldfromblur.reconstruct.photo import Photo, intrinsics_for, load_photo
+from worldfromblur.reconstruct.photo import intrinsics_for, load_photo
 from worldfromblur.reconstruct.pipeline import resize_photo, working_size
 
 
