@@ -22,7 +22,7 @@ import time
 import torch
 
 from benchmarks.common import machine, table
-from experiments.fullres_deblur import read, video_arguments, video_frames, windows
+from benchmarks.video import read, video_arguments, video_frames, windows
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model

@@ -20,16 +20,13 @@ exposure would integrate them; the centre frame is the sharp truth. Each method'
 
 from __future__ import annotations
 
-import argparse
 import statistics
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from benchmarks.common import machine, table
+from benchmarks.video import read, video_arguments, video_frames, windows
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model
@@ -37,24 +34,11 @@ from worldfromblur.reconstruct.fullres import deblur_full, resize, tiled
 from worldfromblur.reconstruct.pipeline import working_size
 
 
-def read(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-
-
-def windows(frames: list[Path], every: int, lengths: list[int]):
-    """(centre index, N) of the blur windows that fit in the sequence."""
-    out, k = [], 0
-    for c in range(max(lengths) // 2, len(frames) - max(lengths) // 2, every):
-        out.append((c, lengths[k % len(lengths)]))
-        k += 1
-    return out
-
-
 @torch.no_grad()
 def methods(model, blurred: torch.Tensor) -> dict[str, torch.Tensor]:
     H, W = blurred.shape[-2:]
     work = working_size(W, H, model.cfg.input_size)
-    up = lambda x: F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)  # noqa: E731
+    up = lambda x: F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
     small = resize(blurred, work).clamp(0, 1)
     small_out = model.deblur(small)
     out = {"blurred": blurred, "working size, upsampled": up(small_out).clamp(0, 1),
@@ -66,24 +50,6 @@ def methods(model, blurred: torch.Tensor) -> dict[str, torch.Tensor]:
     fused, scales = deblur_full(model.deblur, blurred, work[0] * work[1])
     out[f"fusion of scales {scales} (wfb reconstruct)"] = fused
     return out
-
-
-def video_arguments(doc: str) -> argparse.ArgumentParser:
-    """The command line of the benchmarks that blur high-frame-rate video: frames, checkpoint, window spacing, lengths."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("frames", type=Path, help="folder of consecutive sharp video frames")
-    ap.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped one)")
-    ap.add_argument("--every", type=int, default=20, help="frames between window centres (default 20)")
-    ap.add_argument("--lengths", type=int, nargs="+", default=[9, 11, 13], help="frames per blur (default 9 11 13)")
-    return ap
-
-
-def video_frames(args) -> list[Path]:
-    """The sorted frames of ``args.frames``; exits when there are fewer than the longest blur needs."""
-    frames = sorted(p for p in args.frames.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if len(frames) < max(args.lengths):
-        raise SystemExit(f"{args.frames}: {len(frames)} frames, fewer than the longest blur ({max(args.lengths)})")
-    return frames
 
 
 def main() -> None:
