@@ -29,7 +29,14 @@ from worldfromblur.geometry import uv_from_pose
 from worldfromblur.data.pool import build_pool
 from worldfromblur.viz import pixel_paths
 
-KEYS = ("rotation_deg_per_frame", "translation_cm_per_frame", "blur_px_median", "blur_px_max")
+KEYS = ("rotation_deg_per_frame", "translation_cm_per_frame", "roll_share", "blur_px_median", "blur_px_max")
+
+
+def roll_share(u: np.ndarray) -> float:
+    """How much of an exposure's rotation (first to last instant of (2n + 1, 3) rotation vectors) is about the
+    optical axis: |roll| / |rotation|, 0 to 1 (a random direction: 0.5 on average)."""
+    d = u[-1] - u[0]
+    return float(abs(d[2]) / max(np.linalg.norm(d), 1e-12))
 
 
 def per_frame(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
@@ -49,7 +56,7 @@ def sequence_rows(spec: str, n: int = 3) -> dict:
     kind, root = spec.split(":", 1)
     seq = open_sequence(root, RGBDOptions(kind=kind))
     poses = [f.pose for f in seq.frames]
-    rot, trans = [], []
+    rot, trans, roll = [], [], []
     for c in range(n, len(poses) - n):
         window = poses[c - n: c + n + 1]
         if any(T is None for T in window):
@@ -59,7 +66,8 @@ def sequence_rows(spec: str, n: int = 3) -> dict:
         r, t = per_frame(u, v)
         rot.append(r)
         trans.append(t)
-    return {"rotation_deg_per_frame": rot, "translation_cm_per_frame": trans}
+        roll.append(roll_share(u))
+    return {"rotation_deg_per_frame": rot, "translation_cm_per_frame": trans, "roll_share": roll}
 
 
 def dataset_rows(root: str) -> dict:
@@ -75,12 +83,13 @@ def dataset_rows(root: str) -> dict:
 def engine_rows(samples: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     opts = SyntheticOptions()
-    rows = {"rotation_deg_per_frame": [], "translation_cm_per_frame": []}
+    rows = {"rotation_deg_per_frame": [], "translation_cm_per_frame": [], "roll_share": []}
     for _ in range(samples):
         u, v, _ = draw_motion(rng, opts)
         r, t = per_frame(u, v)
         rows["rotation_deg_per_frame"].append(r)
         rows["translation_cm_per_frame"].append(t)
+        rows["roll_share"].append(roll_share(u))
     return rows
 
 
@@ -96,6 +105,7 @@ def stream_rows(pool_spec: str, samples: int) -> dict:
             r, t = per_frame(u[i], v[i])
             rows["rotation_deg_per_frame"].append(r)
             rows["translation_cm_per_frame"].append(t)
+            rows["roll_share"].append(roll_share(u[i]))
             depth = np.where(b["depth"][i, 0].numpy() > 0, b["depth"][i, 0].numpy(), np.nan)
             paths = pixel_paths(np.nan_to_num(depth, nan=float(np.nanmedian(depth))), b["poses"][i].double().numpy(),
                                 b["K"][i].double().numpy(), step=8)
@@ -123,8 +133,8 @@ def main() -> None:
         sources["blur stream (rescaled to 40 U² px)"] = stream_rows(args.stream_pool, args.samples)
     rows = [[name, len(next(iter(r.values()))), *(spread(r.get(k, [])) for k in KEYS)] for name, r in sources.items()]
     print("p05 / median / p95 per exposure of 7 instants at 30 fps; blur lengths in pixels at the dataset's size")
-    print(table(["source", "exposures", "rotation °/frame", "translation cm/frame", "blur px (median path)",
-                 "blur px (longest path)"], rows))
+    print(table(["source", "exposures", "rotation °/frame", "translation cm/frame", "roll share",
+                 "blur px (median path)", "blur px (longest path)"], rows))
 
 
 if __name__ == "__main__":

@@ -63,9 +63,9 @@ class PhotoOptions(Exposure):
     """Longest blur path in a crop, pixels."""
     still: float = 0.05
     """Fraction of exposures with at most one pixel of blur."""
-    roll: float = 0.6
-    """Spread of the rotation's roll component against yaw and pitch (1); real hand-held photos roll more than
-    the RGB-D stream's default (0.4)."""
+    roll: float = 0.7
+    """Spread of the rotation's roll component against yaw and pitch (1): real hand-held motion's roll share (see
+    :class:`~worldfromblur.data.stream.StreamOptions`)."""
     highlights: float = 0.5
     """Fraction of samples whose near-white pixels are brightened before integration (light streaks)."""
     highlight_gain: float = 6.0

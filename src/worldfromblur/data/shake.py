@@ -16,8 +16,8 @@ import torch
 from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 
 ROLL_SCALE = 0.4
-"""Spread of a rotation direction's roll component against pitch and yaw (1): hand-held cameras turn less about the
-optical axis."""
+"""The engine's spread of a rotation direction's roll component against pitch and yaw (1); the streams draw with
+0.7, the roll share measured on real hand-held video (docs/synthetic-data.md)."""
 
 
 def uniform(gen: torch.Generator, shape: tuple, lo: float, hi: float, device: torch.device) -> torch.Tensor:

@@ -73,6 +73,10 @@ class StreamOptions(Exposure):
     """Largest sensor-noise level (drawn uniformly from 0 to it per sample)."""
     gain: list = field(default_factory=lambda: [0.7, 1.4])
     """Range of the brightness factor, in linear light."""
+    roll: float = 0.7
+    """Spread of a motion's rotation direction about the optical axis against pitch and yaw (1), with device draws:
+    0.7 gives the roll share of real hand-held video (median 0.38 against 0.37 on the 7-Scenes excerpt;
+    docs/synthetic-data.md); the engine's model, and host draws, use 0.4."""
     draws: str = "device"
     """Where the random choices are drawn: ``"device"`` (torch, on the stream's device, a batch at once: no
     per-sample host work and no wait for the device; on a GPU a fixed number of sub-instants,
@@ -94,6 +98,8 @@ class StreamOptions(Exposure):
             raise DatasetError("stream max_blur_px, noise must be >= 0, still in [0, 1], subframe_px > 0")
         if self.draws not in ("device", "host"):
             raise DatasetError(f"stream draws must be device or host, got {self.draws!r}")
+        if self.roll < 0:
+            raise DatasetError(f"stream roll is a spread, 0 or more, got {self.roll}")
         if not 0 <= self.rooms <= 1:
             raise DatasetError(f"stream rooms is a fraction of samples, from 0 to 1, got {self.rooms}")
 
@@ -236,7 +242,8 @@ class BlurStream:
         NumPy from ``rng``."""
         B, n, dev = filled.shape[0], self.opts.n, self.device
         if gen is not None:
-            u, v = draw_shake(gen, B, n, self.motion.fps, self.motion.rot_speed, self.motion.trans_speed)
+            u, v = draw_shake(gen, B, n, self.motion.fps, self.motion.rot_speed, self.motion.trans_speed,
+                              self.opts.roll)
             target = self.opts.max_blur_px * torch.rand(B, generator=gen, device=dev) ** 2
             still = torch.rand(B, generator=gen, device=dev) < self.opts.still
             target = torch.where(still, torch.rand(B, generator=gen, device=dev), target)
