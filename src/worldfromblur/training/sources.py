@@ -69,17 +69,23 @@ def open_dataset(cfg: TrainConfig) -> BlurDataset:
     return ds
 
 
-def stream_options(cfg: TrainConfig) -> StreamOptions:
-    known = {f.name for f in fields(StreamOptions)}
-    unknown = sorted(set(cfg.data.stream) - known)
+def checked_options(cls, values: dict, where: str):
+    """``cls`` (stream or photo options) from a config's mapping, unknown keys and bad values refused in one line
+    naming ``where``."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise WfbError(f"data.stream: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    opts = StreamOptions(**{**cfg.data.stream, "n": cfg.model.n})
+        raise WfbError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    opts = cls(**values)
     try:
         opts.check()
     except DatasetError as err:
-        raise WfbError(f"data.stream: {err}") from None
+        raise WfbError(f"{where}: {err}") from None
     return opts
+
+
+def stream_options(cfg: TrainConfig) -> StreamOptions:
+    return checked_options(StreamOptions, {**cfg.data.stream, "n": cfg.model.n}, "data.stream")
 
 
 def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -> BlurStream:
@@ -97,16 +103,7 @@ def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -
 
 
 def photo_options(cfg: TrainConfig) -> PhotoOptions:
-    known = {f.name for f in fields(PhotoOptions)}
-    unknown = sorted(set(cfg.data.photo) - known)
-    if unknown:
-        raise WfbError(f"data.photo: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    opts = PhotoOptions(**{**cfg.data.photo, "n": cfg.model.n})
-    try:
-        opts.check()
-    except DatasetError as err:
-        raise WfbError(f"data.photo: {err}") from None
-    return opts
+    return checked_options(PhotoOptions, {**cfg.data.photo, "n": cfg.model.n}, "data.photo")
 
 
 class PhotoBatches:
@@ -143,8 +140,8 @@ def open_photos(cfg: TrainConfig, device: torch.device, progress: bool = True, h
         raise WfbError(f"data.photos: {err}") from None
     stream = None
     if cfg.data.pool_share > 0:
-        opts_s = StreamOptions(**{"max_blur_px": opts.max_blur_px, **cfg.data.stream, "size": [opts.crop, opts.crop],
-                                  "n": cfg.model.n})
+        opts_s = checked_options(StreamOptions, {"max_blur_px": opts.max_blur_px, **cfg.data.stream,
+                                                 "size": [opts.crop, opts.crop], "n": cfg.model.n}, "data.stream")
         try:
             pool, held_pool = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures,
                                          held_out_only=held_out)
