@@ -2,8 +2,10 @@
 # One prepared call on a lent GPU machine (no network, 16 cores; results come back only through $OUT, in files of
 # at most 16 MiB, at most 8 of them): install the carried wheels (kornia is not in the machine's image), time the
 # training step change by change (BENCH=ladder, the default; BENCH=stream: the stream alone; BENCH=0: nothing), train
-# with `wfb train-model` within MINUTES at the step's speed settings (SPEED), and pack the run into $OUT whatever
-# happens. The recipe (RECIPE, default compact) continues from the shipped weights.
+# with `wfb train-model` within MINUTES at the step's speed settings (SPEED), score the result beside the shipped
+# model on 240 samples of procedural rooms no pool contains (eval.json: unseen_rooms.verdict.beats_shipped: ship it
+# only then), and pack the run into $OUT whatever happens. The recipe (RECIPE, default compact) continues from the
+# shipped weights.
 #
 #   bash scripts/train-gpu.sh MINUTES [key=value ...]
 #
@@ -40,7 +42,8 @@ esac
 SPEED=${SPEED:-"batch_size=128 optim.lr_batch=32 channels_last=true compile=default data.stream.draws=device"}
 LIMIT=$(python3 -c "print(int(float('$MINUTES') * 60 + 90))")  # the budget, plus room for a late evaluation
 timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model "${RECIPE:-compact}" --out "$RUN" --minutes "$MINUTES" \
-  --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 $SPEED "$@" > "$OUT/log.txt" 2>&1
+  --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 evaluate.unseen_rooms=240 \
+  $SPEED "$@" > "$OUT/log.txt" 2>&1
 echo "train-model exit $?" >> "$OUT/log.txt"
 cd "$(dirname "$RUN")" && run=$(basename "$RUN") && rm -rf "$run"/stages/*/checkpoints/.tmp-*
 if [ -f "$run"/model/model.safetensors ]; then

@@ -209,3 +209,34 @@ def test_the_shipped_recipe_builds_the_shipped_model_and_continues_from_its_weig
     with pytest.raises(WfbError, match="init.motion=null"):  # another motion head cannot start from the shipped one
         Trainer(read_recipe("compact", ["data.pool=[synthetic:4]", "model.motion=lstm",
                                         f"out={tmp_path / 'other'}"]).stages[0].config, resume=False, progress=False)
+
+
+def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp_path):
+    """evaluate.unseen_rooms renders dataset-keyed procedural rooms after training, scores the trained and the shipped
+    model on them and says whether the new one beats the shipped one; the verdict reaches the exported model."""
+    from worldfromblur.training.recipe import compare_models
+
+    out = tmp_path / "run"
+    common = ["train-model", "compact", "--out", str(out), "--minutes", "0.8", "--quiet", "data.pool=[synthetic:6]",
+              "batch_size=2", "evaluate.samples=4", "evaluate.batch_size=2", "evaluate.unseen_rooms=4"]
+    assert main(common) == 2 and not out.exists()  # 5 % of 6 frames is none: nothing to evaluate on, said before training
+    assert main([*common, "data.held_out=0.2"]) == 0
+    unseen = json.loads((out / "eval.json").read_text())["unseen_rooms"]
+    assert unseen["samples"] == 4 and set(unseen["models"]) == {"model", "shipped"}
+    assert (out / "unseen-rooms" / "manifest.json").is_file()
+    verdict = unseen["verdict"]
+    assert set(verdict["terms"]) == {"deblurring PSNR dB", "depth Abs Rel", "rotation error up to reversal deg"}
+    assert verdict["beats_shipped"] == (bool(verdict["better"]) and not verdict["worse"])
+    provenance = yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]
+    assert provenance["unseen_rooms"]["beats_shipped"] == verdict["beats_shipped"]
+
+    def scores(psnr, abs_rel, rot):
+        return {"image": {"psnr": psnr}, "depth": {"abs_rel": abs_rel},
+                "motion_up_to_reversal": {"yaw": rot, "pitch": rot, "roll": rot}}
+
+    old = scores(30.0, 0.40, 0.50)
+    assert compare_models(scores(30.5, 0.40, 0.50), old)["beats_shipped"]
+    assert compare_models(scores(30.0, 0.405, 0.49), old)["beats_shipped"]  # within 2 % on depth, better on motion
+    worse = compare_models(scores(31.0, 0.45, 0.40), old)
+    assert not worse["beats_shipped"] and worse["worse"] == ["depth Abs Rel"]
+    assert not compare_models(old, old)["beats_shipped"]  # no better: not shipped

@@ -268,6 +268,22 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
     return train, concat_pools(held_parts) if held_parts else None
 
 
+def held_out_frames(specs: list, held_out: float) -> int:
+    """How many frames ``build_pool`` would hold out of ``data.pool``, from the entries' sizes alone (no frame is read
+    or rendered), so that a run with nothing to evaluate on stops before training."""
+    total = 0
+    for entry, _, num in pool_entries(specs):
+        if num is not None:
+            total += held_out_count(num, held_out)
+            continue
+        sources: dict[str, int] = {}
+        for f in read_pool_meta(entry)["frames"]:
+            sources[f.get("source", "")] = sources.get(f.get("source", ""), 0) + 1
+        counts = [held_out_count(n, held_out) for n in sources.values()]
+        total += sum(counts) if all(counts) else 0  # FramePool.split holds out nothing when a source cannot give any
+    return total
+
+
 class TrainingDepths(Sequence):
     """The depth maps of the training frames of ``data.pool`` (repeats included) as a lazy sequence: a folder
     pool's frames are read when the sequence is made, a synthetic pool's frames rendered one by one when asked

@@ -49,13 +49,15 @@ import yaml
 
 from ..checkpoint import checkpoint_dirs
 from ..data import BlurDataset, DatasetError
-from ..data.pool import TrainingDepths, build_pool, pool_entries, read_pool_meta
+from ..data.build import run_build
+from ..data.pool import TrainingDepths, build_pool, held_out_frames
 from ..data.stream import BlurStream
+from ..data.synthetic import SyntheticOptions, plan_synthetic
 from ..devices import resolve_device
 from ..errors import WfbError
 from ..evaluation.report import evaluate, median_depth, score_models
 from ..imaging import psnr
-from ..models.io import export_model, load_model
+from ..models.io import export_model, load_model, shipped_model
 from .config import (
     TrainConfig,
     apply_override,
@@ -68,6 +70,9 @@ from .sources import open_photos, stream_options
 from .trainer import train
 
 EVAL_RESERVE_S = 30.0
+UNSEEN_RENDER_CORE_S, UNSEEN_SCORE_S = 1.5, 0.1
+"""Seconds a time budget keeps per unseen-room sample: to render it (per CPU core; measured about 1 s at 160 x 120)
+and to score it with two models."""
 
 
 @dataclass
@@ -75,8 +80,13 @@ class EvaluateConfig:
     samples: int = 128
     """Stream samples to score (a dataset's whole ``val`` split is scored)."""
     seed: int = 1_000_003
-    """Seed of the evaluation's stream samples (no training step uses it)."""
+    """Seed of the evaluation's stream samples (no training step uses it), and of the unseen rooms."""
     batch_size: int = 8
+    unseen_rooms: int = 0
+    """Also score the trained model and the shipped one on this many samples of procedural rooms that no pool can
+    contain (``wfb make-dataset synthetic`` generator keys, seed ``seed``, at the model's input size), rendered after
+    training into ``OUT/unseen-rooms``; ``eval.json`` then says whether the model beats the shipped one there
+    (:func:`compare_models`). 0: not done."""
 
 
 @dataclass
@@ -170,7 +180,7 @@ def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, re
         cfg = copy.deepcopy(st.config)
         cfg.out = str(run_dir)
         if minutes is not None:
-            left_s = minutes * 60 - (time.perf_counter() - t_start) - EVAL_RESERVE_S
+            left_s = minutes * 60 - (time.perf_counter() - t_start) - eval_reserve_s(recipe)
             share = st.share / sum(s.share for s in recipe.stages[i:])
             cfg.minutes = max(left_s * share / 60, 0.05)
             if progress:
@@ -184,6 +194,9 @@ def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, re
     if int(os.environ.get("RANK", "0")) != 0:
         return None
     report = evaluate_run(prev, recipe, progress)
+    if recipe.evaluate.unseen_rooms > 0:
+        unseen = evaluate_unseen_rooms(prev, recipe.evaluate, out / "unseen-rooms", recipe.last.device, progress)
+        report = (report or {}) | {"unseen_rooms": unseen}
     model_dir = out / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a resumed run re-exports its final weights
@@ -191,7 +204,10 @@ def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, re
     if report is not None:
         report["minutes_used"] = (time.perf_counter() - t_start) / 60
         (out / "eval.json").write_text(json.dumps(report, indent=1) + "\n")
-        provenance["evaluation"] = {k: v for k, v in report["models"]["model"].items() if k != "checkpoint"}
+        if "models" in report:
+            provenance["evaluation"] = {k: v for k, v in report["models"]["model"].items() if k != "checkpoint"}
+        if "unseen_rooms" in report:
+            provenance["unseen_rooms"] = report["unseen_rooms"]["verdict"]
     export_model(prev, model_dir, provenance=provenance)
     return report
 
@@ -220,10 +236,17 @@ def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: li
     return run_recipe(recipe, out, minutes, progress=progress, how=yaml.safe_load(saved.read_text()))
 
 
+def eval_reserve_s(recipe: Recipe) -> float:
+    """Seconds a time budget keeps for the evaluations after training."""
+    cores = max(1, min(os.cpu_count() or 1, 16))
+    return EVAL_RESERVE_S + recipe.evaluate.unseen_rooms * (UNSEEN_RENDER_CORE_S / cores + UNSEEN_SCORE_S)
+
+
 def _check_budget(recipe: Recipe, minutes: float) -> None:
-    if minutes * 60 < EVAL_RESERVE_S + 6 * len(recipe.stages):
+    least = eval_reserve_s(recipe) + 6 * len(recipe.stages)
+    if minutes * 60 < least:
         raise WfbError(f"--minutes {minutes} is too short for {len(recipe.stages)} stage(s) and the evaluation; "
-                       f"give at least {(EVAL_RESERVE_S + 6 * len(recipe.stages)) / 60:.1f}")
+                       f"give at least {least / 60:.1f}")
 
 
 def _check_pools(recipe: Recipe) -> None:
@@ -235,12 +258,13 @@ def _check_pools(recipe: Recipe) -> None:
             continue
         if cfg.data.held_out <= 0:
             raise WfbError("data.held_out must be above 0: train-model evaluates on held-out frames (e.g. 0.05)")
-        for entry, _, num in pool_entries(cfg.data.pool):
-            if num is None:
-                try:
-                    read_pool_meta(entry)
-                except DatasetError as err:
-                    raise WfbError(f"data.pool: {err}") from None
+        try:
+            held = held_out_frames(cfg.data.pool, cfg.data.held_out)
+        except DatasetError as err:
+            raise WfbError(f"data.pool: {err}") from None
+        if held == 0 and st is recipe.stages[-1]:
+            raise WfbError(f"data.held_out={cfg.data.held_out} holds no frame of data.pool out for the evaluation "
+                           f"(each source needs at least 1 / held_out frames); raise data.held_out or add frames")
 
 
 def _device_name() -> str:
@@ -296,6 +320,65 @@ def evaluate_run(run_dir: Path, recipe: Recipe, progress: bool = True) -> dict |
     return report
 
 
+def evaluate_unseen_rooms(run_dir: Path, ev: EvaluateConfig, root: Path, device: str, progress: bool = True) -> dict:
+    """The trained model (``run_dir``) and the shipped one scored on ``ev.unseen_rooms`` samples of procedural rooms
+    that no pool can contain, rendered into ``root`` at the trained model's input size (a resumed run reuses
+    them), with :func:`compare_models`' verdict."""
+    model, _ = load_model(run_dir)
+    W, H = model.cfg.input_size or (160, 120)
+    opts = SyntheticOptions(width=W, height=H, n=model.cfg.n)
+    try:
+        run_build(root, plan_synthetic(opts, ev.unseen_rooms, ev.seed, splits=(0.0, 0.0, 1.0)),
+                  workers=max(1, min(os.cpu_count() or 1, 16)), progress=progress)  # as eval_reserve_s assumes
+    except DatasetError as err:
+        raise WfbError(f"{root}: {err}; remove the folder to render the unseen rooms again") from None
+    scores = evaluate([("model", str(run_dir)), ("shipped", str(shipped_model()))], root, "test",
+                      resolve_device(device, "device"), ev.batch_size, progress=False)
+    report = {"data": str(root), "samples": scores["num_samples"], "seed": ev.seed, "models": scores["models"],
+              "references": scores["references"], "median_train_depth_m": scores["median_train_depth_m"],
+              "verdict": compare_models(scores["models"]["model"], scores["models"]["shipped"])}
+    if progress:
+        print(format_unseen(report), file=sys.stderr)
+    return report
+
+
+COMPARED = (("deblurring PSNR dB", ("image", "psnr"), 1, 0.05), ("depth Abs Rel", ("depth", "abs_rel"), -1, 0.02),
+            ("rotation error up to reversal deg", ("motion_up_to_reversal", "rotation"), -1, 0.02))
+"""What :func:`compare_models` compares: (name, where in a model's scores, +1 higher is better / -1 lower,
+tolerance: dB for PSNR, a relative share for the others)."""
+
+
+def compare_models(new: dict, old: dict) -> dict:
+    """Whether ``new`` beats ``old`` on the same data: better on at least one of deblurring PSNR, depth Abs Rel and the
+    mean rotation error up to reversal (yaw, pitch, roll), and worse on none beyond a small tolerance (0.05 dB; 2 %)."""
+    def value(scores: dict, where: tuple[str, str]) -> float:
+        if where == ("motion_up_to_reversal", "rotation"):
+            m = scores["motion_up_to_reversal"]
+            return (m["yaw"] + m["pitch"] + m["roll"]) / 3
+        return scores[where[0]][where[1]]
+
+    better, worse, terms = [], [], {}
+    for name, where, sign, tol in COMPARED:
+        a, b = value(new, where), value(old, where)
+        terms[name] = {"model": a, "shipped": b}
+        margin = tol if where[1] == "psnr" else tol * abs(b)
+        if sign * (a - b) > 0:
+            better.append(name)
+        if sign * (b - a) > margin:
+            worse.append(name)
+    return {"terms": terms, "better": better, "worse": worse, "beats_shipped": bool(better) and not worse}
+
+
+def format_unseen(unseen: dict) -> str:
+    verdict = unseen["verdict"]
+    lines = [f"unseen procedural rooms ({unseen['samples']} samples no pool contains): model / shipped"]
+    lines += [f"  {name}: {t['model']:.3f} / {t['shipped']:.3f}" for name, t in verdict["terms"].items()]
+    lines.append("  the model beats the shipped one" if verdict["beats_shipped"] else
+                 f"  the model does not beat the shipped one (worse: {', '.join(verdict['worse']) or 'none'}; "
+                 f"better: {', '.join(verdict['better']) or 'none'})")
+    return "\n".join(lines)
+
+
 @torch.no_grad()
 def evaluate_photos(run_dir: Path, cfg: TrainConfig, ev: EvaluateConfig, device: torch.device) -> dict:
     """Deblurring PSNR of the trained model on blurred crops of the held-out photos (and the share of pool samples
@@ -315,6 +398,14 @@ def evaluate_photos(run_dir: Path, cfg: TrainConfig, ev: EvaluateConfig, device:
 
 
 def format_evaluation(report: dict) -> str:
+    """The evaluations of a run in a few lines: on its held-out data, and on unseen rooms beside the shipped model."""
+    parts = [_format_held_out(report)] if "models" in report else []
+    if "unseen_rooms" in report:
+        parts.append(format_unseen(report["unseen_rooms"]))
+    return "\n".join(parts)
+
+
+def _format_held_out(report: dict) -> str:
     m, r = report["models"]["model"], report["references"]
     if "held_out_photos" in report:
         return (f"evaluation: {report['samples']} blurred crops of {report['held_out_photos']} held-out photos\n"
