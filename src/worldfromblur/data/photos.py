@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,20 +287,23 @@ def rotate_and_average(light: torch.Tensor, u: torch.Tensor, K: torch.Tensor, su
     return total / M, valid
 
 
+def _jpeg(img: np.ndarray, quality: int) -> torch.Tensor:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    with Image.open(buf) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy())
+
+
 def jpeg_roundtrip(images: torch.Tensor, quality: dict[int, int]) -> torch.Tensor:
     """``images`` (B, 3, H, W) in [0, 1] with rows ``i`` of ``quality`` compressed as JPEG at ``quality[i]``
-    (Pillow's codec, 4:2:0 chroma as cameras write; on the host, so that a step with JPEG waits once for the
-    device)."""
+    (Pillow's codec, 4:2:0 chroma as cameras write; on the host's cores, a thread per image, so that a step with JPEG
+    waits once for the device)."""
     if not quality:
         return images
     rows = sorted(quality)
     host = (images[rows] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    decoded = []
-    for i, img in zip(rows, host):
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=quality[i])
-        with Image.open(buf) as im:
-            decoded.append(torch.from_numpy(np.asarray(im.convert("RGB")).copy()))
+    with ThreadPoolExecutor(max_workers=min(len(rows), os.cpu_count() or 1, 16)) as pool:  # Pillow frees the GIL
+        decoded = list(pool.map(_jpeg, host, [quality[i] for i in rows]))
     out = images.clone()
     out[rows] = torch.stack(decoded).permute(0, 3, 1, 2).to(images.device).float() / 255.0
     return out
