@@ -244,3 +244,11 @@ def test_compiled_modules_train_as_the_eager_ones(fixed, tmp_path):
     eager = first_losses(fixed, tmp_path / "eager")
     compiled = first_losses(fixed, tmp_path / "compiled", "compile=default")
     assert torch.allclose(torch.tensor(eager), torch.tensor(compiled), rtol=1e-3), (eager, compiled)
+
+
+def test_a_bare_off_is_the_off_choice_not_a_boolean():
+    """YAML 1.1 reads `off` as False: the config's choices still take `amp=off` and `compile=off`."""
+    cfg = load_config("compact-deblur", ["amp=off", "compile=off"])
+    assert cfg.amp == "off" and cfg.compile == "off"
+    with pytest.raises(WfbError, match="compile must be one of"):
+        load_config("compact-deblur", ["compile=yes"])

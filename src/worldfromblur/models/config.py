@@ -91,6 +91,8 @@ def coerce(value, annotation, where: str):
     """
     choices = literal_choices(annotation)
     if choices is not None:
+        if isinstance(value, bool) and ("off" if value is False else "on") in choices:
+            value = "off" if value is False else "on"  # YAML 1.1 reads a bare off / on as a boolean
         if value not in choices:
             raise WfbError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}")
         return value
