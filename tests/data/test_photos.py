@@ -160,3 +160,17 @@ def test_the_deblur_stage_trains_on_real_photos_and_is_scored_on_held_out_ones(t
     assert report["data"] == "held-out photos" and report["held_out_photos"] >= 2
     assert np.isfinite(report["models"]["model"]["image"]["psnr"])
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_large_photos_are_shrunk_by_area_to_max_pixels(tmp_path):
+    """A folder of large photos fits in memory: each is shrunk to max_pixels by area in linear light, keeping its
+    aspect and its mean light."""
+    folder = write_photos(tmp_path / "big", 2, size=(200, 150))
+    full = load_photos(find_photos([folder]), 16, 0, progress=False)
+    small = load_photos(find_photos([folder]), 16, 0, progress=False, max_pixels=7500)
+    assert [tuple(p.shape) for p in full] == [(150, 200, 3)] * 2
+    assert [tuple(p.shape) for p in small] == [(75, 100, 3)] * 2
+    lin = lambda p: (p.float() / 255).pow(2.2).mean()  # near enough to sRGB for a mean
+    assert all(abs(float(lin(a) - lin(b))) < 0.01 for a, b in zip(full, small))
+    with pytest.raises(DatasetError, match="max_pixels"):
+        PhotoOptions(max_pixels=-1).check()

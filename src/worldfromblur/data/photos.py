@@ -42,7 +42,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..geometry import pose_from_uv
-from ..imaging import Exposure, linear_to_srgb, srgb_to_linear
+from ..imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from .format import DatasetError
 from .pool import held_out_count
 from .shake import draw_shake, uniform
@@ -80,10 +80,15 @@ class PhotoOptions(Exposure):
     """Fraction of blurred images compressed as JPEG."""
     jpeg_quality: list = field(default_factory=lambda: [60, 95])
     """Range of the JPEG quality."""
+    max_pixels: int = 4_000_000
+    """Photos with more pixels are shrunk to this many when the stream opens (by area, in linear light), so that
+    thousands of phone photos fit in memory (3 bytes a pixel as kept); 0: every photo at its own size."""
 
     def check(self) -> None:
         if self.crop < 16:
             raise DatasetError(f"photo crop must be at least 16 pixels, got {self.crop}")
+        if self.max_pixels < 0:
+            raise DatasetError(f"photo max_pixels must be 0 (no limit) or positive, got {self.max_pixels}")
         if not 1.0 <= self.fov[0] <= self.fov[1] < 170.0:
             raise DatasetError(f"photo fov must be a range [lo, hi] of degrees, 1 <= lo <= hi < 170, got {self.fov}")
         if self.max_blur_px < 0 or self.noise < 0 or self.subframe_px <= 0 or self.highlight_gain < 1:
@@ -123,9 +128,11 @@ def split_photos(folders: list[str | Path], held_out: float) -> tuple[list[Path]
     return train, held
 
 
-def load_photos(paths: list[Path], crop: int, margin: int, progress: bool = True) -> list[torch.Tensor]:
+def load_photos(paths: list[Path], crop: int, margin: int, progress: bool = True,
+                max_pixels: int = 0) -> list[torch.Tensor]:
     """The photos as (H, W, 3) uint8 tensors, checked to hold a crop with its margin; a one-line error names the
-    first unreadable photo, or how many are too small for the crop."""
+    first unreadable photo, or how many are too small for the crop. Photos over ``max_pixels`` (0: no limit) are
+    shrunk to it by area in linear light, so that a folder of phone photos fits in memory."""
     photos, small = [], []
     for p in tqdm(paths, desc="photos", unit="photo", disable=not progress):
         try:
@@ -133,14 +140,20 @@ def load_photos(paths: list[Path], crop: int, margin: int, progress: bool = True
                 rgb = np.asarray(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as err:
             raise DatasetError(f"{p}: cannot be read as an image ({err}); remove it from the photo folder") from None
+        H, W = rgb.shape[:2]
+        if max_pixels and H * W > max_pixels:
+            s = math.sqrt(max_pixels / (H * W))
+            lin = srgb_to_linear(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)
+            lin = F.interpolate(lin, size=(int(H * s), int(W * s)), mode="area")
+            rgb = to_uint8(linear_to_srgb(lin))[0].permute(1, 2, 0).numpy()
         if min(rgb.shape[:2]) < crop + 2 * margin:
             small.append(p)
             continue
-        photos.append(torch.from_numpy(rgb.copy()))
+        photos.append(torch.from_numpy(np.array(rgb)))  # a writable copy
     if small:
         raise DatasetError(f"{len(small)} of {len(paths)} photos (e.g. {small[0]}) are smaller than a {crop}x{crop} "
                            f"crop with its {margin}-pixel margin ({crop + 2 * margin} px a side); choose a smaller "
-                           f"data.photos.crop or max_blur_px, or remove them")
+                           f"data.photo.crop or max_blur_px, or remove them")
     return photos
 
 

@@ -134,7 +134,7 @@ def open_photos(cfg: TrainConfig, device: torch.device, progress: bool = True, h
         if not paths:
             raise DatasetError(f"data.held_out={cfg.data.held_out} holds no photo out; raise it" if held_out else
                                "data.held_out leaves no photo to train on; lower it")
-        photos = PhotoStream(load_photos(paths, opts.crop, margin(opts), progress), opts,
+        photos = PhotoStream(load_photos(paths, opts.crop, margin(opts), progress, opts.max_pixels), opts,
                              cfg.seed if seed is None else seed, device)
     except DatasetError as err:
         raise WfbError(f"data.photos: {err}") from None
