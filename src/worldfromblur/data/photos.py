@@ -137,7 +137,7 @@ def load_photos(paths: list[Path], crop: int, margin: int, progress: bool = True
     for p in tqdm(paths, desc="photos", unit="photo", disable=not progress):
         try:
             with Image.open(p) as im:
-                rgb = np.asarray(im.convert("RGB"))
+                rgb = np.array(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as err:
             raise DatasetError(f"{p}: cannot be read as an image ({err}); remove it from the photo folder") from None
         H, W = rgb.shape[:2]
@@ -149,7 +149,7 @@ def load_photos(paths: list[Path], crop: int, margin: int, progress: bool = True
         if min(rgb.shape[:2]) < crop + 2 * margin:
             small.append(p)
             continue
-        photos.append(torch.from_numpy(np.array(rgb)))  # a writable copy
+        photos.append(torch.from_numpy(rgb))
     if small:
         raise DatasetError(f"{len(small)} of {len(paths)} photos (e.g. {small[0]}) are smaller than a {crop}x{crop} "
                            f"crop with its {margin}-pixel margin ({crop + 2 * margin} px a side); choose a smaller "
