@@ -12,7 +12,8 @@ that truth and reconstruction describe the same pixel motion. A street is far aw
 few centimetres in 50 ms, so the motion is nearly a rotation; the alignment's residual is reported beside it.
 Windows whose measured rotation is below ``--min-deg`` are skipped (the axis of no motion means nothing).
 
-Each blurred image is reconstructed by ``wfb reconstruct``'s engine at its working size with the shipped model,
+Each blurred image is reconstructed by ``wfb reconstruct``'s engine (outputs kept near the working size) with the
+shipped model,
 without refinement and with the default refinement, and scored by the angle between the measured and the
 reconstructed rotation axes up to sign (a blurred image is the same whichever way time runs; random axes score 57
 degrees median), as :mod:`experiments.real_motion` does for motion-capture poses.
@@ -105,9 +106,12 @@ def main() -> None:
     args = ap.parse_args()
     frames = video_frames(args)
     model = load_model(args.checkpoint or shipped_model())[0].eval()
-    engines = {"network": Reconstructor(model, "cpu", refine_steps=0),
-               "refined": Reconstructor(model, "cpu") if args.steps is None else
-               Reconstructor(model, "cpu", refine_steps=args.steps)}
+    W, H = read(frames[0]).shape[-1], read(frames[0]).shape[-2]
+    work = working_size(W, H, model.cfg.input_size)
+    small = {"max_pixels": work[0] * work[1]}  # outputs at about the working size: only the trajectory is scored
+    engines = {"network": Reconstructor(model, "cpu", refine_steps=0, **small),
+               "refined": Reconstructor(model, "cpu", **small) if args.steps is None else
+               Reconstructor(model, "cpu", refine_steps=args.steps, **small)}
     rows, errors, measured = [], {k: [] for k in engines}, []
     for c, n in windows(frames, args.every, args.lengths):
         stack = torch.stack([read(p) for p in frames[c - n // 2:c + n // 2 + 1]])
@@ -118,12 +122,9 @@ def main() -> None:
         axis, angle = axis_angle(pose_from_uv(torch.as_tensor(u), torch.zeros(3, dtype=torch.float64))[:3, :3].numpy())
         if math.degrees(angle) < args.min_deg:
             continue
-        blurred = blur_frames(stack, 0)[None]
-        w, h = working_size(W, H, model.cfg.input_size)
-        small = resize(blurred, (w, h)).clamp(0, 1)
-        photo = Photo(path=frames[c], rgb=small[0].permute(1, 2, 0).numpy(), mode="RGB")
-        K_small = scale_intrinsics(K_full, w / W, h / H)
-        intrinsics = [float(K_small[0, 0]), float(K_small[1, 1]), float(K_small[0, 2]), float(K_small[1, 2])]
+        blurred = blur_frames(stack, 0)  # (3, H, W)
+        photo = Photo(path=frames[c], rgb=blurred.permute(1, 2, 0).numpy(), mode="RGB")
+        intrinsics = [float(K_full[0, 0]), float(K_full[1, 1]), float(K_full[0, 2]), float(K_full[1, 2])]
         row = [frames[c].name, n, f"{math.degrees(angle):.2f}", f"{abs(axis[2]) ** 2 * 100:.0f} %",
                f"{before:.1f} -> {after:.1f}"]
         measured.append(math.degrees(angle))

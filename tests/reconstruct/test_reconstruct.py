@@ -622,3 +622,31 @@ def test_scene_html_renders_in_headless_chromium(reconstruction, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     background = (np.abs(pixels - [32, 32, 36]).sum(-1) <= 3)
     assert background.mean() < 0.9 and background.mean() > 0.1  # a cloud on the background, not a blank page
+
+
+def test_refinement_starts_from_the_network_run_at_three_times_the_working_size(model, tmp_path):
+    """The sharp frame refinement fits the motion with is the deblurring network's output at REFERENCE_SCALE times
+    the working size brought back to it, when the photo is that large; otherwise, and with refinement off, the
+    networks' own working-size frame."""
+    from worldfromblur.reconstruct.fullres import resize
+    from worldfromblur.reconstruct.photo import Photo
+    from worldfromblur.reconstruct.pipeline import MIN_REFERENCE_SCALE, REFERENCE_SCALE
+
+    engine, off = Reconstructor(model, "cpu"), Reconstructor(model, "cpu", refine_steps=0)
+    w, h = working_size(640, 480, model.cfg.input_size)
+    rng = np.random.default_rng(0)
+    rgb = np.asarray(Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).resize((640, 480), Image.BICUBIC))
+    big = Photo(path=tmp_path / "big.png", rgb=rgb.astype(np.float32) / 255, mode="RGB")
+    K, _ = intrinsics_for(big, None)
+    x = resize(torch.from_numpy(big.rgb).permute(2, 0, 1)[None], (w, h)).clamp(0, 1)
+    with torch.no_grad():
+        own = model.deblur(x)
+    ref = engine.reference(big, K, w, h, own)
+    assert REFERENCE_SCALE * w <= 640 and ref.shape == own.shape and not torch.equal(ref, own)
+    with torch.no_grad():
+        expected = resize(model.deblur(resize(x.new_tensor(big.rgb).permute(2, 0, 1)[None],
+                                              (int(w * REFERENCE_SCALE), int(h * REFERENCE_SCALE)))), (w, h))
+    assert torch.allclose(ref, expected.clamp(0, 1), atol=1e-5)
+    assert off.reference(big, K, w, h, own) is own  # refinement off: nothing extra is run
+    small = Photo(path=tmp_path / "small.png", rgb=big.rgb[: int(h * MIN_REFERENCE_SCALE) - 8, : int(w * 2)], mode="RGB")
+    assert engine.reference(small, K, w, h, own) is own  # under MIN_REFERENCE_SCALE times the working size
