@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine, table
-from worldfromblur.data.rgbd.readers import interpolate_poses, read_timed_files, read_trajectory, tum_camera
+from worldfromblur.data.rgbd.readers import (
+    interpolate_poses,
+    read_timed_files,
+    read_trajectory,
+    tum_camera,
+)
 from worldfromblur.geometry import pose_from_uv
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor, load_photo
@@ -59,6 +64,25 @@ def reconstructed_rotation(rec) -> np.ndarray:
     return T[0, :3, :3] @ T[-1, :3, :3].T
 
 
+def engines_for(model, steps: int | None = None, **options) -> dict:
+    """``wfb reconstruct``'s engine without refinement ("network") and with it ("refined", ``steps`` iterations or
+    the default)."""
+    refined = Reconstructor(model, "cpu", **options) if steps is None else Reconstructor(model, "cpu", refine_steps=steps, **options)
+    return {"network": Reconstructor(model, "cpu", refine_steps=0, **options), "refined": refined}
+
+
+def score_axes(engines: dict, photo, intrinsics: list[float], axis: np.ndarray, errors: dict) -> list[str]:
+    """Each engine's axis error (degrees, up to sign) and reconstructed rotation for one photo, as table cells;
+    the errors are appended to ``errors[name]``."""
+    cells = []
+    for name, engine in engines.items():
+        pred_axis, pred_angle = axis_angle(reconstructed_rotation(engine(photo, intrinsics)))
+        err = axis_error_deg(axis, pred_axis)
+        errors[name].append(err)
+        cells += [f"{err:.1f}", f"{math.degrees(pred_angle):.2f}"]
+    return cells
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sequence", type=Path, help="a TUM RGB-D folder with groundtruth.txt")
@@ -87,20 +111,11 @@ def main() -> None:
     if not picked:
         raise SystemExit(f"{root}: no frame turns at {args.min_rate:g} deg/s or more; lower --min-rate")
     model = load_model(args.checkpoint or shipped_model())[0].eval()
-    engines = {"network": Reconstructor(model, "cpu", refine_steps=0),
-               "refined": Reconstructor(model, "cpu") if args.steps is None else
-               Reconstructor(model, "cpu", refine_steps=args.steps)}
+    engines = engines_for(model, args.steps)
     rows, errors = [], {k: [] for k in engines}
-    for rate, t, path, axis in picked:
-        photo = load_photo(path)
+    for rate, _, path, axis in picked:
         row = [path.name, f"{rate:.0f}", f"{abs(axis[2]) ** 2 * 100:.0f} %"]
-        for name, engine in engines.items():
-            rec = engine(photo, intrinsics)
-            pred_axis, pred_angle = axis_angle(reconstructed_rotation(rec))
-            err = axis_error_deg(axis, pred_axis)
-            errors[name].append(err)
-            row += [f"{err:.1f}", f"{math.degrees(pred_angle):.2f}"]
-        rows.append(row)
+        rows.append(row + score_axes(engines, load_photo(path), intrinsics, axis, errors))
     rows.append(["**median**", f"{statistics.median(p[0] for p in picked):.0f}", "",
                  f"**{statistics.median(errors['network']):.1f}**", "",
                  f"**{statistics.median(errors['refined']):.1f}**", ""])

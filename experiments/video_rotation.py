@@ -30,11 +30,10 @@ import torch.nn.functional as F
 
 from benchmarks.common import machine, table
 from benchmarks.video import read, video_arguments, video_frames, windows
-from experiments.real_motion import axis_angle, axis_error_deg, reconstructed_rotation
+from experiments.real_motion import axis_angle, engines_for, score_axes
 from worldfromblur.geometry import pose_from_uv, scale_intrinsics
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model
-from worldfromblur.reconstruct import Reconstructor
 from worldfromblur.reconstruct.fullres import resize
 from worldfromblur.reconstruct.photo import Photo, intrinsics_for
 from worldfromblur.reconstruct.pipeline import working_size
@@ -108,10 +107,8 @@ def main() -> None:
     model = load_model(args.checkpoint or shipped_model())[0].eval()
     W, H = read(frames[0]).shape[-1], read(frames[0]).shape[-2]
     work = working_size(W, H, model.cfg.input_size)
-    small = {"max_pixels": work[0] * work[1]}  # outputs at about the working size: only the trajectory is scored
-    engines = {"network": Reconstructor(model, "cpu", refine_steps=0, **small),
-               "refined": Reconstructor(model, "cpu", **small) if args.steps is None else
-               Reconstructor(model, "cpu", refine_steps=args.steps, **small)}
+    # outputs at about the working size: only the trajectory is scored
+    engines = engines_for(model, args.steps, max_pixels=work[0] * work[1])
     rows, errors, measured = [], {k: [] for k in engines}, []
     for c, n in windows(frames, args.every, args.lengths):
         stack = torch.stack([read(p) for p in frames[c - n // 2:c + n // 2 + 1]])
@@ -128,12 +125,7 @@ def main() -> None:
         row = [frames[c].name, n, f"{math.degrees(angle):.2f}", f"{abs(axis[2]) ** 2 * 100:.0f} %",
                f"{before:.1f} -> {after:.1f}"]
         measured.append(math.degrees(angle))
-        for name, engine in engines.items():
-            rec = engine(photo, intrinsics)
-            pred_axis, pred_angle = axis_angle(reconstructed_rotation(rec))
-            err = axis_error_deg(axis, pred_axis)
-            errors[name].append(err)
-            row += [f"{err:.1f}", f"{math.degrees(pred_angle):.2f}"]
+        row += score_axes(engines, photo, intrinsics, axis, errors)
         rows.append(row)
         print(row, flush=True)
     if not rows:
