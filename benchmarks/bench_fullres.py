@@ -25,7 +25,7 @@ CHILD = textwrap.dedent("""
     import torch
     from PIL import Image
     torch.set_num_threads({threads})
-        from worldfromblur.models.io import load_model, shipped_model
+    from worldfromblur.models.io import load_model, shipped_model
     from worldfromblur.reconstruct import Reconstructor, load_photo, write_outputs
     example = Path({example!r})
     with tempfile.TemporaryDirectory() as tmp:
