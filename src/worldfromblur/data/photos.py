@@ -41,11 +41,18 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..geometry import pose_from_uv
+from ..geometry import interpolate_trajectory, pose_from_uv
 from ..imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from .format import DatasetError
 from .pool import held_out_count
-from .shake import draw_shake, uniform
+from .shake import (
+    device_generator,
+    draw_blur_lengths,
+    draw_shake,
+    fixed_subframes,
+    sensor_readout,
+    uniform,
+)
 from .synthetic.engine import SyntheticOptions
 from .synthetic.textures import PHOTO_SUFFIXES
 
@@ -176,16 +183,6 @@ class PhotoStream:
         self.margin = margin(opts)
         self.motion = SyntheticOptions(n=opts.n, fps=opts.fps)
 
-    def _generator(self, step: int, rank: int) -> torch.Generator:
-        key = np.random.SeedSequence([self.seed, step, rank, 1]).generate_state(2, np.uint32)
-        return torch.Generator(device=self.device).manual_seed(int(key[0]) << 31 | int(key[1]) >> 1)
-
-    def subframes(self) -> int:
-        """Sub-instants per frame interval: enough for a ``max_blur_px`` path whose steps are up to twice the even
-        share, capped at ``max_subframes``."""
-        step_px = 2 * self.opts.max_blur_px / (2 * self.opts.n)
-        return int(np.clip(np.ceil(step_px / self.opts.subframe_px), 1, self.opts.max_subframes))
-
     def _windows(self, rng: np.random.Generator, gen: torch.Generator, B: int):
         """Windows with their margins (B, 3, S + 2m, S + 2m) sRGB and their K (B, 3, 3); which photo and where
         from ``rng`` (on the host, which slices the windows), the rest from ``gen``."""
@@ -210,11 +207,9 @@ class PhotoStream:
 
     def _rotations(self, gen: torch.Generator, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotation vectors (B, 2n + 1, 3) scaled to drawn blur lengths in the crop, and those lengths (B,)."""
-        B, n, dev = K.shape[0], self.opts.n, self.device
+        B, n = K.shape[0], self.opts.n
         u, _ = draw_shake(gen, B, n, self.motion.fps, self.motion.rot_speed, self.motion.trans_speed, self.opts.roll)
-        target = self.opts.max_blur_px * torch.rand(B, generator=gen, device=dev) ** 2
-        still = torch.rand(B, generator=gen, device=dev) < self.opts.still
-        target = torch.where(still, torch.rand(B, generator=gen, device=dev), target)
+        target = draw_blur_lengths(gen, B, self.opts.max_blur_px, self.opts.still)
         length = path_lengths(u, K, self.margin, self.opts.crop)
         u = u * (target / length.clamp_min(1e-3)).clamp(max=1e3)[:, None, None]
         return u, path_lengths(u, K, self.margin, self.opts.crop)
@@ -226,7 +221,7 @@ class PhotoStream:
         crop and ``blur_px`` (B,), each exposure's longest pixel path."""
         B, S, m, dev, o = batch_size, self.opts.crop, self.margin, self.device, self.opts
         rng = np.random.default_rng([self.seed, step, rank, 1])
-        gen = self._generator(step, rank)
+        gen = device_generator(dev, [self.seed, step, rank, 1])
         window, K = self._windows(rng, gen, B)
         u, length = self._rotations(gen, K)
         light = srgb_to_linear(window)
@@ -234,14 +229,13 @@ class PhotoStream:
         boost = boost * (torch.rand(B, 1, 1, 1, generator=gen, device=dev) < o.highlights)
         white = ((window.amax(1, keepdim=True) - 0.9) / 0.1).clamp(0, 1) ** 2  # 0 below 0.9 sRGB, 1 at white
         light = light * (1 + boost * white)
-        blurred, valid = rotate_and_average(light, u, K, self.subframes())
+        blurred, valid = rotate_and_average(light, u, K, fixed_subframes(o.max_blur_px, o.n, o.subframe_px,
+                                                                         o.max_subframes))
         crop = (slice(None), slice(None), slice(m, m + S), slice(m, m + S))
         gain = uniform(gen, (B, 1, 1, 1), *o.gain, dev)
         sharp = linear_to_srgb((light[crop] * gain).clamp(0, 1))
         blurred = (blurred[crop] * gain).clamp(0, 1)
-        sigma = uniform(gen, (B, 1, 1, 1), 0.0, o.noise, dev)
-        noise = torch.randn(blurred.shape, generator=gen, device=dev)
-        blurred = torch.round(linear_to_srgb(blurred + noise * sigma * torch.sqrt(0.2 + blurred)) * 255) / 255
+        blurred = sensor_readout(blurred, uniform(gen, (B, 1, 1, 1), 0.0, o.noise, dev), gen)
         quality = rng.integers(o.jpeg_quality[0], o.jpeg_quality[1] + 1, size=B)
         blurred = jpeg_roundtrip(blurred, {int(i): int(quality[i]) for i in np.flatnonzero(rng.random(B) < o.jpeg)})
         K_crop = K.clone()
@@ -258,10 +252,14 @@ def margin(opts: PhotoOptions) -> int:
     return math.ceil(opts.max_blur_px / 4) + 4
 
 
-def _homographies(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """(B, M, 3, 3) maps from reference pixels to the pixels of each instant, ``K R K^-1`` (R = pose of u)."""
-    R = pose_from_uv(u, torch.zeros_like(u))[..., :3, :3]
+def _homographies(R: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """(B, M, 3, 3) maps from reference pixels to the pixels of each instant, ``K R K^-1``, for rotations R
+    (B, M, 3, 3)."""
     return K[:, None] @ R @ torch.linalg.inv(K)[:, None]
+
+
+def _rotations(u: torch.Tensor) -> torch.Tensor:
+    return pose_from_uv(u, torch.zeros_like(u))
 
 
 def path_lengths(u: torch.Tensor, K: torch.Tensor, margin: int, crop: int) -> torch.Tensor:
@@ -269,7 +267,7 @@ def path_lengths(u: torch.Tensor, K: torch.Tensor, margin: int, crop: int) -> to
     ticks = torch.linspace(margin, margin + crop - 1, 9, device=u.device)
     y, x = torch.meshgrid(ticks, ticks, indexing="ij")
     p = torch.stack([x.flatten(), y.flatten(), torch.ones_like(x.flatten())])  # (3, P)
-    q = _homographies(u, K) @ p  # (B, M, 3, P)
+    q = _homographies(_rotations(u)[..., :3, :3], K) @ p  # (B, M, 3, P)
     xy = q[:, :, :2] / q[:, :, 2:].clamp_min(1e-6)
     return (xy[:, 1:] - xy[:, :-1]).norm(dim=2).sum(1).amax(1)
 
@@ -279,11 +277,9 @@ def rotate_and_average(light: torch.Tensor, u: torch.Tensor, K: torch.Tensor, su
     (B, 2n + 1, 3), ``subframes`` per interval (u interpolated linearly), averaged; and (B, 1, H, W) validity, 0
     where an instant looked outside the image."""
     B, _, H, W = light.shape
-    lam = torch.arange(subframes, device=u.device, dtype=u.dtype)[None, None, :, None] / subframes
-    inner = ((1 - lam) * u[:, :-1, None] + lam * u[:, 1:, None]).flatten(1, 2)
-    u_all = torch.cat([inner, u[:, -1:]], dim=1)  # (B, M, 3)
-    M = u_all.shape[1]
-    inv = torch.linalg.inv(_homographies(u_all, K))  # instant pixel -> reference pixel
+    R = interpolate_trajectory(_rotations(u), subframes)[..., :3, :3]  # (B, M, 3, 3)
+    M = R.shape[1]
+    inv = torch.linalg.inv(_homographies(R, K))  # instant pixel -> reference pixel
     ys, xs = torch.meshgrid(torch.arange(H, device=u.device, dtype=u.dtype),
                             torch.arange(W, device=u.device, dtype=u.dtype), indexing="ij")
     p = torch.stack([xs, ys, torch.ones_like(xs)]).reshape(3, -1)

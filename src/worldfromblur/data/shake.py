@@ -1,19 +1,26 @@
-"""Hand-held camera shake drawn in torch, a batch at once, on the device that uses it.
+"""Hand-held camera shake and the sensor, drawn in torch, a batch at once, on the device that uses it: what the blur
+stream and the photo stream share.
 
 :func:`draw_shake` is the synthetic engine's motion model (:func:`worldfromblur.data.synthetic.engine.draw_motion`,
 described in that module: a shake level, log-uniform angular and linear speeds jittered around it, random
 directions with weaker roll, an acceleration and a 6-12 Hz tremor) for B exposures at once, every random number from
 one ``torch.Generator`` on the device. The NumPy version stays the engine's, so that datasets keep their samples;
 ``tests/data/test_stream.py`` checks that both draw the same distribution. The blur stream uses this one: no
-per-sample Python loop and no host round trip during a training step.
+per-sample Python loop and no host round trip during a training step. :func:`device_generator` keys a stream's
+generator, :func:`draw_blur_lengths` draws how long each exposure's blur is, :func:`fixed_subframes` how finely an
+exposure is sampled without looking at the drawn motion, and :func:`sensor_readout` adds the sensor's noise and
+quantises.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from kornia.geometry.conversions import axis_angle_to_rotation_matrix
+
+from ..imaging import linear_to_srgb
 
 ROLL_SCALE = 0.4
 """The engine's spread of a rotation direction's roll component against pitch and yaw (1); the streams draw with
@@ -22,6 +29,37 @@ ROLL_SCALE = 0.4
 
 def uniform(gen: torch.Generator, shape: tuple, lo: float, hi: float, device: torch.device) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(shape, generator=gen, device=device)
+
+
+def device_generator(device: torch.device, key: list[int]) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded from the integer ``key`` (e.g. [seed, step, rank]) through NumPy's
+    SeedSequence, so that every key gives its own stream of numbers."""
+    words = np.random.SeedSequence(key).generate_state(2, np.uint32)
+    return torch.Generator(device=device).manual_seed(int(words[0]) << 31 | int(words[1]) >> 1)
+
+
+def draw_blur_lengths(gen: torch.Generator, batch: int, max_blur_px: float, still: float) -> torch.Tensor:
+    """The longest pixel path (B,) each exposure is scaled to: ``max_blur_px * U**2`` (short blur common, long blur
+    still frequent), and under a pixel for a ``still`` fraction of the exposures."""
+    dev = gen.device
+    target = max_blur_px * torch.rand(batch, generator=gen, device=dev) ** 2
+    is_still = torch.rand(batch, generator=gen, device=dev) < still
+    return torch.where(is_still, torch.rand(batch, generator=gen, device=dev), target)
+
+
+def fixed_subframes(max_blur_px: float, n: int, subframe_px: float, max_subframes: int) -> int:
+    """Sub-instants per frame interval for any exposure up to ``max_blur_px``, chosen without reading the drawn
+    motion (so that no step waits for the device): enough for a path whose steps between instants are up to twice
+    the even share (paths speed up and slow down), capped at ``max_subframes``."""
+    step_px = 2 * max_blur_px / (2 * n)
+    return int(np.clip(np.ceil(step_px / subframe_px), 1, max_subframes))
+
+
+def sensor_readout(linear: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The sensor's image of ``linear`` light (B, C, H, W): shot plus read noise, ``sigma * sqrt(0.2 + L)``, then
+    sRGB quantised to 8 bits (values k / 255)."""
+    noise = torch.randn(linear.shape, generator=gen, device=linear.device)
+    return torch.round(linear_to_srgb(linear + noise * sigma * torch.sqrt(0.2 + linear)) * 255) / 255
 
 
 def draw_shake(gen: torch.Generator, batch: int, n: int, fps: float, rot_speed: tuple[float, float],

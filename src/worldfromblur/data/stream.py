@@ -45,7 +45,14 @@ from ..imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from .exposure import fill_holes
 from .format import DatasetError
 from .pool import SYNTHETIC_SIZE, FramePool
-from .shake import draw_shake, uniform
+from .shake import (
+    device_generator,
+    draw_blur_lengths,
+    draw_shake,
+    fixed_subframes,
+    sensor_readout,
+    uniform,
+)
 from .synthetic.engine import SyntheticOptions, draw_motion
 from .synthetic.torch_render import RoomSampler
 
@@ -80,9 +87,8 @@ class StreamOptions(Exposure):
     draws: str = "device"
     """Where the random choices are drawn: ``"device"`` (torch, on the stream's device, a batch at once: no
     per-sample host work and no wait for the device; on a GPU a fixed number of sub-instants,
-    :meth:`BlurStream.subframes`)
-    or ``"host"`` (NumPy, sample by sample, the sub-instants chosen per step from the drawn motion: the stream of
-    runs made before device draws, to resume one exactly)."""
+    :meth:`BlurStream.subframes`) or ``"host"`` (NumPy, sample by sample, the sub-instants chosen per step from the
+    drawn motion: the stream of runs made before device draws, to resume one exactly)."""
     rooms: float = 0.0
     """Fraction of samples made from a new procedural room each, ray-cast on the stream's device for that sample
     (:class:`worldfromblur.data.synthetic.torch_render.RoomSampler`; its rooms are never those of a pool or a
@@ -140,11 +146,6 @@ class BlurStream:
             lin = F.interpolate(srgb_to_linear(chunk.permute(0, 3, 1, 2).float() / 255.0), size=size, mode="area")
             out.append(to_uint8(linear_to_srgb(lin)).permute(0, 2, 3, 1))
         return torch.cat(out)
-
-    def _generator(self, step: int, rank: int) -> torch.Generator:
-        """The device generator of (seed, step, rank): every random choice of a step with ``draws="device"``."""
-        key = np.random.SeedSequence([self.seed, step, rank]).generate_state(2, np.uint32)
-        return torch.Generator(device=self.device).manual_seed(int(key[0]) << 31 | int(key[1]) >> 1)
 
     def _crop(self, rng: np.random.Generator, B: int, step: int = 0, rank: int = 0, gen: torch.Generator | None = None):
         """Augmented sharp frames (B, 3, H, W) sRGB, raw and filled depth (B, 1, H, W), K (B, 3, 3): pool frames
@@ -244,9 +245,7 @@ class BlurStream:
         if gen is not None:
             u, v = draw_shake(gen, B, n, self.motion.fps, self.motion.rot_speed, self.motion.trans_speed,
                               self.opts.roll)
-            target = self.opts.max_blur_px * torch.rand(B, generator=gen, device=dev) ** 2
-            still = torch.rand(B, generator=gen, device=dev) < self.opts.still
-            target = torch.where(still, torch.rand(B, generator=gen, device=dev), target)
+            target = draw_blur_lengths(gen, B, self.opts.max_blur_px, self.opts.still)
         else:
             u, v = [], []
             for _ in range(B):
@@ -276,12 +275,11 @@ class BlurStream:
         return torch.cat([T[:, :n], T[:, n + 1:]], dim=1), step_px, length
 
     def subframes(self) -> int:
-        """The sub-instants per frame interval of every step with ``draws="device"`` on a GPU, fixed so that no step
-        waits for the device (on the CPU, where reading the drawn motion costs nothing, each step takes what its
-        motion needs, as with host draws): enough for a path of ``max_blur_px`` whose steps between instants are up to twice the
-        even share (paths speed up and slow down), capped at ``max_subframes``."""
-        step_px = 2 * self.opts.max_blur_px / (2 * self.opts.n)
-        return int(np.clip(np.ceil(step_px / self.opts.subframe_px), 1, self.opts.max_subframes))
+        """The sub-instants per frame interval of every step with ``draws="device"`` on a GPU
+        (:func:`~worldfromblur.data.shake.fixed_subframes`); on the CPU, where reading the drawn motion costs nothing,
+        each step takes what its motion needs, as with host draws."""
+        o = self.opts
+        return fixed_subframes(o.max_blur_px, o.n, o.subframe_px, o.max_subframes)
 
     @torch.no_grad()
     def batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
@@ -289,7 +287,7 @@ class BlurStream:
         ``blur_px`` (B,), the longest pixel path of each exposure."""
         rng = np.random.default_rng([self.seed, step, rank])
         B, dev = batch_size, self.device
-        gen = self._generator(step, rank) if self.opts.draws == "device" else None
+        gen = device_generator(dev, [self.seed, step, rank]) if self.opts.draws == "device" else None
         sharp, depth, filled, K = self._crop(rng, B, step, rank, gen)
         poses, step_px, length = self._motion(rng, filled, K, gen)
         if gen is not None and dev.type != "cpu":
@@ -307,9 +305,7 @@ class BlurStream:
         sharp = torch.round(sharp * 255) / 255
         blurred, valid = reblur(sharp, filled, poses, K, subframes=subframes, averaging=self.opts.averaging, return_valid=True,
                                 validate=False)
-        lin = srgb_to_linear(blurred)
-        noise = torch.randn(lin.shape, generator=gen, device=dev)
-        blurred = torch.round(linear_to_srgb(lin + noise * sigma * torch.sqrt(0.2 + lin)) * 255) / 255
+        blurred = sensor_readout(srgb_to_linear(blurred), sigma, gen)
         return {
             "blurred": blurred, "sharp": sharp, "depth": depth, "valid_depth": depth > 0, "poses": poses, "K": K,
             "subframes": torch.full((B,), subframes, device=dev),
