@@ -57,7 +57,13 @@ from ..devices import resolve_device
 from ..errors import WfbError
 from ..evaluation.report import evaluate, median_depth, score_models
 from ..imaging import psnr
-from ..models.io import export_model, load_model, shipped_model
+from ..models.io import (
+    export_model,
+    load_model,
+    model_config_of,
+    resolve_checkpoint,
+    shipped_model,
+)
 from .config import (
     TrainConfig,
     apply_override,
@@ -236,10 +242,14 @@ def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: li
     return run_recipe(recipe, out, minutes, progress=progress, how=yaml.safe_load(saved.read_text()))
 
 
+def _render_workers() -> int:
+    """Processes that render the unseen rooms: the CPU cores, at most 16."""
+    return max(1, min(os.cpu_count() or 1, 16))
+
+
 def eval_reserve_s(recipe: Recipe) -> float:
     """Seconds a time budget keeps for the evaluations after training."""
-    cores = max(1, min(os.cpu_count() or 1, 16))
-    return EVAL_RESERVE_S + recipe.evaluate.unseen_rooms * (UNSEEN_RENDER_CORE_S / cores + UNSEEN_SCORE_S)
+    return EVAL_RESERVE_S + recipe.evaluate.unseen_rooms * (UNSEEN_RENDER_CORE_S / _render_workers() + UNSEEN_SCORE_S)
 
 
 def _check_budget(recipe: Recipe, minutes: float) -> None:
@@ -324,12 +334,12 @@ def evaluate_unseen_rooms(run_dir: Path, ev: EvaluateConfig, root: Path, device:
     """The trained model (``run_dir``) and the shipped one scored on ``ev.unseen_rooms`` samples of procedural rooms
     that no pool can contain, rendered into ``root`` at the trained model's input size (a resumed run reuses
     them), with :func:`compare_models`' verdict."""
-    model, _ = load_model(run_dir)
-    W, H = model.cfg.input_size or (160, 120)
-    opts = SyntheticOptions(width=W, height=H, n=model.cfg.n)
+    cfg = model_config_of(resolve_checkpoint(run_dir))  # the size only: evaluate() loads the model
+    W, H = cfg.input_size or (160, 120)
+    opts = SyntheticOptions(width=W, height=H, n=cfg.n)
     try:
         run_build(root, plan_synthetic(opts, ev.unseen_rooms, ev.seed, splits=(0.0, 0.0, 1.0)),
-                  workers=max(1, min(os.cpu_count() or 1, 16)), progress=progress)  # as eval_reserve_s assumes
+                  workers=_render_workers(), progress=progress)
     except DatasetError as err:
         raise WfbError(f"{root}: {err}; remove the folder to render the unseen rooms again") from None
     scores = evaluate([("model", str(run_dir)), ("shipped", str(shipped_model()))], root, "test",

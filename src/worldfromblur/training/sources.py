@@ -128,14 +128,15 @@ def open_photos(cfg: TrainConfig, device: torch.device, progress: bool = True, h
     """The photo source of the training photos (or the held-out ones), checked before any training starts: every
     photo readable and large enough for a crop with its margin."""
     opts = photo_options(cfg)
+    seed = cfg.seed if seed is None else seed
     try:
         train, held = split_photos(cfg.data.photos, cfg.data.held_out)
         paths = held if held_out else train
         if not paths:
             raise DatasetError(f"data.held_out={cfg.data.held_out} holds no photo out; raise it" if held_out else
                                "data.held_out leaves no photo to train on; lower it")
-        photos = PhotoStream(load_photos(paths, opts.crop, margin(opts), progress, opts.max_pixels), opts,
-                             cfg.seed if seed is None else seed, device)
+        photos = PhotoStream(load_photos(paths, opts.crop, margin(opts), progress, opts.max_pixels), opts, seed,
+                             device)
     except DatasetError as err:
         raise WfbError(f"data.photos: {err}") from None
     stream = None
@@ -147,7 +148,7 @@ def open_photos(cfg: TrainConfig, device: torch.device, progress: bool = True, h
                                          held_out_only=held_out)
             frames = held_pool if held_out else pool
             if frames is not None:  # an evaluation of a pool that holds nothing out scores the photos alone
-                stream = BlurStream(frames, opts_s, cfg.seed if seed is None else seed, device)
+                stream = BlurStream(frames, opts_s, seed, device)
         except DatasetError as err:
             raise WfbError(f"data.pool: {err}") from None
     return PhotoBatches(photos, stream, cfg.data.pool_share)
