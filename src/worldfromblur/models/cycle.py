@@ -7,7 +7,6 @@ from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from ..errors import WfbError
 from ..geometry import pose_from_uv, reblur
@@ -51,6 +50,14 @@ def cached_torchvision_weights(weights) -> Path | None:
     return path if path.is_file() else None
 
 
+def _torchvision_weights(name: str):
+    """torchvision's ImageNet weights entry ``name`` (imported here: torchvision costs a second to import, and only the
+    paper's backbones need it)."""
+    import torchvision
+
+    return getattr(torchvision.models, name).IMAGENET1K_V1
+
+
 def _backbone_file(cfg: ModelConfig, name: str, weights) -> Path | None:
     if name in cfg.backbone_weights:
         return Path(cfg.backbone_weights[name])
@@ -62,7 +69,7 @@ def build_depth(cfg: ModelConfig) -> nn.Module:
     if cfg.depth not in options:
         raise WfbError(f"unknown depth module {cfg.depth!r}; choose one of {', '.join(options)}")
     module = options[cfg.depth](min_depth=cfg.min_depth)
-    weights = _backbone_file(cfg, "vgg16", torchvision.models.VGG16_Weights.IMAGENET1K_V1) if cfg.depth == "two_branch" else None
+    weights = _backbone_file(cfg, "vgg16", _torchvision_weights("VGG16_Weights")) if cfg.depth == "two_branch" else None
     if weights is not None:
         # torchvision's VGG-16 keys are "features.<i>..."; branch (b) holds the first 14 of those children.
         load_backbone_weights(_Prefixed(module.branch_b, "features."), weights)
@@ -74,7 +81,7 @@ def build_motion(cfg: ModelConfig) -> nn.Module:
     if cfg.motion not in options:
         raise WfbError(f"unknown motion module {cfg.motion!r}; choose one of {', '.join(options)}")
     module = options[cfg.motion](n=cfg.n)
-    weights = (_backbone_file(cfg, "resnet152", torchvision.models.ResNet152_Weights.IMAGENET1K_V1)
+    weights = (_backbone_file(cfg, "resnet152", _torchvision_weights("ResNet152_Weights"))
                if cfg.motion == "resnet_lstm" else None)
     if weights is not None:
         load_backbone_weights(module.backbone, weights)

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 from safetensors.torch import load_file
 
 from ..errors import WfbError
@@ -70,6 +69,8 @@ class CNNL15(nn.Module):
 
 def vgg16_first_six_convs() -> nn.Sequential:
     """VGG-16 up to conv3_2 (+ ReLU): 256 channels at a quarter of the input size."""
+    import torchvision  # here, not at the top: importing it costs a second that inference never needs
+
     features = torchvision.models.vgg16(weights=None).features
     return nn.Sequential(*list(features.children())[:14])
 
@@ -103,6 +104,8 @@ class ResNetLSTMMotion(PoseRegression):
 
     def __init__(self, n: int = 3, hidden: int = 512):
         super().__init__()
+        import torchvision
+
         resnet = torchvision.models.resnet152(weights=None)
         resnet.fc = nn.Identity()  # the 2048-d pooled feature, the input of ResNet's last fully connected layer
         self.backbone = resnet
