@@ -8,13 +8,13 @@ from ..errors import WfbError
 
 
 def register(sub) -> None:
-    from ..training.config import shipped_configs
+    from ..shipped import CONFIGS, shipped_names
 
     p = sub.add_parser(
         "train",
         help="train a module (stage 1) or the cycle (stage 2) from a config",
         description="Train from a YAML config, a file or a shipped name ("
-        + ", ".join(shipped_configs())
+        + ", ".join(shipped_names(CONFIGS))
         + "). Any value can be overridden as key=value or section.key=value, e.g. data.root=DIR optim.lr=1e-4. "
         "The resolved config, checkpoints and TensorBoard logs go to the config's out folder; after training the model "
         "is evaluated (the held-out frames of a stream, a dataset's val split) into OUT/eval.json and exported to "

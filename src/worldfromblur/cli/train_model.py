@@ -6,12 +6,12 @@ from ..errors import WfbError
 
 
 def register(sub) -> None:
-    from ..training.recipe import shipped_recipes
+    from ..shipped import RECIPES, shipped_names
 
     p = sub.add_parser(
         "train-model",
         help="train a whole model (every stage of a recipe) in a time budget",
-        description="Train every stage of a recipe (a file or a shipped name: " + ", ".join(shipped_recipes())
+        description="Train every stage of a recipe (a file or a shipped name: " + ", ".join(shipped_names(RECIPES))
         + "; default compact) within --minutes on the best device present (CUDA with bf16, else the CPU), evaluate "
         "on held-out frames of the pool, and export OUT/model, which `wfb reconstruct --checkpoint OUT` and "
         "`wfb evaluate --checkpoint OUT` read. key=value overrides apply to the recipe's base config, e.g. "

@@ -22,6 +22,7 @@ from ..data.synthetic.engine import check_seed
 from ..errors import WfbError
 from ..losses import LossConfig
 from ..models.config import ModelConfig, coerce, model_config_from
+from ..shipped import CONFIGS, shipped_names
 
 
 @dataclass
@@ -177,13 +178,8 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
     return cfg
 
 
-def shipped_names(package: str = "worldfromblur.configs") -> list[str]:
-    """Names of the YAML files shipped in ``package`` (configs, or recipes for ``wfb train-model``)."""
-    return sorted(p.name[:-5] for p in resources.files(package).iterdir() if p.name.endswith(".yaml"))
-
-
 def shipped_configs() -> list[str]:
-    return shipped_names("worldfromblur.configs")
+    return shipped_names(CONFIGS)
 
 
 def read_yaml(path_or_name: str, package: str = "worldfromblur.configs", kind: str = "config") -> tuple[dict, str]:
