@@ -2,7 +2,7 @@
 full-resolution deblurred frame (what ``wfb reconstruct`` returns), on real blurred/sharp pairs.
 
     python -m benchmarks.real_deblur FRAMES_DIR [--pairs DIR] [--models shipped NAME=CHECKPOINT ...]
-                                     [--every 20] [--lengths 9 11 13]
+                                     [--precision fp32 bf16] [--every 20] [--lengths 9 11 13]
 
 FRAMES_DIR holds consecutive frames of high-frame-rate video (e.g. the 240 fps GoPro sequence of
 ``jeffreywolberg/deblurring_dataset_generator``, ``data/level3/videos/GOPR0477_11_00``): every ``--every`` frames,
@@ -11,12 +11,13 @@ truth (:mod:`benchmarks.video`). ``--pairs DIR`` adds ready-made pairs, ``NAME.p
 sharp (that repository's ``data/level3/saved_images``). Each model (``shipped``, or ``NAME=PATH`` of a checkpoint, run
 folder or exported model) deblurs every blurred image at its own resolution by the multi-scale fusion of
 :func:`worldfromblur.reconstruct.fullres.deblur_full`; the table gives the mean PSNR and SSIM, the gain over the
-blurred input, how many images improved, and seconds per megapixel. No training set of the package contains these
-frames.
+blurred input, how many images improved, and seconds per megapixel, in each ``--precision`` (the number format of the
+network, as ``wfb reconstruct --precision``; default fp32). No training set of the package contains these frames.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from worldfromblur.evaluation.metrics import image_metrics
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.fullres import deblur_full
-from worldfromblur.reconstruct.pipeline import working_size
+from worldfromblur.reconstruct.pipeline import PRECISIONS, Reconstructor, working_size
 
 
 def pairs(args) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -61,19 +62,23 @@ def main() -> None:
     ap = video_arguments(__doc__)
     ap.add_argument("--pairs", type=Path, default=None, help="folder of NAME.png / NAME_gt.png real pairs")
     ap.add_argument("--models", nargs="+", default=["shipped"], help="shipped or NAME=PATH (default: shipped)")
+    ap.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"],
+                    help="number formats of the network, one row each (default fp32)")
     args = ap.parse_args()
     data = pairs(args)
     scores: dict[tuple[str, str], list[dict]] = {}
     seconds: dict[str, float] = {}
     for source, blurred, sharp in data:
         scores.setdefault((source, "blurred input"), []).append(image_metrics(blurred, sharp))
-    for name, model in models(args.models):
+    for (label, model), precision in itertools.product(models(args.models), args.precision):
+        engine = Reconstructor(model, "cpu", precision=precision)
+        name = label if args.precision == ["fp32"] else f"{label} {engine.precision}"
         seconds[name] = 0.0
         for source, blurred, sharp in data:
             H, W = blurred.shape[-2:]
             work = working_size(W, H, model.cfg.input_size)
             t = time.perf_counter()
-            out, _ = deblur_full(model.deblur, blurred, work[0] * work[1])
+            out, _ = deblur_full(engine.deblur, blurred, work[0] * work[1])
             seconds[name] += (time.perf_counter() - t) / (H * W / 1e6)
             scores.setdefault((source, name), []).append(image_metrics(out.clamp(0, 1), sharp))
     rows = []

@@ -20,6 +20,7 @@ from worldfromblur.geometry import (
     trajectory_with_reference,
     uv_from_pose,
     warp,
+    warp_frames,
 )
 from worldfromblur.imaging import blur_frames
 
@@ -228,6 +229,43 @@ def test_reblur_with_subframes_matches_dense_exact_render():
     truth = torch.cat([textured_plane_frame(T, K, H, W, **PLANE)[0] for T in dense]).mean(0, keepdim=True)
     out = reblur(ref, depth, poses[None], K, subframes=4, averaging="srgb")
     assert psnr(inner(out), inner(truth)) >= 40.0
+
+
+@pytest.mark.parametrize("chunk", [None, 48 * 64 * 5])
+def test_reblur_at_given_pixels_returns_the_dense_values_there(monkeypatch, chunk):
+    """A re-blur of some pixels (used to estimate a large image's re-blur error) is the dense one's values there, also
+    when the instants are warped in groups; a depth step makes the fixed-point iteration do real work."""
+    import worldfromblur.geometry as geometry
+
+    H, W = 48, 64
+    K, poses, ref, depth, _ = plane_scene(H, W)
+    depth = depth.clone()
+    depth[..., 10:30, 20:40] *= 0.5
+    dense, valid = reblur(ref, depth, poses[None], K, subframes=4, return_valid=True)
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.stack([torch.randint(0, W, (7, 9), generator=g), torch.randint(0, H, (7, 9), generator=g)], -1)
+    if chunk:
+        monkeypatch.setattr(geometry, "REBLUR_CHUNK_PIXELS", chunk)  # 5 instants at a time instead of all 25
+    out, valid_p = reblur(ref, depth, poses[None], K, subframes=4, return_valid=True, pixels=pixels)
+    assert out.shape == (1, 3, 7, 9)
+    assert torch.allclose(out, dense[..., pixels[..., 1], pixels[..., 0]], atol=1e-12)
+    assert torch.equal(valid_p, valid[..., pixels[..., 1], pixels[..., 0]])
+    for bad, message in [(pixels.float(), "integer"), (pixels + W, "inside"), (pixels[0], "pixels must have shape")]:
+        with pytest.raises(GeometryError, match=message):
+            reblur(ref, depth, poses[None], K, pixels=bad)
+
+
+def test_warp_frames_equals_one_border_warp_per_pose(monkeypatch):
+    import worldfromblur.geometry as geometry
+
+    K, poses, ref, depth, _ = plane_scene()
+    depth = depth.clone()
+    depth[..., 5:15, 10:30] *= 0.6
+    traj = trajectory_with_reference(poses[None])
+    one_by_one = torch.stack([warp(ref, depth, T[None], K, padding_mode="border")[0][0] for T in traj[0]])[None]
+    assert torch.allclose(warp_frames(ref, depth, traj, K), one_by_one, atol=1e-12)
+    monkeypatch.setattr(geometry, "REBLUR_CHUNK_PIXELS", ref.shape[-1] * ref.shape[-2] * 3)  # groups of 3 poses
+    assert torch.allclose(warp_frames(ref, depth, traj, K), one_by_one, atol=1e-12)
 
 
 def test_warp_marks_disocclusion_invalid():

@@ -23,6 +23,8 @@ off with ``validate=False`` inside training loops, where they would force a devi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from kornia.geometry.camera.perspective import project_points, unproject_points
@@ -54,6 +56,7 @@ __all__ = [
     "trajectory_with_reference",
     "interpolate_trajectory",
     "reblur",
+    "warp_frames",
     "exposure_sampler",
     "point_cloud",
 ]
@@ -308,14 +311,23 @@ def forward_flow(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> t
     return (flow[:, 0], z_k[:, 0]) if single else (flow, z_k)
 
 
-def _source_pixels(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor, iterations: int):
-    """For each of M frames, the reference pixel each target pixel reads (see :func:`warp`): p (B * M, H, W, 2), with
-    the forward flow (B * M, 2, H, W) and the points' depth in each frame (B, M, 1, H, W)."""
+def _targets(H: int, W: int, like: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
+    """(1, h, w, 2) coordinates of the target pixels: every pixel, or the (h, w, 2) integer ``pixels`` (x, y)."""
+    return pixel_grid(H, W, like) if pixels is None else pixels.to(like)[None]
+
+
+def _source_pixels(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor, iterations: int,
+                   pixels: torch.Tensor | None = None):
+    """For each of M frames, the reference pixel each target pixel reads (see :func:`warp`): p (B * M, h, w, 2), with
+    the forward flow (B * M, 2, H, W) and the points' depth in each frame (B, M, 1, H, W). The target pixels are all
+    pixels (h, w = H, W) or the given (h, w, 2) integer ``pixels`` (x, y), each solved exactly as in the dense warp."""
     B, _, H, W = depth_ref.shape
     flow, z_k = forward_flow(depth_ref, T, K)  # (B, M, 2, H, W)
     flow = flow.reshape(-1, 2, H, W)
-    q = pixel_grid(H, W, depth_ref).expand(flow.shape[0], H, W, 2)
-    p = q - flow.permute(0, 2, 3, 1)
+    q = _targets(H, W, depth_ref, pixels)
+    q = q.expand(flow.shape[0], *q.shape[1:])
+    first = flow if pixels is None else flow[:, :, pixels[..., 1], pixels[..., 0]]  # the flow at q, exactly
+    p = q - first.permute(0, 2, 3, 1)
     for _ in range(iterations):
         p = q - _sample(flow, p, "border").permute(0, 2, 3, 1)
     return p, flow, z_k
@@ -349,25 +361,27 @@ def exposure_sampler(depth_ref: torch.Tensor, poses: torch.Tensor, K: torch.Tens
 
 def _warp_many(
     image_ref: torch.Tensor, depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor, iterations: int, padding_mode: str,
-    need_valid: bool = True,
+    need_valid: bool = True, pixels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Warp one reference image to M poses: T (B, M, 4, 4) -> images (B, M, C, H, W), valid (B, M, 1, H, W).
+    """Warp one reference image to M poses: T (B, M, 4, 4) -> images (B, M, C, h, w), valid (B, M, 1, h, w).
 
     ``need_valid=False`` skips the validity test (two more samplings per frame) and returns None for it; only with
-    ``padding_mode="border"``, where the images do not depend on it."""
+    ``padding_mode="border"``, where the images do not depend on it. ``pixels`` (h, w, 2), integer (x, y): warp only
+    those target pixels, with the values the dense warp has there (by default every pixel: h, w = H, W)."""
     B, C, H, W = image_ref.shape
     M = T.shape[1]
-    p, flow, z_k = _source_pixels(depth_ref, T, K, iterations)
-    q = pixel_grid(H, W, image_ref).expand(B * M, H, W, 2)
+    p, flow, z_k = _source_pixels(depth_ref, T, K, iterations, pixels)
+    h, w = p.shape[1:3]
+    q = _targets(H, W, image_ref, pixels).expand(B * M, h, w, 2)
     # All M frames read the same source: stack their sampling grids along the height instead of copying the image.
-    image_k = _sample(image_ref, p.reshape(B, M * H, W, 2), padding_mode).reshape(B, C, M, H, W).transpose(1, 2)
+    image_k = _sample(image_ref, p.reshape(B, M * h, w, 2), padding_mode).reshape(B, C, M, h, w).transpose(1, 2)
     if not need_valid and padding_mode == "border":
         return image_k, None
     # How well p solves g(p) = q, and whether the point is in front of camera k and inside the reference image.
     residual = (p + _sample(flow, p, "border").permute(0, 2, 3, 1) - q).norm(dim=-1, keepdim=True)
     inside = (p[..., :1] >= -0.5) & (p[..., :1] <= W - 0.5) & (p[..., 1:] >= -0.5) & (p[..., 1:] <= H - 0.5)
     in_front = _sample(z_k.reshape(B * M, 1, H, W), p, "border").permute(0, 2, 3, 1) > 1e-6
-    valid = (inside & in_front & (residual < 0.05)).permute(0, 3, 1, 2).to(image_ref.dtype).reshape(B, M, 1, H, W)
+    valid = (inside & in_front & (residual < 0.05)).permute(0, 3, 1, 2).to(image_ref.dtype).reshape(B, M, 1, h, w)
     if padding_mode == "zeros":
         image_k = image_k * valid
     return image_k, valid.detach()
@@ -471,6 +485,15 @@ REBLUR_CHUNK_PIXELS = 1 << 23
 """Pixels (instants x batch x image) :func:`reblur` warps in one batch; larger exposures are warped in groups."""
 
 
+def _report_frames(on_frame, frames: torch.Tensor, first: int, subframes: int, linear: bool) -> None:
+    """Hand the frame instants among ``frames`` (instants ``first``, ``first + 1``, ... of the exposure) to
+    ``on_frame``."""
+    if on_frame is None:
+        return
+    for j in range(-first % subframes, frames.shape[1], subframes):
+        on_frame((first + j) // subframes, linear_to_srgb(frames[:, j]) if linear else frames[:, j])
+
+
 def reblur(
     image_ref: torch.Tensor,
     depth_ref: torch.Tensor,
@@ -481,6 +504,8 @@ def reblur(
     iterations: int = 3,
     return_valid: bool = False,
     validate: bool = True,
+    pixels: torch.Tensor | None = None,
+    on_frame: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Re-create the blurred image: the mean of the reference frame and its warps (the paper's B-hat of Eq. 7).
 
@@ -497,9 +522,16 @@ def reblur(
         depth_ref: (B, 1, H, W) reference z-depth, metres.
         poses: (B, 2n, 4, 4) poses of the other instants in time order (see the module docstring).
         K: (B, 3, 3) or (3, 3) intrinsics.
+        pixels: (h, w, 2) integer pixel coordinates (x, y): re-create only these pixels, with the values of the
+            whole re-blur there, at a fraction of the cost (the forward flow is still computed for every pixel); for
+            estimating a large image's re-blur error.
+        on_frame: called as ``on_frame(k, image)`` with each of the 2n + 1 frame instants' warped image (k in time
+            order, the reference at n; (B, C, H, W), sRGB again when averaging in linear light) as the re-blur warps
+            it: the re-projected frames at no extra cost, one at a time so that large images stay within memory.
 
     Returns:
-        (B, C, H, W) blurred image, and (B, 1, H, W) validity when ``return_valid``.
+        (B, C, H, W) blurred image, and (B, 1, H, W) validity when ``return_valid``; (h, w) instead of (H, W) with
+        ``pixels``.
     """
     _check_shape("image_ref", image_ref, "B,C,H,W")
     _check_depth(depth_ref, validate)
@@ -509,6 +541,12 @@ def reblur(
     if poses.shape[0] != B:
         raise GeometryError(f"poses has batch size {poses.shape[0]} but image_ref has {B}")
     K = _check_intrinsics(K, B, validate)
+    if pixels is not None:
+        _check_shape("pixels", pixels, "h,w,2")
+        if pixels.dtype not in (torch.int32, torch.int64) or pixels.numel() == 0:
+            raise GeometryError(f"pixels must be a non-empty integer tensor of (x, y), got {pixels.dtype}")
+        if bool((pixels < 0).any() | (pixels[..., 0] >= W).any() | (pixels[..., 1] >= H).any()):
+            raise GeometryError(f"pixels must lie inside the {W} x {H} image")
 
     traj = interpolate_trajectory(trajectory_with_reference(poses), subframes)
     linear = averaging == "linear"
@@ -517,12 +555,15 @@ def reblur(
     per_warp = max(1, REBLUR_CHUNK_PIXELS // (B * H * W))
     if per_warp >= M:
         # All instants in one batched warp; the reference instant warps to itself exactly.
-        frames, valid = _warp_many(src, depth_ref, traj, K, iterations, "border", return_valid)
+        frames, valid = _warp_many(src, depth_ref, traj, K, iterations, "border", return_valid, pixels)
+        _report_frames(on_frame, frames, 0, subframes, linear)
         blurred = frames.mean(dim=1)
     else:  # a large image: instants in groups, so that memory stays bounded
         total, valid_parts = 0.0, []
         for i in range(0, M, per_warp):
-            frames, valid = _warp_many(src, depth_ref, traj[:, i:i + per_warp], K, iterations, "border", return_valid)
+            frames, valid = _warp_many(src, depth_ref, traj[:, i:i + per_warp], K, iterations, "border", return_valid,
+                                       pixels)
+            _report_frames(on_frame, frames, i, subframes, linear)
             total = total + frames.sum(dim=1)
             valid_parts.append(valid.amin(dim=1, keepdim=True) if return_valid else None)
         blurred, valid = total / M, torch.cat(valid_parts, dim=1) if return_valid else None
@@ -531,6 +572,23 @@ def reblur(
     if return_valid:
         return blurred, valid.amin(dim=1)
     return blurred
+
+
+def warp_frames(image_ref: torch.Tensor, depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor,
+                iterations: int = 3) -> torch.Tensor:
+    """The images M poses see, each ``warp(image_ref, depth_ref, T[:, k], K, padding_mode="border")[0]``: (B, C, H, W)
+    and (B, M, 4, 4) -> (B, M, C, H, W).
+
+    Pixels the reference never saw repeat the nearest edge. The poses are warped together (a few at a time on large
+    images, as :func:`reblur` does) and without the validity test, which border padding does not need.
+    """
+    _check_shape("image_ref", image_ref, "B,C,H,W")
+    _check_shape("T", T, "B,M,4,4")
+    B, _, H, W = image_ref.shape
+    K = _check_intrinsics(K, B, False)
+    per_warp = max(1, REBLUR_CHUNK_PIXELS // (B * H * W))
+    return torch.cat([_warp_many(image_ref, depth_ref, T[:, i:i + per_warp], K, iterations, "border", False)[0]
+                      for i in range(0, T.shape[1], per_warp)], dim=1)
 
 
 def point_cloud(

@@ -31,6 +31,7 @@ from worldfromblur.reconstruct.photo import FULL_FRAME_DIAGONAL_MM, DEFAULT_HFOV
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 EXAMPLE = EXAMPLES / "room-1.png"
+SHARED_RGB = ROOT.parent / "shared" / "data" / "tum-layout-7scenes-sample" / "rgb"
 FILES = {"deblurred.png", "depth.png", "depth_vis.png", "trajectory.txt", "poses.json", "reblurred.png", "points.ply",
          "scene.html", "summary.png", "summary.json"} | {f"frames/{k:02d}.png" for k in range(7)}
 
@@ -632,7 +633,7 @@ def test_refinement_starts_from_the_network_run_at_three_times_the_working_size(
     from worldfromblur.reconstruct.photo import Photo
     from worldfromblur.reconstruct.pipeline import MIN_REFERENCE_SCALE, REFERENCE_SCALE
 
-    engine, off = Reconstructor(model, "cpu"), Reconstructor(model, "cpu", refine_steps=0)
+    engine, off = Reconstructor(model, "cpu", precision="fp32"), Reconstructor(model, "cpu", refine_steps=0)
     w, h = working_size(640, 480, model.cfg.input_size)
     rng = np.random.default_rng(0)
     rgb = np.asarray(Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).resize((640, 480), Image.BICUBIC))
@@ -650,3 +651,98 @@ def test_refinement_starts_from_the_network_run_at_three_times_the_working_size(
     assert off.reference(big, K, w, h, own) is own  # refinement off: nothing extra is run
     small = Photo(path=tmp_path / "small.png", rgb=big.rgb[: int(h * MIN_REFERENCE_SCALE) - 8, : int(w * 2)], mode="RGB")
     assert engine.reference(small, K, w, h, own) is own  # under MIN_REFERENCE_SCALE times the working size
+
+
+# ------------------------------------------------------------------------------------------------- the fast paths
+
+
+@pytest.fixture(scope="module")
+def photo_big(tmp_path_factory):
+    """The first example enlarged 2.2 times (704 x 528, 4.4 times the working size). Not by a whole factor: an image
+    enlarged exactly twice repeats every 2 pixels, which a grid of every second pixel would sample unevenly."""
+    path = tmp_path_factory.mktemp("big") / "room-big.png"
+    Image.open(EXAMPLE).convert("RGB").resize((704, 528), Image.Resampling.BICUBIC).save(path)
+    return load_photo(path)
+
+
+@pytest.fixture(scope="module")
+def precisions(model, photo_big):
+    return {p: Reconstructor(model, "cpu", precision=p)(photo_big) for p in ("fp32", "bf16")}
+
+
+def test_bf16_deblurring_matches_fp32_and_is_recorded(precisions, tmp_path):
+    from worldfromblur.evaluation.metrics import psnr
+    from worldfromblur.reconstruct.outputs import summary_dict
+
+    fp32, bf16 = precisions["fp32"], precisions["bf16"]
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    assert summary_dict(bf16, [], 0)["precision"] == "bf16"
+    # bf16 rounding moves the deblurred frame by well under one 8-bit level on average; the rest follows it closely
+    assert psnr(bf16.out.deblurred, fp32.out.deblurred) > 48
+    assert abs(bf16.psnr - fp32.psnr) < 0.5 and abs(bf16.psnr_network - fp32.psnr_network) < 0.5
+    assert not torch.equal(bf16.out.deblurred, fp32.out.deblurred)  # bf16 did run
+
+
+def test_unknown_precision_is_refused(model, tmp_path, capsys):
+    with pytest.raises(WfbError, match="precision must be one of auto, fp32, bf16"):
+        Reconstructor(model, "cpu", precision="fp16")
+    with pytest.raises(SystemExit):
+        run_cli(EXAMPLE, "--out", tmp_path / "out", "--precision", "fp16")
+    assert "--precision" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("source", ["enlarged example", "real 7-Scenes frame"])
+def test_the_networks_reblur_psnr_is_estimated_on_sampled_pixels_within_a_few_hundredths(model, precisions, source):
+    """The summary's network re-blur PSNR at a large output size is measured on one pixel per s x s cell; the same
+    estimate of the refined trajectory's PSNR lands within 0.05 dB of the figure over every pixel, also on a real
+    Kinect frame, whose demosaicing repeats every 2 pixels (a fixed grid of every second pixel was 0.15 dB off)."""
+    from worldfromblur.evaluation.metrics import psnr
+    from worldfromblur.reconstruct.pipeline import CHECK_PIXELS, at_pixels, check_pixels
+    from worldfromblur.reconstruct.refine import reblur_uv
+
+    if source == "enlarged example":
+        rec = precisions["fp32"]
+    else:
+        if not SHARED_RGB.is_dir():
+            pytest.skip(f"{SHARED_RGB} is not present")
+        rec = Reconstructor(model, "cpu", precision="fp32")(load_photo(sorted(SHARED_RGB.glob("*.png"))[0]))
+    px = check_pixels(*rec.out.size)
+    assert px.shape[-1] == 2 and px[..., 0].max() < rec.out.size[0] and px[..., 1].max() < rec.out.size[1]
+    assert torch.equal(px, check_pixels(*rec.out.size))  # the same pixels every run
+    assert check_pixels(320, 240) is None and check_pixels(4000, 3000).shape[:2].numel() >= CHECK_PIXELS
+    view = rec.out
+    with torch.no_grad():
+        some = reblur_uv(view.deblurred, view.depth, rec.u, rec.v, view.K, rec.averaging, pixels=px)
+    assert torch.allclose(some, at_pixels(view.reblurred, px), atol=1e-5)
+    assert abs(psnr(some, at_pixels(view.blurred, px)) - rec.psnr) < 0.05
+
+
+def test_a_failed_image_write_leaves_nothing(reconstruction, monkeypatch, tmp_path):
+    """PNGs are encoded on threads: an error there still reaches the caller, and no folder is left behind."""
+    from worldfromblur.reconstruct import outputs
+
+    def broken(path, depth):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "write_depth_png", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_outputs(reconstruction[0], tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_frames_kept_by_the_reblur_are_the_projected_frames(precisions):
+    """At a size above the working size the re-blur hands over its 2n + 1 frame instants (warped in linear light)
+    instead of warping them again; they match the sRGB warps of projected_frames to one 8-bit level."""
+    from worldfromblur.reconstruct.outputs import projected_frames
+    from worldfromblur.viz import to_u8
+
+    rec = precisions["fp32"]
+    kept = rec.out.frames
+    assert len(kept) == rec.u.shape[1] + 1 and kept[0].shape == (*rec.out.size[::-1], 3) and kept[0].dtype == np.uint8
+    warped = projected_frames(rec, rec.out)
+    for k, frame in enumerate(kept):
+        assert np.abs(frame.astype(int) - to_u8(warped[k]).astype(int)).max() <= 1
+    # the reference instant is the frame itself (but for sRGB -> linear -> sRGB rounding)
+    same = kept[len(kept) // 2].astype(int) - to_u8(rec.out.deblurred).astype(int)
+    assert np.abs(same).max() <= 1 and (same == 0).mean() > 0.999
+    assert rec.work.frames is None

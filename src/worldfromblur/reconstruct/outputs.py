@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..geometry import point_cloud, scale_intrinsics, trajectory_with_reference, warp
+from ..geometry import point_cloud, scale_intrinsics, trajectory_with_reference, warp_frames
 from ..viz import colorize_depth, to_u8
 from .export import depth_mesh, write_depth_png, write_ply, write_tum
 from .fullres import DEFAULT_MAX_POINTS, output_size, resize
@@ -24,6 +25,8 @@ from .summary import summary_panel
 PNG_LEVEL = 1
 """zlib level of the output PNGs: Pillow's default (6) makes files about a third smaller but takes several times as
 long, which at full resolution is seconds per photo."""
+PNG_THREADS = 2
+"""Threads that encode the output PNGs (zlib releases the GIL, so two encode at once)."""
 SCENE_MAX_POINTS = 250_000
 """Most points ``scene.html`` embeds (a regular subset of the cloud above it): the viewer draws on a 2D canvas."""
 
@@ -31,9 +34,7 @@ SCENE_MAX_POINTS = 250_000
 def projected_frames(rec: Reconstruction, view: Views) -> torch.Tensor:
     """(2n + 1, 3, H, W): the sharp frame seen from every instant (reference in the middle), pixels the reference
     never saw filled from the nearest ones."""
-    traj = trajectory_with_reference(rec.poses)[0]
-    return torch.stack([warp(view.deblurred, view.depth, T[None], view.K, padding_mode="border", validate=False)[0][0]
-                        for T in traj])
+    return warp_frames(view.deblurred, view.depth, trajectory_with_reference(rec.poses), view.K)[0]
 
 
 def cloud_grid(view: Views, max_points: int = DEFAULT_MAX_POINTS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -69,6 +70,7 @@ def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
         "output_size": list(rec.out.size),
         "deblur_scales": rec.deblur_scales,
         "deconvolved": rec.deconvolved,
+        "precision": rec.precision,
         "intrinsics_source": rec.K_source,
         "K": [[round(x, 6) for x in row] for row in K],
         "n": rec.u.shape[1] // 2,
@@ -85,19 +87,24 @@ def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
     }
 
 
-def _write_images(folder: Path, rec: Reconstruction) -> torch.Tensor:
-    """deblurred.png, depth.png, depth_vis.png, frames/ and reblurred.png, at the output size; returns the frames."""
+def _write_images(folder: Path, rec: Reconstruction) -> None:
+    """deblurred.png, depth.png, depth_vis.png, frames/ and reblurred.png, at the output size."""
     view = rec.out
     depth = view.depth[0, 0].numpy().astype(np.float64)
-    Image.fromarray(to_u8(view.deblurred)).save(folder / "deblurred.png", compress_level=PNG_LEVEL)
-    write_depth_png(folder / "depth.png", depth)
-    Image.fromarray(colorize_depth(depth)).save(folder / "depth_vis.png", compress_level=PNG_LEVEL)
     (folder / "frames").mkdir()
-    frames = projected_frames(rec, view)
-    for k, f in enumerate(frames):
-        Image.fromarray(to_u8(f)).save(folder / "frames" / f"{k:02d}.png", compress_level=PNG_LEVEL)
-    Image.fromarray(to_u8(view.reblurred)).save(folder / "reblurred.png", compress_level=PNG_LEVEL)
-    return frames
+    # PNG compression releases the GIL: the files are encoded on PNG_THREADS threads while the frames are warped.
+    with ThreadPoolExecutor(PNG_THREADS) as pool:
+        def save(image: np.ndarray, name: str, **options):
+            return pool.submit(Image.fromarray(image).save, folder / name, **options)
+
+        jobs = [save(to_u8(view.deblurred), "deblurred.png", compress_level=PNG_LEVEL),
+                pool.submit(write_depth_png, folder / "depth.png", depth),
+                save(colorize_depth(depth), "depth_vis.png", compress_level=PNG_LEVEL),
+                save(to_u8(view.reblurred), "reblurred.png", compress_level=PNG_LEVEL)]
+        frames = view.frames if view.frames is not None else [to_u8(f) for f in projected_frames(rec, view)]
+        jobs += [save(f, f"frames/{k:02d}.png", compress_level=PNG_LEVEL) for k, f in enumerate(frames)]
+        for job in jobs:
+            job.result()  # re-raises a failed write here
 
 
 def _write_motion(folder: Path, rec: Reconstruction) -> None:
@@ -141,12 +148,11 @@ def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkp
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        frames = _write_images(tmp, rec)
+        _write_images(tmp, rec)
         _write_motion(tmp, rec)
         grid, pts, cols = _write_points(tmp, rec, mesh, max_points)
         points = len(pts)
-        if rec.work is not rec.out:  # the panel is at the working size: its own frames and points
-            frames = projected_frames(rec, rec.work)
+        frames = projected_frames(rec, rec.work)  # the panel is at the working size: its own frames and points
         if grid[0] is not rec.work.deblurred:
             _, _, pts, cols = points_of(rec.work.deblurred, rec.work.depth, rec.work.K)
         Image.fromarray(summary_panel(rec, frames, pts, cols)).save(tmp / "summary.png")

@@ -99,9 +99,13 @@ class RefineResult:
     moved_deg: float = 0.0  # the largest angle between the starting and the returned rotation, over the instants
 
 
-def reblur_uv(sharp, depth, u, v, K, averaging: Averaging = "linear", subframes: int = REFINE_SUBFRAMES) -> torch.Tensor:
-    """The blurred image of a sharp frame, depth and trajectory (u, v), with the exposure model of this module."""
-    return reblur(sharp, depth, pose_from_uv(u, v), K, subframes=subframes, averaging=averaging, validate=False)
+def reblur_uv(sharp, depth, u, v, K, averaging: Averaging = "linear", subframes: int = REFINE_SUBFRAMES,
+              pixels: torch.Tensor | None = None, on_frame=None) -> torch.Tensor:
+    """The blurred image of a sharp frame, depth and trajectory (u, v), with the exposure model of this module (at
+    the given ``pixels`` only; ``on_frame`` receives the frame instants' images: see
+    :func:`~worldfromblur.geometry.reblur`)."""
+    return reblur(sharp, depth, pose_from_uv(u, v), K, subframes=subframes, averaging=averaging, validate=False,
+                  pixels=pixels, on_frame=on_frame)
 
 
 def _half(x: torch.Tensor) -> torch.Tensor:
