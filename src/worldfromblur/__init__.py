@@ -3,7 +3,7 @@
 The package is layered; a module imports only from its own subpackage and from lower layers, never upwards, and
 there is no import circle (``tests/test_package.py`` checks both):
 
-0. ``errors`` (the one-line errors every command reports)
+0. ``errors`` (the one-line errors every command reports), ``shipped`` (the names of the shipped configs and recipes)
 1. ``devices``, ``imaging`` (the sRGB curve, frame averaging, the exposure description)
 2. ``geometry`` (poses, projection, depth warps, re-blur)
 3. ``viz``, ``losses``, ``pose_solve``, ``checkpoint``
