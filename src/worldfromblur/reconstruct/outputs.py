@@ -87,22 +87,24 @@ def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
     }
 
 
-def _write_images(folder: Path, rec: Reconstruction) -> None:
-    """deblurred.png, depth.png, depth_vis.png, frames/ and reblurred.png, at the output size."""
+def _write_images(folder: Path, rec: Reconstruction, work_frames: torch.Tensor) -> None:
+    """deblurred.png, depth.png, depth_vis.png, frames/ and reblurred.png, at the output size. The frames are those the
+    output re-blur kept, else (an output at the working size) ``work_frames``, the working size's projected frames."""
     view = rec.out
     depth = view.depth[0, 0].numpy().astype(np.float64)
     (folder / "frames").mkdir()
-    # PNG compression releases the GIL: the files are encoded on PNG_THREADS threads while the frames are warped.
+    # PNG compression releases the GIL: the files are encoded on PNG_THREADS threads, while the frames are warped
+    # when the re-blur did not keep them.
     with ThreadPoolExecutor(PNG_THREADS) as pool:
-        def save(image: np.ndarray, name: str, **options):
-            return pool.submit(Image.fromarray(image).save, folder / name, **options)
+        def save(image: np.ndarray, name: str):
+            return pool.submit(Image.fromarray(image).save, folder / name, compress_level=PNG_LEVEL)
 
-        jobs = [save(to_u8(view.deblurred), "deblurred.png", compress_level=PNG_LEVEL),
-                pool.submit(write_depth_png, folder / "depth.png", depth),
-                save(colorize_depth(depth), "depth_vis.png", compress_level=PNG_LEVEL),
-                save(to_u8(view.reblurred), "reblurred.png", compress_level=PNG_LEVEL)]
-        frames = view.frames if view.frames is not None else [to_u8(f) for f in projected_frames(rec, view)]
-        jobs += [save(f, f"frames/{k:02d}.png", compress_level=PNG_LEVEL) for k, f in enumerate(frames)]
+        jobs = [save(to_u8(view.deblurred), "deblurred.png"), pool.submit(write_depth_png, folder / "depth.png", depth),
+                save(colorize_depth(depth), "depth_vis.png"), save(to_u8(view.reblurred), "reblurred.png")]
+        frames = view.frames
+        if frames is None:
+            frames = [to_u8(f) for f in (work_frames if view is rec.work else projected_frames(rec, view))]
+        jobs += [save(f, f"frames/{k:02d}.png") for k, f in enumerate(frames)]
         for job in jobs:
             job.result()  # re-raises a failed write here
 
@@ -148,11 +150,11 @@ def write_outputs(rec: Reconstruction, out_dir: Path, mesh: bool = False, checkp
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _write_images(tmp, rec)
+        frames = projected_frames(rec, rec.work)  # the panel is at the working size: its own frames and points
+        _write_images(tmp, rec, frames)
         _write_motion(tmp, rec)
         grid, pts, cols = _write_points(tmp, rec, mesh, max_points)
         points = len(pts)
-        frames = projected_frames(rec, rec.work)  # the panel is at the working size: its own frames and points
         if grid[0] is not rec.work.deblurred:
             _, _, pts, cols = points_of(rec.work.deblurred, rec.work.depth, rec.work.K)
         Image.fromarray(summary_panel(rec, frames, pts, cols)).save(tmp / "summary.png")

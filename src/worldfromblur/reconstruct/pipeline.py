@@ -137,14 +137,6 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def _keep_u8(store: dict):
-    """An ``on_frame`` for :func:`~worldfromblur.geometry.reblur` that keeps each frame instant as 8-bit (h, w, 3)."""
-    def keep(k: int, image: torch.Tensor) -> None:
-        store[k] = to_u8(image)
-
-    return keep
-
-
 def check_pixels(width: int, height: int) -> torch.Tensor | None:
     """The output pixels :data:`CHECK_PIXELS` stands for, (h, w, 2) integer (x, y); None (every pixel) up to 4 times
     that many.
@@ -257,6 +249,14 @@ class Reconstructor:
             y = self.model.deblur(x.contiguous(memory_format=torch.channels_last))
         return y.float().contiguous()
 
+    def _reblur_with_frames(self, sharp, depth, u, v, K) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """The re-blur of ``sharp`` with the trajectory (u, v), and the 2n + 1 frame instants it warped on the way,
+        kept as 8-bit (h, w, 3) images in time order (for ``frames/``, without warping them again)."""
+        frames = {}
+        reblurred = reblur_uv(sharp, depth, u, v, K, self.averaging,
+                              on_frame=lambda k, image: frames.__setitem__(k, to_u8(image)))
+        return reblurred, [frames[k] for k in sorted(frames)]
+
     @torch.no_grad()
     def reference(self, photo: Photo, K_full: np.ndarray, w: int, h: int, deblurred: torch.Tensor) -> torch.Tensor:
         """The sharp frame refinement starts from, (1, 3, h, w): the deblurring network's output at
@@ -269,7 +269,7 @@ class Reconstructor:
             return deblurred
         size = (int(w * scale) // 8 * 8, int(h * scale) // 8 * 8)
         big, _ = resize_photo(photo, K_full, size)
-        sharp = self.deblur(big.to(self.device)).float().cpu().clamp(0, 1)
+        sharp = self.deblur(big.to(self.device)).cpu().clamp(0, 1)
         return resize(sharp, (w, h)).clamp(0, 1)
 
     def _deconvolve(self, rec: Reconstruction) -> None:
@@ -278,10 +278,7 @@ class Reconstructor:
         inputs = [t_.to(self.device) for t_ in (view.blurred, view.deblurred, view.depth, rec.u, rec.v, view.K)]
         view.deblurred = deconvolve(*inputs, tile=self.tile).float().cpu()
         with torch.no_grad():
-            frames = {}
-            view.reblurred = reblur_uv(view.deblurred, view.depth, rec.u, rec.v, view.K, self.averaging,
-                                       on_frame=_keep_u8(frames))
-        view.frames = [frames[k] for k in sorted(frames)]
+            view.reblurred, view.frames = self._reblur_with_frames(view.deblurred, view.depth, rec.u, rec.v, view.K)
         rec.psnr, rec.deconvolved = psnr(view.reblurred, view.blurred), True
 
     def _upscale(self, rec: Reconstruction, photo: Photo, K_full: np.ndarray, size: tuple[int, int], net: dict) -> None:
@@ -296,8 +293,7 @@ class Reconstructor:
             deblurred = (deblurred + change).clamp(0, 1)
         depth = upsample_depth(net["depth"], deblurred)
         with torch.no_grad():
-            frames = {}
-            reblurred = reblur_uv(deblurred, depth, rec.u, rec.v, K, self.averaging, on_frame=_keep_u8(frames))
+            reblurred, frames = self._reblur_with_frames(deblurred, depth, rec.u, rec.v, K)
             rec.psnr = psnr(reblurred, blurred)
             if rec.refine_steps:
                 px = check_pixels(*size)
@@ -305,5 +301,4 @@ class Reconstructor:
                                         at_pixels(blurred, px))
             else:
                 rec.psnr_network = rec.psnr
-        rec.out = Views(blurred=blurred, K=K, deblurred=deblurred, depth=depth, reblurred=reblurred,
-                        frames=[frames[k] for k in sorted(frames)])
+        rec.out = Views(blurred=blurred, K=K, deblurred=deblurred, depth=depth, reblurred=reblurred, frames=frames)
