@@ -1,5 +1,5 @@
-"""Short RGB-D sequences with known geometry, written out in the original formats of TUM RGB-D, ICL-NUIM and NYU
-Depth v2 (raw), quirks included: depth scale 5000, ICL's negative fy, NYU's raw Kinect disparity in 16-bit PGMs
+"""Short RGB-D sequences with known geometry, written out in the original formats of TUM RGB-D, ICL-NUIM, NYU
+Depth v2 (raw) and frame folders (color/, depth/, pose/), quirks included: depth scale 5000, ICL's negative fy, NYU's raw Kinect disparity in 16-bit PGMs
 with the byte order the NYU toolbox reads, its separate depth camera, and timestamps that are not evenly spaced.
 
 The frames are rendered exactly (ray casting) by the synthetic engine along a smooth hand-held trajectory.
@@ -135,6 +135,27 @@ def write_tum(root: Path, rec: Recording, flip_y: bool = False) -> Path:
     (root / "depth.txt").write_text("\n".join(depth_lines) + "\n")
     to_file = (lambda T: FLIP_Y @ T @ FLIP_Y) if flip_y else (lambda T: T)
     (root / "groundtruth.txt").write_text("\n".join(_trajectory_lines(rec.trajectory, rec.times, to_file)) + "\n")
+    return root
+
+
+def write_folders(root: Path, rec: Recording, scannet: bool = False, depth_scale: float = 1000.0) -> Path:
+    """A frame folder: color/NNNNN.jpg, depth/NNNNN.png (``depth_scale`` units per metre), pose/NNNNN.txt
+    (camera-to-world), numbered from 200 as in the Redwood copy, with camera-intrinsics.txt (3 x 3), or
+    ScanNet's intrinsic/intrinsic_color.txt (4 x 4) and frames numbered from 0 without padding (``scannet``)."""
+    for name in ("color", "depth", "pose"):
+        (root / name).mkdir(parents=True)
+    for i, (rgb, depth, pose) in enumerate(zip(rec.rgb, rec.depth, rec.poses)):
+        stem = str(i) if scannet else f"{200 + i:05d}"
+        Image.fromarray(rgb).save(root / "color" / f"{stem}.jpg", quality=98)
+        Image.fromarray(np.round(depth * depth_scale).astype(np.uint16)).save(root / "depth" / f"{stem}.png")
+        np.savetxt(root / "pose" / f"{stem}.txt", pose)
+    if scannet:
+        (root / "intrinsic").mkdir()
+        K4 = np.eye(4)
+        K4[:3, :3] = rec.K
+        np.savetxt(root / "intrinsic" / "intrinsic_color.txt", K4)
+    else:
+        np.savetxt(root / "camera-intrinsics.txt", rec.K)
     return root
 
 

@@ -1,4 +1,5 @@
-"""Real RGB-D builders (TUM RGB-D, ICL-NUIM, NYU Depth v2 raw): formats, conventions, odometry, bad input."""
+"""Real RGB-D builders (TUM RGB-D, ICL-NUIM, NYU Depth v2 raw, frame folders): formats, conventions, odometry, bad
+input."""
 
 import json
 import shutil
@@ -9,15 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.data.rgbd_fixtures import ICL_K, nyu_recording, record, write_nyu, write_pgm, write_tum
+from tests.data.rgbd_fixtures import ICL_K, TUM_K, nyu_recording, record, write_folders, write_nyu, write_pgm, write_tum
 from worldfromblur.cli.main import main
 from worldfromblur.data import BlurDataset
 from worldfromblur.data.build import run_build
 from worldfromblur.data.format import DatasetError
 from worldfromblur.data.rgbd import RGBDOptions, plan_rgbd, window_poses
 from worldfromblur.data.rgbd.build import fill_depth, resize_depth, resize_rgb
-from worldfromblur.data.rgbd.readers import (NYU_DEPTH_TO_RGB, interpolate_poses, load_depth, load_rgb,
-                                             nyu_raw_to_metres, nyu_sequence, read_netpbm, tum_sequence)
+from worldfromblur.data.rgbd.readers import (NYU_DEPTH_TO_RGB, folders_sequence, interpolate_poses, load_depth,
+                                             load_rgb, nyu_raw_to_metres, nyu_sequence, read_netpbm, tum_sequence)
 from worldfromblur.data.cameras import scale_intrinsics_np
 from worldfromblur.geometry import reblur
 
@@ -49,6 +50,7 @@ def sequences(tmp_path_factory):
         "tum": write_tum(base / "rgbd_dataset_freiburg1_fixture", record(9)),
         "icl": write_tum(base / "living_room_fixture", record(9, K=ICL_K), flip_y=True),
         "nyu": write_nyu(base / "kitchen_0001_fixture", nyu_recording(9)),
+        "folders": write_folders(base / "redwood_fixture", record(9)),
     }
 
 
@@ -61,7 +63,7 @@ def build(tmp_path: Path, kind: str, root: Path, **options) -> tuple[Path, dict]
 # ------------------------------------------------------------------------------------------------- consistency
 
 
-@pytest.mark.parametrize("kind", ["tum", "icl", "nyu"])
+@pytest.mark.parametrize("kind", ["tum", "icl", "nyu", "folders"])
 def test_built_samples_are_consistent_and_inverted_poses_are_not(sequences, tmp_path, kind):
     out, manifest = build(tmp_path, kind, sequences[kind])
     assert manifest["num_samples"] == 3 and not manifest["skipped"]
@@ -97,6 +99,26 @@ def test_icl_associations_layout(sequences, tmp_path):
     out, manifest = build(tmp_path, "icl", root)
     assert manifest["num_samples"] == 3
     assert (consistency(out) >= 30).all()
+
+
+def test_frame_folders_read_numbers_intrinsics_depth_scale_and_ranges(sequences, tmp_path):
+    root = sequences["folders"]
+    seq = folders_sequence(root, frames=(202, 205))
+    assert [f.rgb.name for f in seq.frames] == [f"{i:05d}.jpg" for i in range(202, 206)]
+    assert abs(seq.fps - 30) < 1e-9 and seq.size == (640, 480)
+    assert np.allclose(seq.K, np.loadtxt(root / "camera-intrinsics.txt"))
+    assert all(f.pose is not None and f.depth is not None for f in seq.frames)
+    depth = load_depth(seq, seq.frames[0])
+    truth = np.asarray(Image.open(root / "depth" / "00202.png"), np.float64) / 1000
+    assert np.array_equal(depth, truth)
+    # ScanNet's exporter: frames numbered 0, 1, ... without padding, a 4 x 4 intrinsic_color.txt; 0.1 mm units
+    scannet = write_folders(tmp_path / "scene0000_00", record(3, seed=1), scannet=True, depth_scale=10000)
+    seq = folders_sequence(scannet, fps=15, depth_scale=10000)
+    assert [f.rgb.name for f in seq.frames] == ["0.jpg", "1.jpg", "2.jpg"] and abs(seq.fps - 15) < 1e-9
+    assert seq.K[0, 0] == pytest.approx(TUM_K[0, 0])
+    assert load_depth(seq, seq.frames[0]).max() < 20  # metres, not tenths of millimetres
+    with pytest.raises(DatasetError, match="no numbered colour frames"):
+        folders_sequence(root, frames=(0, 10))
 
 
 def test_plain_average_is_the_papers(sequences, tmp_path):
@@ -265,6 +287,40 @@ def test_truncated_ppm_is_a_counted_skip_naming_the_file(sequences, tmp_path):
     assert all(victim.name in r and "truncated" in r for r in reasons)
     with pytest.raises(DatasetError, match="truncated"):
         load_rgb(nyu_sequence(root), nyu_sequence(root).frames[1])
+
+
+@pytest.fixture
+def folders_copy(sequences, tmp_path):
+    root = tmp_path / "folders_copy"
+    shutil.copytree(sequences["folders"], root)
+    return root
+
+
+def test_frame_folders_without_intrinsics(folders_copy, tmp_path, capsys):
+    (folders_copy / "camera-intrinsics.txt").unlink()
+    assert _cli("folders", "--root", folders_copy, "--out", tmp_path / "out", "--quiet") == 2
+    _one_line_error(capsys, "camera-intrinsics.txt", "--intrinsics")
+    assert not (tmp_path / "out").exists()
+    # given on the command line, they are enough
+    assert _cli("folders", "--root", folders_copy, "--intrinsics", 517.3, 516.5, 318.6, 255.3, "--size", "160x120",
+                "--out", tmp_path / "out", "--quiet", "--workers", 1) == 0
+
+
+def test_frame_folders_with_depth_of_another_size(folders_copy, tmp_path, capsys):
+    for p in (folders_copy / "depth").iterdir():
+        Image.fromarray(np.zeros((240, 320), np.uint16)).save(p)
+    assert _cli("folders", "--root", folders_copy, "--out", tmp_path / "out", "--quiet") == 2
+    _one_line_error(capsys, "depth is 320x240 but colour is 640x480")
+    assert not (tmp_path / "out").exists()
+
+
+def test_frame_folders_without_color_folder_and_bad_rates(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert _cli("folders", "--root", tmp_path / "empty", "--out", tmp_path / "out", "--quiet") == 2
+    _one_line_error(capsys, "no color/ folder")
+    assert _cli("folders", "--root", tmp_path / "empty", "--fps", 0, "--out", tmp_path / "out", "--quiet") == 2
+    _one_line_error(capsys, "--fps must be positive")
+    assert not (tmp_path / "out").exists()
 
 
 def test_tum_camera_must_be_known(sequences, tmp_path, capsys):

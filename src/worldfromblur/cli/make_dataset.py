@@ -42,6 +42,10 @@ RGBD_SOURCES = {
             "toolbox does, poses estimated by dense RGB-D odometry (NYU has no ground truth)."),
     "7scenes": ("Microsoft 7-Scenes sequence folders (frame-*.color.png|jpg, .depth.png, .pose.txt)",
                 "Windows of 2n+1 frames of 7-Scenes sequences, with their KinectFusion poses."),
+    "folders": ("frame folders: color/NNNNN.jpg|png, depth/NNNNN.png, pose/NNNNN.txt (ScanNet exports, TSDF demos)",
+                ("Windows of 2n+1 frames of a folder holding color/, depth/ (16-bit, registered to colour) and pose/ "
+                 "(4 x 4 camera-to-world) files numbered alike, with camera-intrinsics.txt or "
+                 "intrinsic/intrinsic_color.txt.")),
 }
 
 
@@ -100,10 +104,15 @@ def _register_rgbd(kinds, kind: str, short: str, long: str) -> None:
     if kind == "icl":
         r.add_argument("--depth-is-ray-distance", action="store_true",
                        help="depth images hold distance along the ray (ICL-NUIM's original release), not z")
-    if kind == "7scenes":
+    if kind == "folders":
+        r.add_argument("--fps", type=float, default=Exposure.fps,
+                       help=f"frame rate of the recording (default {Exposure.fps:g})")
+        r.add_argument("--depth-scale", type=float, default=1000.0,
+                       help="depth PNG units per metre (default 1000: millimetres)")
+    if kind in ("7scenes", "folders"):
         r.add_argument("--frame-range", type=int, nargs=2, metavar=("FIRST", "LAST"),
                        help="use only frames FIRST..LAST (inclusive), e.g. to keep a test part apart")
-    if kind in ("tum", "icl", "7scenes"):
+    if kind in ("tum", "icl", "7scenes", "folders"):
         r.add_argument("--poses", choices=["groundtruth", "odometry"], default="groundtruth",
                        help="use the ground-truth trajectory (default) or estimate poses by RGB-D odometry")
     if kind == "nyu":
@@ -159,6 +168,9 @@ def run_rgbd(args) -> int:
         raise WfbError(f"--subframe-px must be positive, got {args.subframe_px}")
     if args.block_frames < 0:
         raise WfbError(f"--block-frames must be 0 or more, got {args.block_frames}")
+    for flag in ("fps", "depth_scale"):
+        if getattr(args, flag, 1.0) <= 0:
+            raise WfbError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     w, h = args.size
     opts = RGBDOptions(
         kind=args.kind, width=w, height=h, n=args.n, stride=args.stride,
@@ -168,6 +180,7 @@ def run_rgbd(args) -> int:
         depth_is_ray_distance=getattr(args, "depth_is_ray_distance", False),
         pgm_byte_order=getattr(args, "pgm_byte_order", "little"), keep_frames=args.frames,
         frame_range=list(args.frame_range) if getattr(args, "frame_range", None) else None,
+        fps=getattr(args, "fps", Exposure.fps), depth_scale=getattr(args, "depth_scale", None),
     )
     plan = plan_rgbd([str(r) for r in args.root], opts, splits, args.seed)
     manifest = run_build(args.out, plan, args.workers, args.overwrite, not args.quiet)

@@ -16,11 +16,11 @@ def register(sub) -> None:
         "`wfb train` / `wfb train-model` read with data.source=stream data.pool=[DIR]. The stream draws the camera "
         "motion and renders the blur itself, so any RGB-D frame will do; poses are not needed.",
     )
-    p.add_argument("source", choices=["synthetic", "dataset", "tum", "icl", "nyu", "7scenes"],
+    p.add_argument("source", choices=["synthetic", "dataset", "tum", "icl", "nyu", "7scenes", "folders"],
                    help="procedural rooms, a built dataset's sharp frames, or RGB-D video in its original format")
     p.add_argument("--out", type=Path, required=True, help="new pool folder (never overwritten)")
     p.add_argument("--root", type=Path, nargs="+", metavar="DIR",
-                   help="dataset folder (dataset) or sequence folder(s) (tum, icl, nyu, 7scenes)")
+                   help="dataset folder (dataset) or sequence folder(s) (tum, icl, nyu, 7scenes, folders)")
     p.add_argument("--size", type=image_size, default=(320, 240), help="frame size WxH (default 320x240)")
     p.add_argument("--num", type=count, default=1000, help="synthetic: number of frames (default 1000)")
     p.add_argument("--seed", type=seed, default=0, help="synthetic: random seed")
@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="train", help="dataset: split to take the frames of (default train)")
     p.add_argument("--stride", type=count, default=1, help="video: take every STRIDE-th frame (default 1)")
     p.add_argument("--frame-range", type=int, nargs=2, metavar=("FIRST", "LAST"),
-                   help="7scenes: only frames FIRST..LAST (inclusive), to keep validation and test frames apart")
+                   help="7scenes, folders: only frames FIRST..LAST (inclusive), to keep validation and test frames apart")
     p.add_argument("--camera", choices=["freiburg1", "freiburg2", "freiburg3"], help="tum: camera (default: from the name)")
     p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="video: colour intrinsics in pixels of the source images, overriding the dataset's")

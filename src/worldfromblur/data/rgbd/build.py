@@ -35,7 +35,8 @@ from ..build import BuildPlan, SkipSample, split_scenes
 from ..cameras import rotation_angle_deg, scale_intrinsics_np, steps_per_frame
 from ..exposure import choose_subframes, fill_holes
 from ..format import DatasetError, SampleRecord
-from .readers import Sequence, icl_sequence, load_depth, load_rgb, nyu_sequence, sevenscenes_sequence, tum_sequence
+from .readers import (FOLDERS_DEPTH_SCALE, Sequence, folders_sequence, icl_sequence, load_depth, load_rgb, nyu_sequence,
+                      sevenscenes_sequence, tum_sequence)
 from .odometry import window_poses
 
 
@@ -44,7 +45,7 @@ class RGBDOptions(Exposure):
     """Everything that decides what a build from RGB-D video contains (saved in build.json; a resume must match):
     the exposure (:class:`~worldfromblur.imaging.Exposure`; ``fps`` is the recording's own) and these."""
 
-    kind: str = "tum"  # "tum", "icl", "nyu" or "7scenes"
+    kind: str = "tum"  # "tum", "icl", "nyu", "7scenes" or "folders"
     width: int = 320
     height: int = 240
     stride: int = 1
@@ -56,7 +57,8 @@ class RGBDOptions(Exposure):
     icl_handle_fy_sign: bool = True
     depth_is_ray_distance: bool = False
     pgm_byte_order: str = "little"
-    frame_range: list | None = None  # 7-Scenes: [first, last] frame numbers to use
+    frame_range: list | None = None  # 7-Scenes, frame folders: [first, last] frame numbers to use
+    depth_scale: float | None = None  # frame folders: depth units per metre (default: millimetres)
     keep_frames: bool = False
 
     def to_dict(self) -> dict:
@@ -72,6 +74,9 @@ def open_sequence(root: str, opts: RGBDOptions) -> Sequence:
         return nyu_sequence(root, opts.pgm_byte_order)
     if opts.kind == "7scenes":
         return sevenscenes_sequence(root, tuple(opts.frame_range) if opts.frame_range else None, opts.intrinsics)
+    if opts.kind == "folders":  # the recording's frame rate is the exposure's fps
+        return folders_sequence(root, tuple(opts.frame_range) if opts.frame_range else None, opts.intrinsics, opts.fps,
+                                opts.depth_scale or FOLDERS_DEPTH_SCALE)
     raise ValueError(f"unknown kind {opts.kind!r}")
 
 

@@ -1,4 +1,5 @@
-"""Reading RGB-D sequences in their original formats: TUM RGB-D, ICL-NUIM, NYU Depth v2 (raw) and 7-Scenes.
+"""Reading RGB-D sequences in their original formats: TUM RGB-D, ICL-NUIM, NYU Depth v2 (raw), 7-Scenes, and frame
+folders (``color/``, ``depth/``, ``pose/``).
 
 Each reader returns a :class:`Sequence`: frames in time order, each with its colour file, its depth file (or none),
 and its camera-to-world pose where the dataset has ground truth, expressed in the package's camera convention
@@ -32,6 +33,12 @@ metres, registered to the colour camera.
   ``camera-intrinsics.txt`` beside the frames when present, else the nominal fx = fy = 585, cx = 320, cy = 240.
   Frames are 30 Hz; ``frames=(first, last)`` keeps a range of frame numbers (inclusive), so that one sequence can
   give disjoint training, validation and test parts.
+* **Frame folders** (``folders``): ``color/NNNNN.jpg|png``, ``depth/NNNNN.png`` (16-bit, millimetres unless told,
+  0 = no reading) and ``pose/NNNNN.txt`` (4 x 4 camera-to-world, OpenCV axes) matched by their number, one file per
+  frame, with the intrinsics in ``camera-intrinsics.txt`` (3 x 3) or ``intrinsic/intrinsic_color.txt`` (4 x 4, as
+  ScanNet's exporter writes it). The layout of the TSDF-fusion demos and of ScanNet's exported frames; the
+  Augmented ICL-NUIM living room copied into ``renezurbruegg/SemanticInstanceFusion`` comes this way. Depth must
+  have the colour images' size (it is taken as registered to colour); frames are 30 Hz unless told.
 """
 
 from __future__ import annotations
@@ -319,6 +326,62 @@ def sevenscenes_sequence(root: Path, frames: tuple[int, int] | None = None, intr
         out.append(Frame(i / 30.0, rgb, depth if depth.is_file() else None, pose))
     return Sequence(root.resolve().name, root, "7scenes", out, intrinsics_matrix(*intrinsics), _image_size(out[0].rgb),
                     {"depth_scale": SEVEN_SCENES_DEPTH_SCALE, "invalid": 65535})
+
+
+# ------------------------------------------------------------------------------------------------- frame folders
+
+FOLDERS_DEPTH_SCALE = 1000.0
+_FOLDER_NAME = re.compile(r"^(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
+
+
+def _folder_intrinsics(root: Path) -> tuple[float, float, float, float]:
+    for name, shape in (("camera-intrinsics.txt", (3, 3)), ("intrinsic/intrinsic_color.txt", (4, 4))):
+        path = root / name
+        if path.is_file():
+            try:
+                M = np.loadtxt(path).reshape(shape)
+            except ValueError as err:
+                raise DatasetError(f"{path}: expected a {shape[0]} x {shape[1]} matrix ({err})") from None
+            return float(M[0, 0]), float(M[1, 1]), float(M[0, 2]), float(M[1, 2])
+    raise DatasetError(f"{root}: no camera-intrinsics.txt or intrinsic/intrinsic_color.txt; give --intrinsics FX FY CX CY")
+
+
+def folders_sequence(root: Path, frames: tuple[int, int] | None = None, intrinsics=None, fps: float = 30.0,
+                     depth_scale: float = FOLDERS_DEPTH_SCALE) -> Sequence:
+    """A frame-folder sequence (see the module docstring); ``frames`` = (first, last) frame numbers, inclusive."""
+    root = Path(root)
+    colour = root / "color"
+    if not colour.is_dir():
+        raise DatasetError(f"{root}: no color/ folder; a frame-folder sequence holds color/, depth/ and pose/")
+    found = sorted((int(m.group(1)), p) for p in colour.iterdir() if (m := _FOLDER_NAME.match(p.name)))
+    if frames is not None:
+        found = [(i, p) for i, p in found if frames[0] <= i <= frames[1]]
+    if not found:
+        where = f" in frames {frames[0]}..{frames[1]}" if frames is not None else ""
+        raise DatasetError(f"{colour}: no numbered colour frames (NNNNN.jpg|png){where}")
+    if not fps > 0:
+        raise DatasetError(f"{root}: the frame rate must be positive, got {fps}")
+    K = intrinsics_matrix(*(intrinsics if intrinsics is not None else _folder_intrinsics(root)))
+    size = _image_size(found[0][1])
+    out = []
+    for i, rgb in found:
+        stem = rgb.stem
+        depth, pose_path = root / "depth" / f"{stem}.png", root / "pose" / f"{stem}.txt"
+        pose = None
+        if pose_path.is_file():
+            try:
+                pose = np.loadtxt(pose_path).reshape(4, 4)
+            except ValueError as err:
+                raise DatasetError(f"{pose_path}: expected a 4 x 4 camera-to-world matrix ({err})") from None
+            if not np.isfinite(pose).all():
+                pose = None
+        out.append(Frame(i / fps, rgb, depth if depth.is_file() else None, pose))
+    with_depth = next((f.depth for f in out if f.depth is not None), None)
+    if with_depth is not None and _image_size(with_depth) != size:
+        w, h = _image_size(with_depth)
+        raise DatasetError(f"{with_depth}: depth is {w}x{h} but colour is {size[0]}x{size[1]}; this reader needs depth "
+                           "registered to colour at its size")
+    return Sequence(root.resolve().name, root, "folders", out, K, size, {"depth_scale": depth_scale})
 
 
 # ------------------------------------------------------------------------------------------------- NYU raw
