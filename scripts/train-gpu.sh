@@ -3,9 +3,9 @@
 # at most 16 MiB, at most 8 of them): install the carried wheels (kornia is not in the machine's image), time the
 # training step change by change (BENCH=ladder, the default; BENCH=stream: the stream alone; BENCH=0: nothing), train
 # with `wfb train-model` within MINUTES at the step's speed settings (SPEED), score the result beside the shipped
-# model on 240 samples of procedural rooms no pool contains (eval.json: unseen_rooms.verdict.beats_shipped: ship it
-# only then), and pack the run into $OUT whatever happens. The recipe (RECIPE, default compact) continues from the
-# shipped weights.
+# model on 240 samples of procedural rooms no pool contains and on every held-out room dataset carried in .evaldata/
+# (evaluate.rooms; docs/training.md), and pack the run into $OUT whatever happens. Ship the model only where
+# eval.json says "ship": {"ship": true}. The recipe (RECIPE, default compact) continues from the shipped weights.
 #
 #   bash scripts/train-gpu.sh MINUTES [key=value ...]
 #
@@ -40,6 +40,9 @@ case "${BENCH:-ladder}" in
 esac
 # the step's speed settings (benchmarks/bench_step.py); later key=value arguments override them
 SPEED=${SPEED:-"batch_size=128 optim.lr_batch=32 channels_last=true compile=default data.stream.draws=device"}
+# the held-out rooms carried in .evaldata/ (built datasets; each scored beside the shipped model after training)
+ROOMS=$(ls -d .evaldata/*/ 2>/dev/null | sed 's:/$::' | paste -sd, -)
+if [ -n "$ROOMS" ] && [ "${RECIPE:-compact}" = compact ]; then set -- "evaluate.rooms=[$ROOMS]" "$@"; fi
 LIMIT=$(python3 -c "print(int(float('$MINUTES') * 60 + 90))")  # the budget, plus room for a late evaluation
 timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model "${RECIPE:-compact}" --out "$RUN" --minutes "$MINUTES" \
   --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 evaluate.unseen_rooms=240 \

@@ -211,17 +211,32 @@ def test_the_shipped_recipe_builds_the_shipped_model_and_continues_from_its_weig
                                         f"out={tmp_path / 'other'}"]).stages[0].config, resume=False, progress=False)
 
 
-def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp_path):
-    """evaluate.unseen_rooms renders dataset-keyed procedural rooms after training, scores the trained and the shipped
-    model on them and says whether the new one beats the shipped one; the verdict reaches the exported model."""
+def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp_path, capsys):
+    """evaluate.unseen_rooms renders dataset-keyed procedural rooms after training, evaluate.rooms names built
+    datasets of held-out rooms; both score the trained and the shipped model and say whether the new one beats the
+    shipped one; the verdicts reach eval.json's ship verdict and the exported model."""
     from worldfromblur.training.recipe import compare_models
 
+    room = tmp_path / "held-out-room"
+    assert main(["make-dataset", "synthetic", "--num", "3", "--size", "160x120", "--splits", "0", "0", "1", "--seed",
+                 "5", "--workers", "1", "--quiet", "--out", str(room)]) == 0
+    capsys.readouterr()
     out = tmp_path / "run"
     common = ["train-model", "compact", "--out", str(out), "--minutes", "0.8", "--quiet", "data.pool=[synthetic:6]",
               "batch_size=2", "evaluate.samples=4", "evaluate.batch_size=2", "evaluate.unseen_rooms=4"]
     assert main(common) == 2 and not out.exists()  # 5 % of 6 frames is none: nothing to evaluate on, said before training
-    assert main([*common, "data.held_out=0.2"]) == 0
-    unseen = json.loads((out / "eval.json").read_text())["unseen_rooms"]
+    for bad, said in ((f"evaluate.rooms=[{tmp_path}]", "evaluate.rooms: "), (f"evaluate.rooms={room}", "must be a list")):
+        assert main([*common, "data.held_out=0.2", bad]) == 2 and not out.exists()  # before training
+        assert said in capsys.readouterr().err
+    assert main([*common, "data.held_out=0.2", f"evaluate.rooms=[{room}]"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    held = report["rooms"][str(room)]
+    assert held["samples"] == 3 and set(held["models"]) == {"model", "shipped"}
+    assert held["verdict"]["beats_shipped"] == (bool(held["verdict"]["better"]) and not held["verdict"]["worse"])
+    ship = report["ship"]
+    assert ship["ship"] == (report["unseen_rooms"]["verdict"]["beats_shipped"] and not held["verdict"]["worse"])
+    assert ("ship it: " if ship["ship"] else "do not ship it: ") + ship["why"] in capsys.readouterr().out
+    unseen = report["unseen_rooms"]
     assert unseen["samples"] == 4 and set(unseen["models"]) == {"model", "shipped"}
     assert (out / "unseen-rooms" / "manifest.json").is_file()
     verdict = unseen["verdict"]
@@ -229,6 +244,7 @@ def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp
     assert verdict["beats_shipped"] == (bool(verdict["better"]) and not verdict["worse"])
     provenance = yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]
     assert provenance["unseen_rooms"]["beats_shipped"] == verdict["beats_shipped"]
+    assert provenance["rooms"][str(room)] == held["verdict"]
 
     def scores(psnr, abs_rel, rot):
         return {"image": {"psnr": psnr}, "depth": {"abs_rel": abs_rel},
@@ -240,3 +256,17 @@ def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp
     worse = compare_models(scores(31.0, 0.45, 0.40), old)
     assert not worse["beats_shipped"] and worse["worse"] == ["depth Abs Rel"]
     assert not compare_models(old, old)["beats_shipped"]  # no better: not shipped
+
+
+def test_the_ship_verdict_needs_a_win_on_unseen_rooms_and_no_loss_on_held_out_rooms():
+    from worldfromblur.training.recipe import ship_verdict
+
+    def verdict(beats, worse=()):
+        return {"verdict": {"beats_shipped": beats, "better": ["x"] if beats else [], "worse": list(worse)}}
+
+    assert ship_verdict({"unseen_rooms": verdict(True), "rooms": {"a": verdict(False)}})["ship"]  # level on a: fine
+    no = ship_verdict({"unseen_rooms": verdict(True), "rooms": {"a": verdict(False, ["depth Abs Rel"])}})
+    assert not no["ship"] and "worse on a (depth Abs Rel)" in no["why"]
+    assert not ship_verdict({"unseen_rooms": verdict(False), "rooms": {"a": verdict(True)}})["ship"]
+    assert ship_verdict({"rooms": {"a": verdict(True), "b": verdict(False)}})["ship"]  # no unseen rooms: a room's win
+    assert not ship_verdict({"rooms": {"a": verdict(False)}})["ship"]

@@ -93,6 +93,10 @@ class EvaluateConfig:
     contain (``wfb make-dataset synthetic`` generator keys, seed ``seed``, at the model's input size), rendered after
     training into ``OUT/unseen-rooms``; ``eval.json`` then says whether the model beats the shipped one there
     (:func:`compare_models`). 0: not done."""
+    rooms: list = field(default_factory=list)
+    """Built datasets (``wfb make-dataset``) of whole rooms that no training pool contains, each scored on its
+    ``test`` split after training, beside the shipped model: ``eval.json`` ``rooms``. With these or ``unseen_rooms``
+    the report ends with ``ship``: whether the model beats the shipped one (:func:`ship_verdict`)."""
 
 
 @dataclass
@@ -203,6 +207,10 @@ def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, re
     if recipe.evaluate.unseen_rooms > 0:
         unseen = evaluate_unseen_rooms(prev, recipe.evaluate, out / "unseen-rooms", recipe.last.device, progress)
         report = (report or {}) | {"unseen_rooms": unseen}
+    if recipe.evaluate.rooms:
+        report = (report or {}) | {"rooms": evaluate_rooms(prev, recipe.evaluate, recipe.last.device, progress)}
+    if report is not None and ("unseen_rooms" in report or "rooms" in report):
+        report["ship"] = ship_verdict(report)
     model_dir = out / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a resumed run re-exports its final weights
@@ -214,6 +222,8 @@ def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, re
             provenance["evaluation"] = {k: v for k, v in report["models"]["model"].items() if k != "checkpoint"}
         if "unseen_rooms" in report:
             provenance["unseen_rooms"] = report["unseen_rooms"]["verdict"]
+        if "rooms" in report:
+            provenance["rooms"] = {k: v["verdict"] for k, v in report["rooms"].items()}
     export_model(prev, model_dir, provenance=provenance)
     return report
 
@@ -236,6 +246,7 @@ def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: li
         recipe = read_recipe(recipe_name, overrides)
         _check_budget(recipe, minutes)
         _check_pools(recipe)
+        _check_rooms(recipe)
         out.mkdir(parents=True, exist_ok=True)
         saved.write_text(yaml.safe_dump({"recipe": recipe.source, "minutes": minutes, "source": str(recipe_name),
                                          "overrides": list(overrides)}, sort_keys=False))
@@ -249,7 +260,16 @@ def _render_workers() -> int:
 
 def eval_reserve_s(recipe: Recipe) -> float:
     """Seconds a time budget keeps for the evaluations after training."""
-    return EVAL_RESERVE_S + recipe.evaluate.unseen_rooms * (UNSEEN_RENDER_CORE_S / _render_workers() + UNSEEN_SCORE_S)
+    rooms = sum(_room_samples(r) for r in recipe.evaluate.rooms) if isinstance(recipe.evaluate.rooms, list) else 0
+    return (EVAL_RESERVE_S + recipe.evaluate.unseen_rooms * (UNSEEN_RENDER_CORE_S / _render_workers() + UNSEEN_SCORE_S)
+            + rooms * UNSEEN_SCORE_S)
+
+
+def _room_samples(root) -> int:
+    try:
+        return len(BlurDataset(Path(str(root)), split="test"))
+    except DatasetError:
+        return 0
 
 
 def _check_budget(recipe: Recipe, minutes: float) -> None:
@@ -275,6 +295,20 @@ def _check_pools(recipe: Recipe) -> None:
         if held == 0 and st is recipe.stages[-1]:
             raise WfbError(f"data.held_out={cfg.data.held_out} holds no frame of data.pool out for the evaluation "
                            f"(each source needs at least 1 / held_out frames); raise data.held_out or add frames")
+
+
+def _check_rooms(recipe: Recipe) -> None:
+    """``evaluate.rooms`` is a list of built datasets, each with test samples, before anything is written."""
+    rooms = recipe.evaluate.rooms
+    if not isinstance(rooms, list):
+        raise WfbError(f"evaluate.rooms must be a list of dataset folders, e.g. 'evaluate.rooms=[data/room]', got {rooms!r}")
+    for root in rooms:
+        try:
+            n = len(BlurDataset(Path(str(root)), split="test"))
+        except DatasetError as err:
+            raise WfbError(f"evaluate.rooms: {err}") from None
+        if n == 0:
+            raise WfbError(f"evaluate.rooms: {root} has no test samples; build it with --splits 0 0 1")
 
 
 def _device_name() -> str:
@@ -352,6 +386,38 @@ def evaluate_unseen_rooms(run_dir: Path, ev: EvaluateConfig, root: Path, device:
     return report
 
 
+def evaluate_rooms(run_dir: Path, ev: EvaluateConfig, device: str, progress: bool = True) -> dict:
+    """The trained model (``run_dir``) and the shipped one scored on the test split of each dataset of
+    ``ev.rooms``, with :func:`compare_models`' verdict: ``{folder: report}``."""
+    out = {}
+    for root in ev.rooms:
+        scores = evaluate([("model", str(run_dir)), ("shipped", str(shipped_model()))], Path(str(root)), "test",
+                          resolve_device(device, "device"), ev.batch_size, progress=False)
+        out[str(root)] = {"data": str(root), "samples": scores["num_samples"], "models": scores["models"],
+                          "references": scores["references"], "median_train_depth_m": scores["median_train_depth_m"],
+                          "verdict": compare_models(scores["models"]["model"], scores["models"]["shipped"])}
+        if progress:
+            print(format_verdict(f"{root} ({scores['num_samples']} samples)", out[str(root)]["verdict"]), file=sys.stderr)
+    return out
+
+
+def ship_verdict(report: dict) -> dict:
+    """Whether a run's model should replace the shipped one: it beats it on the unseen procedural rooms (or, without
+    them, on some held-out room) and is worse on none of the held-out rooms; with the reason in words."""
+    rooms = {k: v["verdict"] for k, v in report.get("rooms", {}).items()}
+    worse = [f"{k} ({', '.join(v['worse'])})" for k, v in rooms.items() if v["worse"]]
+    if "unseen_rooms" in report:
+        lead = report["unseen_rooms"]["verdict"]
+        beats, where = lead["beats_shipped"], "the unseen procedural rooms"
+    else:
+        beats, where = any(v["beats_shipped"] for v in rooms.values()), "any held-out room"
+    if not beats:
+        return {"ship": False, "why": f"it does not beat the shipped model on {where}"}
+    if worse:
+        return {"ship": False, "why": f"it beats the shipped model on {where} but is worse on {'; '.join(worse)}"}
+    return {"ship": True, "why": f"it beats the shipped model on {where} and is worse on no held-out room"}
+
+
 COMPARED = (("deblurring PSNR dB", ("image", "psnr"), 1, 0.05), ("depth Abs Rel", ("depth", "abs_rel"), -1, 0.02),
             ("rotation error up to reversal deg", ("motion_up_to_reversal", "rotation"), -1, 0.02))
 """What :func:`compare_models` compares: (name, where in a model's scores, +1 higher is better / -1 lower,
@@ -380,8 +446,12 @@ def compare_models(new: dict, old: dict) -> dict:
 
 
 def format_unseen(unseen: dict) -> str:
-    verdict = unseen["verdict"]
-    lines = [f"unseen procedural rooms ({unseen['samples']} samples no pool contains): model / shipped"]
+    return format_verdict(f"unseen procedural rooms ({unseen['samples']} samples no pool contains)", unseen["verdict"])
+
+
+def format_verdict(title: str, verdict: dict) -> str:
+    """A :func:`compare_models` verdict in a few lines under ``title``."""
+    lines = [f"{title}: model / shipped"]
     lines += [f"  {name}: {t['model']:.3f} / {t['shipped']:.3f}" for name, t in verdict["terms"].items()]
     lines.append("  the model beats the shipped one" if verdict["beats_shipped"] else
                  f"  the model does not beat the shipped one (worse: {', '.join(verdict['worse']) or 'none'}; "
@@ -412,6 +482,10 @@ def format_evaluation(report: dict) -> str:
     parts = [_format_held_out(report)] if "models" in report else []
     if "unseen_rooms" in report:
         parts.append(format_unseen(report["unseen_rooms"]))
+    for root, room in report.get("rooms", {}).items():
+        parts.append(format_verdict(f"{root} ({room['samples']} samples)", room["verdict"]))
+    if "ship" in report:
+        parts.append(("ship it: " if report["ship"]["ship"] else "do not ship it: ") + report["ship"]["why"])
     return "\n".join(parts)
 
 
