@@ -5,7 +5,7 @@ with three parts::
 
     base:      a training config (any key of TrainConfig) shared by every stage
     stages:    a list of {name, share, config}: each stage's own keys, and its share of the training time
-    evaluate:  {samples, seed, batch_size}: the evaluation after training
+    evaluate:  {samples, seed, batch_size, unseen_rooms, rooms}: the evaluations after training
 
 and reads into a :class:`Recipe`, whose stages hold complete :class:`~worldfromblur.training.config.TrainConfig`\\ s.
 The shipped recipes live in ``worldfromblur/recipes`` (``wfb train-model compact`` finds one by name). Command-line
