@@ -97,3 +97,18 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "empty"), "--data", str(data), "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a checkpoint" in err and not (tmp_path / "r2").exists()
+    # --refine: the trajectory after wfb reconstruct's refinement beside each model's own; it refines the rotation
+    # only, so the translation errors are the network's to the last digit while the rotation ones move.
+    refined = tmp_path / "refined"
+    assert main(["evaluate", "--checkpoint", f"cycle={tmp_path / 'run'}", "--data", str(data), "--out", str(refined),
+                 "--refine", "4", "--quiet"]) == 0
+    m = json.loads((refined / "metrics.json").read_text())["models"]["cycle"]
+    net, ref = m["motion"], m["refined"]["motion"]  # in time order (up to reversal, the order chosen may differ)
+    assert all(ref[k] == net[k] for k in ("tx", "ty", "tz")), (net, ref)
+    assert any(abs(ref[k] - net[k]) > 1e-6 for k in ("yaw", "pitch", "roll")), (net, ref)
+    assert set(m["refined"]["motion_up_to_reversal"]) == set(net)
+    assert "| Term | cycle | cycle + refinement | zero motion |" in (refined / "tables.md").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "r3"),
+                 "--refine", "-1"]) == 2
+    assert "--refine must be 0" in capsys.readouterr().err and not (tmp_path / "r3").exists()

@@ -70,7 +70,8 @@ def dataset_median_depth(root: Path) -> float:
 
 def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Callable[[], Iterable[dict]],
                  reference_depth: float, device: str | torch.device = "cpu", progress: bool = True,
-                 figures: int = 0, out: Path | None = None, total: int | None = None) -> dict:
+                 figures: int = 0, out: Path | None = None, total: int | None = None,
+                 refine: Callable | None = None) -> dict:
     """The evaluator: every model's cycle on every batch, scored by the paper's metrics, beside the reference
     columns. ``wfb evaluate`` and the held-out evaluation of ``wfb train-model`` both score through here.
 
@@ -80,6 +81,9 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             ``valid_depth``, ``poses`` and ``K``), the same samples each call.
         reference_depth: the constant of the median-depth column (:func:`median_depth` of the training data).
         figures, out: write a Fig. 7-style panel of the first ``figures`` samples per model to ``out/figures``.
+        refine: also score the trajectory after test-time refinement: ``refine(blurred, deblurred, depth, u, v, K,
+            averaging)`` on one sample (each (1, ...)) returns the refined (u, v) (``wfb evaluate --refine`` passes
+            ``wfb reconstruct``'s); the model's ``refined`` scores.
 
     Returns:
         ``{"models": {label: {...}}, "references": {...}, "num_samples": N}``: per model the mean image, depth and
@@ -89,7 +93,8 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
     ref_rows: dict[str, list] = {"image": [], "motion": [], "depth": [], "n": []}
     for label, model, sources in models:
         model.to(device).eval()
-        rows: dict[str, list] = {"image": [], "depth": [], "motion": [], "motion_rev": [], "reblur": [], "n": []}
+        rows: dict[str, list] = {"image": [], "depth": [], "motion": [], "motion_rev": [], "reblur": [], "n": [],
+                                 "refined": [], "refined_rev": []}
         fig_done = 0
         for batch in tqdm(batches(), total=total, desc=f"evaluate {label}", unit="batch", file=sys.stderr,
                           disable=not progress):
@@ -103,6 +108,10 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             rows["motion"].append(motion_errors(outp["poses"], b["poses"]))
             rows["motion_rev"].append(motion_errors(outp["poses"], b["poses"], reversal="min"))
             rows["reblur"].append({"psnr": image_metrics(outp["reblurred"], b["blurred"])["psnr"]})
+            if refine is not None:
+                poses = _refined_poses(refine, b, outp, model.cfg.averaging)
+                rows["refined"].append(motion_errors(poses, b["poses"]))
+                rows["refined_rev"].append(motion_errors(poses, b["poses"], reversal="min"))
             if not report["references"]:
                 ref_rows["n"].append(n)
                 ref_rows["image"].append(image_metrics(b["blurred"], b["sharp"]))
@@ -129,13 +138,31 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             "motion_up_to_reversal": _mean_dicts(rows["motion_rev"], rows["n"]),
             "reblur_psnr": _mean_dicts(rows["reblur"], rows["n"])["psnr"],
         }
+        if refine is not None:
+            report["models"][label]["refined"] = {"motion": _mean_dicts(rows["refined"], rows["n"]),
+                                                  "motion_up_to_reversal": _mean_dicts(rows["refined_rev"], rows["n"])}
         model.to("cpu")
     return report
 
 
+def _refined_poses(refine: Callable, b: dict, outp: dict, averaging: str) -> torch.Tensor:
+    """(B, 2n, 4, 4) the poses of each sample's trajectory after ``refine`` (see :func:`score_models`)."""
+    from ..geometry import pose_from_uv
+
+    poses = []
+    for i in range(b["blurred"].shape[0]):
+        one = [t[i:i + 1] for t in (b["blurred"], outp["deblurred"], outp["depth"], outp["u"], outp["v"], b["K"])]
+        with torch.enable_grad():
+            u, v = refine(*one, averaging=averaging)
+        poses.append(pose_from_uv(u, v).to(b["poses"].device))
+    return torch.cat(poses)
+
+
 def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", device: str = "cpu",
-             batch_size: int = 4, figures: int = 0, out: Path | None = None, progress: bool = True) -> dict:
-    """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict."""
+             batch_size: int = 4, figures: int = 0, out: Path | None = None, progress: bool = True,
+             refine: Callable | None = None) -> dict:
+    """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict (``refine``: see
+    :func:`score_models`)."""
     try:
         ds = BlurDataset(data, split=split)
     except DatasetError as err:
@@ -145,7 +172,8 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
     models = [(label, *load_model(spec)) for label, spec in specs]  # fail on a bad checkpoint before any work
     median = dataset_median_depth(Path(data))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
-    scores = score_models(models, lambda: loader, median, device, progress, figures, out, total=len(loader))
+    scores = score_models(models, lambda: loader, median, device, progress, figures, out, total=len(loader),
+                          refine=refine)
     return {"data": str(data), "split": split, "num_samples": len(ds), "median_train_depth_m": median,
             "models": scores["models"], "references": scores["references"]}
 
@@ -173,10 +201,18 @@ def tables_markdown(report: dict) -> str:
     refs = report["references"]
     parts = [f"Evaluated on `{report['data']}`, split `{report['split']}` ({report['num_samples']} samples). "
              "Every model runs the whole cycle on the blurred input."]
-    motion_cols = [(k, m["motion"]) for k, m in models.items()] + [("zero motion", refs["zero motion"]["motion"])]
+    def with_refined(key: str) -> list:
+        cols = []
+        for k, m in models.items():
+            cols.append((k, m[key]))
+            if "refined" in m:
+                cols.append((f"{k} + refinement", m["refined"][key]))
+        return cols + [("zero motion", refs["zero motion"]["motion"])]
+
+    motion_cols = with_refined("motion")
     parts.append(_table("Table 1. Motion: mean absolute error per axis (time order, as the paper scores it)",
                         MOTION_ROWS, motion_cols, ".3f"))
-    rev_cols = [(k, m["motion_up_to_reversal"]) for k, m in models.items()] + [("zero motion", refs["zero motion"]["motion"])]
+    rev_cols = with_refined("motion_up_to_reversal")
     parts.append(_table("Table 1b. Motion up to time reversal (each sample scored in its closer order)",
                         MOTION_ROWS, rev_cols, ".3f"))
     image_cols = [(k, m["image"]) for k, m in models.items()] + [("blurred input", refs["blurred input"]["image"])]
