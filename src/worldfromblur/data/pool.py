@@ -83,7 +83,8 @@ class FramePool:
             raise DatasetError(f"pool colour must be (N, H, W, 3) uint8, got {tuple(self.rgb.shape)} {self.rgb.dtype}")
         if self.depth.shape != self.rgb.shape[:3] or self.K.shape != (N, 3, 3) or len(self.names) != N:
             raise DatasetError("pool colour, depth, intrinsics and names do not match in number or size")
-        measured = (self.depth > 0).flatten(1).float().mean(1)
+        # frame by frame: a reduction over the whole pool at once makes an int64 copy of it (gigabytes)
+        measured = torch.stack([torch.count_nonzero(d > 0) for d in self.depth]) / self.depth[0].numel()
         if bool((measured < 0.05).any()):
             bad = self.names[int(torch.nonzero(measured < 0.05)[0, 0])]
             raise DatasetError(f"pool frame {bad} has depth on fewer than 5% of its pixels; a pool needs depth "
@@ -108,27 +109,50 @@ class FramePool:
         Consecutive video frames look alike, so the held-out part is a contiguous stretch per source, not a random
         draw. Returns ``(self, None)`` when ``held_out`` is 0 or a source has too few frames to give any.
         """
+        train, val = self.split_index(held_out)
+        return (self, None) if val is None else (self.subset(train), self.subset(val))
+
+    def split_index(self, held_out: float) -> tuple[list[int], list[int] | None]:
+        """The frame indices of :meth:`split`'s two parts (all frames and None when it holds none out)."""
         if held_out <= 0:
-            return self, None
+            return list(range(len(self))), None
         train, val = [], []
         for source in dict.fromkeys(self.sources):
             idx = [i for i, s in enumerate(self.sources) if s == source]
             k = held_out_count(len(idx), held_out)
             if k == 0:
-                return self, None
+                return list(range(len(self))), None
             train += idx[:-k]
             val += idx[-k:]
-        return self.subset(train), self.subset(val)
+        return train, val
 
 
 def concat_pools(pools: list[FramePool]) -> FramePool:
     """One pool of several; all must have the same frame size (build them with the same ``--size``)."""
-    sizes = {p.size for p in pools}
+    return gather_pools([(p, range(len(p))) for p in pools])
+
+
+def gather_pools(parts: list[tuple[FramePool, Sequence[int]]]) -> FramePool:
+    """One pool of the frames ``index`` of each ``(pool, index)``, in order, copied once into tensors allocated for
+    the result (no intermediate copies: a pool of thousands of frames takes gigabytes)."""
+    sizes = {p.size for p, _ in parts}
     if len(sizes) != 1:
         raise DatasetError(f"pools of different frame sizes cannot be mixed ({', '.join(f'{w}x{h}' for w, h in sizes)}); "
                            f"build them with the same --size")
-    return FramePool(torch.cat([p.rgb for p in pools]), torch.cat([p.depth for p in pools]),
-                     torch.cat([p.K for p in pools]), sum((p.names for p in pools), []), sum((p.sources for p in pools), []))
+    first, n = parts[0][0], sum(len(index) for _, index in parts)
+    out = [torch.empty((n, *x.shape[1:]), dtype=x.dtype) for x in (first.rgb, first.depth, first.K)]
+    names, sources, at = [], [], 0
+    for pool, index in parts:
+        rows = torch.as_tensor(list(index), dtype=torch.long)
+        for src, dst in zip((pool.rgb, pool.depth, pool.K), out):
+            if src.dtype == dst.dtype:
+                torch.index_select(src, 0, rows, out=dst[at:at + len(rows)])
+            else:
+                dst[at:at + len(rows)] = src.index_select(0, rows)
+        names += [pool.names[i] for i in rows.tolist()]
+        sources += [pool.sources[i] for i in rows.tolist()]
+        at += len(rows)
+    return FramePool(*out, names, sources)
 
 
 # ------------------------------------------------------------------------------------------------- builders
@@ -159,16 +183,26 @@ def synthetic_pool(num: int, size: tuple[int, int] = SYNTHETIC_SIZE, seed: int =
     init = (seed, opts, texture_photos(textures) if textures else None)
     index = range(start, num)
     bar = dict(total=len(index), desc="render pool", unit="frame", disable=not progress)
+    rgb = depth = K = None
+
+    def store(k: int, frame: tuple) -> None:  # into arrays of the final size: no list of frames, no stacked copy
+        nonlocal rgb, depth, K
+        if rgb is None:
+            N = len(index)
+            rgb, depth = np.empty((N, *frame[0].shape), np.uint8), np.empty((N, *frame[1].shape), np.float32)
+            K = np.empty((N, 3, 3), np.float64)
+        rgb[k], depth[k], K[k] = frame
+
     if workers > 1 and len(index) >= 4 * workers:
         ctx = multiprocessing.get_context("spawn")  # the caller may hold a CUDA context, which must not be forked
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_synthetic, initargs=init) as ex:
-            frames = list(tqdm(ex.map(_synthetic_frame, index, chunksize=16), **bar))
+            for k, frame in enumerate(tqdm(ex.map(_synthetic_frame, index, chunksize=16), **bar)):
+                store(k, frame)
     else:
         _init_synthetic(*init)
-        frames = [_synthetic_frame(i) for i in tqdm(index, **bar)]
-    return FramePool(torch.from_numpy(np.stack([f[0] for f in frames])),
-                     torch.from_numpy(np.stack([f[1] for f in frames])).float(),
-                     torch.from_numpy(np.stack([f[2] for f in frames])),
+        for k, i in enumerate(tqdm(index, **bar)):
+            store(k, _synthetic_frame(i))
+    return FramePool(torch.from_numpy(rgb), torch.from_numpy(depth), torch.from_numpy(K),
                      [f"synthetic-{seed}-{i:06d}" for i in index], ["synthetic"] * len(index))
 
 
@@ -245,7 +279,7 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
     held-out frames never reach training. ``held_out_only`` skips the training frames (None), and renders only the
     held-out frames of synthetic entries, which are a pure function of their index.
     """
-    train_parts, held_parts = [], []
+    train_parts, held_parts = [], []  # (pool, frame indices): gathered once at the end
     for entry, repeat, num in pool_entries(specs):
         if num is not None:
             if textures is not None and not texture_photos(textures):
@@ -256,16 +290,16 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
             pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
                                   progress=progress, start=num - k if held_out_only else 0)
             if held_out_only:  # exactly the frames that split() would hold out
-                held_parts.append(pool)
+                held_parts.append((pool, range(len(pool))))
                 continue
         else:
             pool = load_pool(entry)
-        train_part, held_part = pool.split(held_out)
-        train_parts += [train_part] * repeat
-        if held_part is not None:
-            held_parts.append(held_part)
-    train = None if held_out_only else concat_pools(train_parts)
-    return train, concat_pools(held_parts) if held_parts else None
+        train_index, held_index = pool.split_index(held_out)
+        train_parts += [(pool, train_index)] * repeat
+        if held_index is not None:
+            held_parts.append((pool, held_index))
+    train = None if held_out_only else gather_pools(train_parts)
+    return train, gather_pools(held_parts) if held_parts else None
 
 
 def held_out_frames(specs: list, held_out: float) -> int:
