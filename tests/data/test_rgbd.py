@@ -237,9 +237,7 @@ def _one_line_error(capsys, *needles: str) -> str:
 
 @pytest.fixture
 def tum_copy(sequences, tmp_path):
-    root = tmp_path / "rgbd_dataset_freiburg1_copy"
-    shutil.copytree(sequences["tum"], root)
-    return root
+    return shutil.copytree(sequences["tum"], tmp_path / "rgbd_dataset_freiburg1_copy")
 
 
 def test_missing_groundtruth(tum_copy, tmp_path, capsys):
@@ -291,9 +289,7 @@ def test_truncated_ppm_is_a_counted_skip_naming_the_file(sequences, tmp_path):
 
 @pytest.fixture
 def folders_copy(sequences, tmp_path):
-    root = tmp_path / "folders_copy"
-    shutil.copytree(sequences["folders"], root)
-    return root
+    return shutil.copytree(sequences["folders"], tmp_path / "folders_copy")
 
 
 def test_frame_folders_without_intrinsics(folders_copy, tmp_path, capsys):

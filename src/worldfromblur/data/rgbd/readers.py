@@ -289,17 +289,36 @@ def icl_sequence(root: Path, intrinsics=None, handle_fy_sign: bool = True, depth
 # ------------------------------------------------------------------------------------------------- 7-Scenes
 
 
+def _numbered(folder: Path, pattern: re.Pattern, frames: tuple[int, int] | None, what: str) -> list[tuple[int, Path]]:
+    """(number, path) of the files of ``folder`` whose names ``pattern`` matches (group 1: the frame number), in
+    order, within ``frames`` = (first, last) when given; none is an error naming ``what`` was looked for."""
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name)))
+    if frames is not None:
+        found = [(i, p) for i, p in found if frames[0] <= i <= frames[1]]
+    if not found:
+        where = f" in frames {frames[0]}..{frames[1]}" if frames is not None else ""
+        raise DatasetError(f"{folder}: no {what}{where}")
+    return found
+
+
+def _read_pose(path: Path) -> np.ndarray | None:
+    """A 4 x 4 camera-to-world matrix from a text file; None where there is no file or it is not finite (7-Scenes
+    marks frames that tracking lost with inf)."""
+    if not path.is_file():
+        return None
+    try:
+        pose = np.loadtxt(path).reshape(4, 4)
+    except ValueError as err:
+        raise DatasetError(f"{path}: expected a 4 x 4 camera-to-world matrix ({err})") from None
+    return pose if np.isfinite(pose).all() else None
+
+
 def sevenscenes_sequence(root: Path, frames: tuple[int, int] | None = None, intrinsics=None) -> Sequence:
     """A 7-Scenes sequence folder (see the module docstring); ``frames`` = (first, last) frame numbers, inclusive."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder; give a 7-Scenes sequence folder (frame-*.color.png|jpg files)")
-    found = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _SEVEN_SCENES_NAME.match(p.name)))
-    if frames is not None:
-        found = [(i, p) for i, p in found if frames[0] <= i <= frames[1]]
-    if not found:
-        where = f" in frames {frames[0]}..{frames[1]}" if frames is not None else ""
-        raise DatasetError(f"{root}: no frame-NNNNNN.color.png|jpg colour frames{where}")
+    found = _numbered(root, _SEVEN_SCENES_NAME, frames, "frame-NNNNNN.color.png|jpg colour frames")
     if intrinsics is None:
         path = root / "camera-intrinsics.txt"
         if path.is_file():
@@ -314,16 +333,7 @@ def sevenscenes_sequence(root: Path, frames: tuple[int, int] | None = None, intr
     for i, rgb in found:
         stem = rgb.name.split(".color.")[0]
         depth = root / f"{stem}.depth.png"
-        pose_path = root / f"{stem}.pose.txt"
-        pose = None
-        if pose_path.is_file():
-            try:
-                pose = np.loadtxt(pose_path).reshape(4, 4)
-            except ValueError as err:
-                raise DatasetError(f"{pose_path}: expected a 4 x 4 camera-to-world matrix ({err})") from None
-            if not np.isfinite(pose).all():  # 7-Scenes marks frames that tracking lost with inf
-                pose = None
-        out.append(Frame(i / 30.0, rgb, depth if depth.is_file() else None, pose))
+        out.append(Frame(i / 30.0, rgb, depth if depth.is_file() else None, _read_pose(root / f"{stem}.pose.txt")))
     return Sequence(root.resolve().name, root, "7scenes", out, intrinsics_matrix(*intrinsics), _image_size(out[0].rgb),
                     {"depth_scale": SEVEN_SCENES_DEPTH_SCALE, "invalid": 65535})
 
@@ -353,12 +363,7 @@ def folders_sequence(root: Path, frames: tuple[int, int] | None = None, intrinsi
     colour = root / "color"
     if not colour.is_dir():
         raise DatasetError(f"{root}: no color/ folder; a frame-folder sequence holds color/, depth/ and pose/")
-    found = sorted((int(m.group(1)), p) for p in colour.iterdir() if (m := _FOLDER_NAME.match(p.name)))
-    if frames is not None:
-        found = [(i, p) for i, p in found if frames[0] <= i <= frames[1]]
-    if not found:
-        where = f" in frames {frames[0]}..{frames[1]}" if frames is not None else ""
-        raise DatasetError(f"{colour}: no numbered colour frames (NNNNN.jpg|png){where}")
+    found = _numbered(colour, _FOLDER_NAME, frames, "numbered colour frames (NNNNN.jpg|png)")
     if not fps > 0:
         raise DatasetError(f"{root}: the frame rate must be positive, got {fps}")
     K = intrinsics_matrix(*(intrinsics if intrinsics is not None else _folder_intrinsics(root)))
@@ -366,16 +371,8 @@ def folders_sequence(root: Path, frames: tuple[int, int] | None = None, intrinsi
     out = []
     for i, rgb in found:
         stem = rgb.stem
-        depth, pose_path = root / "depth" / f"{stem}.png", root / "pose" / f"{stem}.txt"
-        pose = None
-        if pose_path.is_file():
-            try:
-                pose = np.loadtxt(pose_path).reshape(4, 4)
-            except ValueError as err:
-                raise DatasetError(f"{pose_path}: expected a 4 x 4 camera-to-world matrix ({err})") from None
-            if not np.isfinite(pose).all():
-                pose = None
-        out.append(Frame(i / fps, rgb, depth if depth.is_file() else None, pose))
+        depth = root / "depth" / f"{stem}.png"
+        out.append(Frame(i / fps, rgb, depth if depth.is_file() else None, _read_pose(root / "pose" / f"{stem}.txt")))
     with_depth = next((f.depth for f in out if f.depth is not None), None)
     if with_depth is not None and _image_size(with_depth) != size:
         w, h = _image_size(with_depth)
