@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..data import BlurDataset, DatasetError
 from ..errors import WfbError
+from ..geometry import pose_from_uv
 from ..models.io import load_model
 from .figures import figure_panel
 from .metrics import DEPTH_KEYS, MOTION_KEYS, depth_metrics, image_metrics, motion_errors
@@ -147,8 +148,6 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
 
 def _refined_poses(refine: Callable, b: dict, outp: dict, averaging: str) -> torch.Tensor:
     """(B, 2n, 4, 4) the poses of each sample's trajectory after ``refine`` (see :func:`score_models`)."""
-    from ..geometry import pose_from_uv
-
     poses = []
     for i in range(b["blurred"].shape[0]):
         one = [t[i:i + 1] for t in (b["blurred"], outp["deblurred"], outp["depth"], outp["u"], outp["v"], b["K"])]
