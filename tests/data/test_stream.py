@@ -86,7 +86,7 @@ def test_repeated_pool_entries_never_leak_held_out_frames(tmp_path):
 
 
 def test_gathering_pools_copies_the_chosen_frames_in_order():
-    from worldfromblur.data.pool import concat_pools, gather_pools
+    from worldfromblur.data.pool import gather_pools
 
     a, b = ramp_pool(sources=("a",), per_source=5), ramp_pool(sources=("b",), per_source=4)
     b = FramePool(b.rgb, b.depth.double(), b.K, b.names, b.sources)  # another depth type: cast to the first's
@@ -94,23 +94,24 @@ def test_gathering_pools_copies_the_chosen_frames_in_order():
     assert out.names == [a.names[4], a.names[0], *b.names, a.names[2]] and out.sources == ["a", "a"] + ["b"] * 4 + ["a"]
     assert torch.equal(out.rgb[0], a.rgb[4]) and torch.equal(out.rgb[2:6], b.rgb) and torch.equal(out.K[6], a.K[2])
     assert out.depth.dtype == a.depth.dtype and torch.equal(out.depth[2:6], b.depth.to(a.depth.dtype))
-    assert torch.equal(concat_pools([a, a]).rgb, torch.cat([a.rgb, a.rgb]))
+    assert torch.equal(gather_pools([(a, range(5)), (a, range(5))]).rgb, torch.cat([a.rgb, a.rgb]))
     with pytest.raises(DatasetError, match="different frame sizes"):
         gather_pools([(a, [0]), (ramp_pool(32, 24), [0])])
 
 
-def test_pool_depth_filled_in_chunks_is_filled_as_a_whole():
-    """The stream fills its pool's depth holes a few frames at a time (memory); each frame is filled on its own, so
-    chunks give exactly the whole-pool result, even where frames need pyramids of different depths."""
-    from worldfromblur.data.exposure import fill_holes
-    from worldfromblur.data.stream import _filled
+def test_pool_depth_filled_in_chunks_is_filled_as_a_whole(monkeypatch):
+    """Depth holes are filled a few frames at a time (memory); each frame is filled on its own, so chunks give
+    exactly the whole-pool result, even where frames need pyramids of different depths."""
+    from worldfromblur.data import exposure
 
     g = torch.Generator().manual_seed(0)
     depth = torch.rand(150, 40, 50, generator=g) + 0.5
     depth[torch.rand(150, 40, 50, generator=g) < 0.3] = 0
     depth[3, :30] = 0  # a frame with a large hole
-    assert torch.equal(_filled(depth, chunk=64), fill_holes(depth))
-    assert bool((_filled(depth) > 0).all())
+    chunked = exposure.fill_holes(depth)
+    monkeypatch.setattr(exposure, "FILL_CHUNK", 1000)  # the whole pool at once
+    assert torch.equal(chunked, exposure.fill_holes(depth))
+    assert bool((chunked > 0).all())
 
 
 def test_held_out_frames_alone_are_the_ones_a_split_holds_out(tmp_path):

@@ -20,8 +20,23 @@ def choose_subframes(depth: np.ndarray, poses: np.ndarray, K: np.ndarray, subfra
     return s, {"blur_px_median": float(np.median(length)), "blur_px_max": float(length.max())}
 
 
+FILL_CHUNK = 64
+"""Frames :func:`fill_holes` fills at once: its float64 pyramid over a whole pool of thousands of frames would take
+several times the pool's memory."""
+
+
 def fill_holes(depth: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) depth with holes (0) filled by pull-push over a pyramid, for warping; readings kept."""
+    """(N, H, W) depth with holes (0) filled by pull-push over a pyramid, for warping; readings kept. Each frame is
+    filled on its own (the result does not depend on the other frames), :data:`FILL_CHUNK` frames at a time."""
+    if depth.shape[0] > FILL_CHUNK:
+        out = torch.empty_like(depth)
+        for i in range(0, depth.shape[0], FILL_CHUNK):
+            out[i:i + FILL_CHUNK] = _fill_holes(depth[i:i + FILL_CHUNK])
+        return out
+    return _fill_holes(depth)
+
+
+def _fill_holes(depth: torch.Tensor) -> torch.Tensor:
     d = depth[:, None].double()
     valid = (d > 0).double()
     levels = [(d * valid, valid)]

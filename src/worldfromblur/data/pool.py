@@ -127,11 +127,6 @@ class FramePool:
         return train, val
 
 
-def concat_pools(pools: list[FramePool]) -> FramePool:
-    """One pool of several; all must have the same frame size (build them with the same ``--size``)."""
-    return gather_pools([(p, range(len(p))) for p in pools])
-
-
 def gather_pools(parts: list[tuple[FramePool, Sequence[int]]]) -> FramePool:
     """One pool of the frames ``index`` of each ``(pool, index)``, in order, copied once into tensors allocated for
     the result (no intermediate copies: a pool of thousands of frames takes gigabytes)."""
@@ -143,14 +138,15 @@ def gather_pools(parts: list[tuple[FramePool, Sequence[int]]]) -> FramePool:
     out = [torch.empty((n, *x.shape[1:]), dtype=x.dtype) for x in (first.rgb, first.depth, first.K)]
     names, sources, at = [], [], 0
     for pool, index in parts:
-        rows = torch.as_tensor(list(index), dtype=torch.long)
+        index = list(index)
+        rows = torch.as_tensor(index, dtype=torch.long)
         for src, dst in zip((pool.rgb, pool.depth, pool.K), out):
             if src.dtype == dst.dtype:
                 torch.index_select(src, 0, rows, out=dst[at:at + len(rows)])
             else:
                 dst[at:at + len(rows)] = src.index_select(0, rows)
-        names += [pool.names[i] for i in rows.tolist()]
-        sources += [pool.sources[i] for i in rows.tolist()]
+        names += [pool.names[i] for i in index]
+        sources += [pool.sources[i] for i in index]
         at += len(rows)
     return FramePool(*out, names, sources)
 

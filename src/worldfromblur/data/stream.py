@@ -110,16 +110,6 @@ class StreamOptions(Exposure):
             raise DatasetError(f"stream rooms is a fraction of samples, from 0 to 1, got {self.rooms}")
 
 
-def _filled(depth: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """:func:`fill_holes` of (N, H, W) pool depth, ``chunk`` frames at a time: its pyramid in float64 over a whole
-    pool of thousands of frames would take several times the pool's memory (each frame is filled on its own, so the
-    result is the same)."""
-    out = torch.empty_like(depth)
-    for i in range(0, depth.shape[0], chunk):
-        out[i:i + chunk] = fill_holes(depth[i:i + chunk])
-    return out
-
-
 class BlurStream:
     """Training samples made on ``device`` from ``pool``; ``batch(step)`` is a pure function of (seed, step, rank).
 
@@ -135,7 +125,7 @@ class BlurStream:
         self.pool, self.opts, self.seed, self.device = pool, opts, seed, torch.device(device)
         self.rgb = self._colour_for_sampling(pool.rgb).to(self.device)
         self.depth = pool.depth.to(self.device)
-        self.filled = _filled(pool.depth).to(self.device)  # every pixel needs a depth to be warped
+        self.filled = fill_holes(pool.depth).to(self.device)  # every pixel needs a depth to be warped
         self.K = pool.K.double()
         self.K_device = pool.K.float().to(self.device)
         self.motion = SyntheticOptions(n=opts.n, fps=opts.fps)
