@@ -301,6 +301,18 @@ def _numbered(folder: Path, pattern: re.Pattern, frames: tuple[int, int] | None,
     return found
 
 
+def _read_intrinsics(path: Path, shape: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """(fx, fy, cx, cy) of a text file holding a ``shape`` (3 x 3, or 4 x 4) camera matrix; None where there is no
+    file."""
+    if not path.is_file():
+        return None
+    try:
+        M = np.loadtxt(path).reshape(shape)
+    except ValueError as err:
+        raise DatasetError(f"{path}: expected a {shape[0]} x {shape[1]} matrix ({err})") from None
+    return float(M[0, 0]), float(M[1, 1]), float(M[0, 2]), float(M[1, 2])
+
+
 def _read_pose(path: Path) -> np.ndarray | None:
     """A 4 x 4 camera-to-world matrix from a text file; None where there is no file or it is not finite (7-Scenes
     marks frames that tracking lost with inf)."""
@@ -320,15 +332,7 @@ def sevenscenes_sequence(root: Path, frames: tuple[int, int] | None = None, intr
         raise DatasetError(f"{root}: no such folder; give a 7-Scenes sequence folder (frame-*.color.png|jpg files)")
     found = _numbered(root, _SEVEN_SCENES_NAME, frames, "frame-NNNNNN.color.png|jpg colour frames")
     if intrinsics is None:
-        path = root / "camera-intrinsics.txt"
-        if path.is_file():
-            try:
-                M = np.loadtxt(path).reshape(3, 3)
-            except ValueError as err:
-                raise DatasetError(f"{path}: expected a 3 x 3 matrix ({err})") from None
-            intrinsics = (M[0, 0], M[1, 1], M[0, 2], M[1, 2])
-        else:
-            intrinsics = SEVEN_SCENES_INTRINSICS
+        intrinsics = _read_intrinsics(root / "camera-intrinsics.txt", (3, 3)) or SEVEN_SCENES_INTRINSICS
     out = []
     for i, rgb in found:
         stem = rgb.name.split(".color.")[0]
@@ -346,13 +350,9 @@ _FOLDER_NAME = re.compile(r"^(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
 
 def _folder_intrinsics(root: Path) -> tuple[float, float, float, float]:
     for name, shape in (("camera-intrinsics.txt", (3, 3)), ("intrinsic/intrinsic_color.txt", (4, 4))):
-        path = root / name
-        if path.is_file():
-            try:
-                M = np.loadtxt(path).reshape(shape)
-            except ValueError as err:
-                raise DatasetError(f"{path}: expected a {shape[0]} x {shape[1]} matrix ({err})") from None
-            return float(M[0, 0]), float(M[1, 1]), float(M[0, 2]), float(M[1, 2])
+        found = _read_intrinsics(root / name, shape)
+        if found is not None:
+            return found
     raise DatasetError(f"{root}: no camera-intrinsics.txt or intrinsic/intrinsic_color.txt; give --intrinsics FX FY CX CY")
 
 
