@@ -244,9 +244,9 @@ def train_model(recipe_name: str, out: str | Path, minutes: float, overrides: li
         if out.exists() and any(out.iterdir()):
             raise WfbError(f"{out}: already exists and is not empty; pass --resume to continue it, or choose a new --out")
         recipe = read_recipe(recipe_name, overrides)
+        _check_rooms(recipe)  # before the budget, which counts their samples
         _check_budget(recipe, minutes)
         _check_pools(recipe)
-        _check_rooms(recipe)
         out.mkdir(parents=True, exist_ok=True)
         saved.write_text(yaml.safe_dump({"recipe": recipe.source, "minutes": minutes, "source": str(recipe_name),
                                          "overrides": list(overrides)}, sort_keys=False))
@@ -260,16 +260,17 @@ def _render_workers() -> int:
 
 def eval_reserve_s(recipe: Recipe) -> float:
     """Seconds a time budget keeps for the evaluations after training."""
-    rooms = sum(_room_samples(r) for r in recipe.evaluate.rooms) if isinstance(recipe.evaluate.rooms, list) else 0
+    rooms = sum(_room_samples(r) for r in recipe.evaluate.rooms)
     return (EVAL_RESERVE_S + recipe.evaluate.unseen_rooms * (UNSEEN_RENDER_CORE_S / _render_workers() + UNSEEN_SCORE_S)
             + rooms * UNSEEN_SCORE_S)
 
 
 def _room_samples(root) -> int:
+    """The test samples of a dataset of ``evaluate.rooms``; a folder that is not one stops the run in one line."""
     try:
         return len(BlurDataset(Path(str(root)), split="test"))
-    except DatasetError:
-        return 0
+    except DatasetError as err:
+        raise WfbError(f"evaluate.rooms: {err}") from None
 
 
 def _check_budget(recipe: Recipe, minutes: float) -> None:
@@ -303,11 +304,7 @@ def _check_rooms(recipe: Recipe) -> None:
     if not isinstance(rooms, list):
         raise WfbError(f"evaluate.rooms must be a list of dataset folders, e.g. 'evaluate.rooms=[data/room]', got {rooms!r}")
     for root in rooms:
-        try:
-            n = len(BlurDataset(Path(str(root)), split="test"))
-        except DatasetError as err:
-            raise WfbError(f"evaluate.rooms: {err}") from None
-        if n == 0:
+        if _room_samples(root) == 0:
             raise WfbError(f"evaluate.rooms: {root} has no test samples; build it with --splits 0 0 1")
 
 
