@@ -33,6 +33,22 @@ def test_depth_metrics_mask_range_and_per_image_mean():
     assert depth_metrics(torch.from_numpy(pred), torch.from_numpy(gt))["abs_rel"] == pytest.approx(m["abs_rel"])
 
 
+def test_aligned_depth_metrics_remove_each_images_scale_and_report_it():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1.0, 4.0, (2, 1, 8, 8))
+    shape_error = gt * rng.uniform(0.9, 1.1, gt.shape)
+    pred = shape_error * np.array([2.0, 0.5])[:, None, None, None]  # each image off in scale by a factor of 2
+    metric, aligned = depth_metrics(pred, gt), depth_metrics(pred, gt, align=True)
+    assert metric["abs_rel"] > 0.4 and "scale_log" not in metric
+    assert aligned["scale_log"] == pytest.approx(math.log(2), abs=0.03)  # |log| of both: 2 and 1/2 count alike
+    assert aligned["abs_rel"] < 0.08 and aligned["a1"] == 1.0
+    # the shape error alone is what is left: the same maps without the scale factors align to the same values
+    assert depth_metrics(shape_error, gt, align=True)["abs_rel"] == pytest.approx(aligned["abs_rel"])
+    # a constant aligns to each image's own median
+    own_median = [np.mean(np.abs(np.median(g) - g) / g) for g in gt]
+    assert depth_metrics(np.full_like(gt, 2.5), gt, align=True)["abs_rel"] == pytest.approx(np.mean(own_median))
+
+
 def test_psnr_by_hand():
     a = np.zeros((3, 16, 16))
     assert image_metrics(a + 0.1, a)["psnr"] == pytest.approx(20.0)
@@ -88,6 +104,9 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     assert set(metrics["models"]["cycle"]["depth"]) == {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"}
     tables = (report / "tables.md").read_text()
     assert "| Term | cycle | run | zero motion |" in tables and "| PSNR (dB) |" in tables and "blurred input" in tables
+    aligned = metrics["models"]["cycle"]["depth_aligned"]
+    assert set(aligned) == set(metrics["models"]["cycle"]["depth"]) | {"scale_log"} and aligned["scale_log"] >= 0
+    assert "Table 3b. Depth with each map scaled" in tables and "| Scale removed (abs. log) |" in tables
     assert (report / "figures" / "cycle-0000.png").is_file()
     capsys.readouterr()
     # No silent overwrite; a bad checkpoint is one line naming it.

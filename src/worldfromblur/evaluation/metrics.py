@@ -1,7 +1,9 @@
 """Metrics of the paper's tables, as pure functions of arrays or tensors.
 
 * :func:`depth_metrics` — Table 3: Abs Rel, Sq Rel, RMSE, RMSE log and the δ < 1.25^k accuracies (Eigen et al.
-  2014's definitions), per image over valid ground truth, then averaged over images.
+  2014's definitions), per image over valid ground truth, then averaged over images; with ``align=True`` each
+  predicted map is first scaled to its ground truth's median (the error of the depth map's shape alone), and the
+  scale error that removed is reported too.
 * :func:`image_metrics` — Table 2: PSNR (data range 1) and SSIM (Wang et al. 2004: Gaussian window σ = 1.5 truncated
   at 3.5σ, i.e. 11 × 11, K1 = 0.01, K2 = 0.03, population covariances, a 5-pixel border left out), computed like
   scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
@@ -39,14 +41,23 @@ def _images(x: np.ndarray) -> np.ndarray:
 DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
-def depth_metrics(pred, gt, mask=None, min_depth: float = 1e-3, max_depth: float = 10.0) -> dict[str, float]:
+def depth_metrics(pred, gt, mask=None, min_depth: float = 1e-3, max_depth: float = 10.0,
+                  align: bool = False) -> dict[str, float]:
     """Depth errors and accuracies (metres), per image over ``min_depth < gt < max_depth`` (and ``mask``), averaged
     over images. Predictions are clipped to [min_depth, max_depth]. Images without valid pixels are skipped.
+
+    ``align``: first multiply each predicted map by median(gt) / median(pred) over its valid pixels, as is done for
+    models that cannot know the metric scale (Zhou et al. 2017, monodepth2): what is left is the error of the map's
+    shape. The result then also holds ``scale_log``, the mean over images of |log(median(pred) / median(gt))|, the
+    scale error that the alignment removed (0.1 is about 10 %).
 
     Example:
         >>> m = depth_metrics(np.full((2, 2), 2.0), np.full((2, 2), 1.0))
         >>> m["abs_rel"], m["rmse"], m["a3"]
         (1.0, 1.0, 0.0)
+        >>> m = depth_metrics(np.array([[2.0, 4.0]]), np.array([[1.0, 2.0]]), align=True)
+        >>> m["abs_rel"], round(m["scale_log"], 4)
+        (0.0, 0.6931)
     """
     p, g = _images(_np(pred)), _images(_np(gt))
     if p.shape != g.shape:
@@ -59,17 +70,22 @@ def depth_metrics(pred, gt, mask=None, min_depth: float = 1e-3, max_depth: float
         if not vi.any():
             continue
         pv, gv = np.clip(pi[vi], min_depth, max_depth), gi[vi]
+        scale = []
+        if align:
+            s = np.median(gv) / np.median(pv)
+            pv, scale = np.clip(pv * s, min_depth, max_depth), [abs(np.log(s))]
         ratio = np.maximum(pv / gv, gv / pv)
         rows.append([
             np.mean(np.abs(pv - gv) / gv),
             np.mean((pv - gv) ** 2 / gv),
             np.sqrt(np.mean((pv - gv) ** 2)),
             np.sqrt(np.mean((np.log(pv) - np.log(gv)) ** 2)),
-            np.mean(ratio < 1.25), np.mean(ratio < 1.25**2), np.mean(ratio < 1.25**3),
+            np.mean(ratio < 1.25), np.mean(ratio < 1.25**2), np.mean(ratio < 1.25**3), *scale,
         ])
     if not rows:
         raise ValueError("no image has valid ground-truth depth in range")
-    return dict(zip(DEPTH_KEYS, (float(v) for v in np.mean(rows, axis=0))))
+    keys = DEPTH_KEYS + (("scale_log",) if align else ())
+    return dict(zip(keys, (float(v) for v in np.mean(rows, axis=0))))
 
 
 def _gaussian_filter(x: np.ndarray, sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:

@@ -87,15 +87,16 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             ``wfb reconstruct``'s); the model's ``refined`` scores.
 
     Returns:
-        ``{"models": {label: {...}}, "references": {...}, "num_samples": N}``: per model the mean image, depth and
-        motion metrics (in time order and up to reversal), the re-blur PSNR, and what it is made of.
+        ``{"models": {label: {...}}, "references": {...}, "num_samples": N}``: per model the mean image, depth
+        (metric, and each map scaled to its ground truth's median: ``depth_aligned``) and motion metrics (in time
+        order and up to reversal), the re-blur PSNR, and what it is made of.
     """
     report = {"models": {}, "references": {}, "num_samples": 0}
-    ref_rows: dict[str, list] = {"image": [], "motion": [], "depth": [], "n": []}
+    ref_rows: dict[str, list] = {"image": [], "motion": [], "depth": [], "depth_aligned": [], "n": []}
     for label, model, sources in models:
         model.to(device).eval()
-        rows: dict[str, list] = {"image": [], "depth": [], "motion": [], "motion_rev": [], "reblur": [], "n": [],
-                                 "refined": [], "refined_rev": []}
+        rows: dict[str, list] = {"image": [], "depth": [], "depth_aligned": [], "motion": [], "motion_rev": [],
+                                 "reblur": [], "n": [], "refined": [], "refined_rev": []}
         fig_done = 0
         for batch in tqdm(batches(), total=total, desc=f"evaluate {label}", unit="batch", file=sys.stderr,
                           disable=not progress):
@@ -106,6 +107,7 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             rows["n"].append(n)
             rows["image"].append(image_metrics(outp["deblurred"], b["sharp"]))
             rows["depth"].append(depth_metrics(outp["depth"], b["depth"], b["valid_depth"]))
+            rows["depth_aligned"].append(depth_metrics(outp["depth"], b["depth"], b["valid_depth"], align=True))
             rows["motion"].append(motion_errors(outp["poses"], b["poses"]))
             rows["motion_rev"].append(motion_errors(outp["poses"], b["poses"], reversal="min"))
             rows["reblur"].append({"psnr": image_metrics(outp["reblurred"], b["blurred"])["psnr"]})
@@ -117,8 +119,9 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
                 ref_rows["n"].append(n)
                 ref_rows["image"].append(image_metrics(b["blurred"], b["sharp"]))
                 ref_rows["motion"].append(motion_errors(torch.eye(4).expand_as(b["poses"].cpu()), b["poses"]))
-                ref_rows["depth"].append(depth_metrics(torch.full_like(b["depth"], reference_depth), b["depth"],
-                                                       b["valid_depth"]))
+                constant = torch.full_like(b["depth"], reference_depth)
+                ref_rows["depth"].append(depth_metrics(constant, b["depth"], b["valid_depth"]))
+                ref_rows["depth_aligned"].append(depth_metrics(constant, b["depth"], b["valid_depth"], align=True))
             if out is not None and fig_done < figures:
                 for i in range(min(n, figures - fig_done)):
                     figure_panel(b, outp, i, out / "figures" / f"{label}-{fig_done:04d}.png")
@@ -128,13 +131,15 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             report["references"] = {
                 "blurred input": {"image": _mean_dicts(ref_rows["image"], ref_rows["n"])},
                 "zero motion": {"motion": _mean_dicts(ref_rows["motion"], ref_rows["n"])},
-                "median depth": {"depth": _mean_dicts(ref_rows["depth"], ref_rows["n"])},
+                "median depth": {"depth": _mean_dicts(ref_rows["depth"], ref_rows["n"]),
+                                 "depth_aligned": _mean_dicts(ref_rows["depth_aligned"], ref_rows["n"])},
             }
         report["models"][label] = {
             "checkpoint": sources,
             "modules": {"deblur": model.cfg.deblur, "depth": model.cfg.depth, "motion": model.cfg.motion},
             "image": _mean_dicts(rows["image"], rows["n"]),
             "depth": _mean_dicts(rows["depth"], rows["n"]),
+            "depth_aligned": _mean_dicts(rows["depth_aligned"], rows["n"]),
             "motion": _mean_dicts(rows["motion"], rows["n"]),
             "motion_up_to_reversal": _mean_dicts(rows["motion_rev"], rows["n"]),
             "reblur_psnr": _mean_dicts(rows["reblur"], rows["n"])["psnr"],
@@ -218,6 +223,12 @@ def tables_markdown(report: dict) -> str:
     parts.append(_table("Table 2. Deblurring", [("PSNR (dB)", "psnr"), ("SSIM", "ssim")], image_cols, ".4g"))
     depth_cols = [(k, m["depth"]) for k, m in models.items()] + [("median depth", refs["median depth"]["depth"])]
     parts.append(_table("Table 3. Depth", DEPTH_ROWS, depth_cols, ".3f"))
+    aligned_cols = [(k, m["depth_aligned"]) for k, m in models.items()]
+    aligned_cols.append(("median depth", refs["median depth"]["depth_aligned"]))
+    parts.append(_table("Table 3b. Depth with each map scaled to its ground truth's median (the shape alone; the last "
+                        "row is the scale error that removed, the mean abs. log ratio; the median-depth column is then "
+                        "each image's own median)", DEPTH_ROWS + [("Scale removed (abs. log)", "scale_log")],
+                        aligned_cols, ".3f"))
     reblur = ", ".join(f"{k} {m['reblur_psnr']:.2f} dB" for k, m in models.items())
     parts.append(f"Re-blur PSNR against the input: {reblur}. Median training depth for the reference column: "
                  f"{report['median_train_depth_m']:.2f} m.")
