@@ -24,31 +24,32 @@ from benchmarks.common import machine, table
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.data.exposure import fill_holes
 from worldfromblur.evaluation.metrics import motion_errors
-from worldfromblur.geometry import pixel_grid, pose_from_uv
-from worldfromblur.models.compact import CompactPathMotion
+from worldfromblur.geometry import pose_from_uv
 from worldfromblur.models.io import load_model
 from worldfromblur.pose_solve import TRANSLATION_PRIOR
 
 AXES = ("yaw", "pitch", "roll", "tx", "ty", "tz")
 
 
-def solved_errors(model, loader, prior: float, true_depth: bool) -> dict[str, float]:
-    """Mean errors up to reversal over ``loader`` of the model's poses solved with ``prior`` and its own depth, or the
-    dataset's depth when ``true_depth``."""
-    sums, n = dict.fromkeys(AXES, 0.0), 0
+def solved_errors(model, loader, priors: list[float]) -> dict[tuple[float, bool], dict[str, float]]:
+    """Mean errors up to reversal over ``loader`` of the model's poses solved with each prior and its own depth
+    (key ``(prior, False)``) or the dataset's depth (``(prior, True)``); the networks run once per batch."""
+    sums: dict[tuple[float, bool], dict[str, float]] = {}
+    n = 0
     for b in loader:
         with torch.no_grad():
             deblurred = model.deblur(b["blurred"])
-            depth = fill_holes(b["depth"][:, 0]).unsqueeze(1) if true_depth else model.depth(deblurred)
             out = model.motion(b["blurred"], deblurred)
-            H, W = depth.shape[-2:]
-            paths = out.displacement.float() + pixel_grid(H, W, depth)[0].permute(2, 0, 1)  # as estimate() does
-            sol = CompactPathMotion.solve(paths, depth, b["K"], CompactPathMotion.confidence(out.log_scale), prior)
-        err = motion_errors(pose_from_uv(sol.u, sol.v), b["poses"], reversal="min")
-        k = b["blurred"].shape[0]
-        sums = {a: sums[a] + err[a] * k for a in AXES}
-        n += k
-    return {a: v / n for a, v in sums.items()}
+            depths = {False: model.depth(deblurred), True: fill_holes(b["depth"][:, 0]).unsqueeze(1)}
+            for prior in priors:
+                for true_depth, depth in depths.items():
+                    sol = model.motion.estimate(out, depth, b["K"], translation_prior=prior)
+                    err = motion_errors(pose_from_uv(sol.u, sol.v), b["poses"], reversal="min")
+                    acc = sums.setdefault((prior, true_depth), dict.fromkeys(AXES, 0.0))
+                    for a in AXES:
+                        acc[a] += err[a] * b["blurred"].shape[0]
+        n += b["blurred"].shape[0]
+    return {key: {a: v / n for a, v in acc.items()} for key, acc in sums.items()}
 
 
 def main() -> None:
@@ -65,9 +66,10 @@ def main() -> None:
         if model.cfg.motion != "paths":
             raise SystemExit(f"{spec}: has the {model.cfg.motion} motion head, not the path head")
         model.eval()
-        for prior in tqdm(args.priors, desc=label or path):
+        errors = solved_errors(model, tqdm(loader, desc=label or path), args.priors)
+        for prior in args.priors:
             for true_depth in (False, True):
-                e = solved_errors(model, loader, prior, true_depth)
+                e = errors[(prior, true_depth)]
                 rows.append([label or path, f"{prior:g}", "true" if true_depth else "own",
                              *(f"{e[a]:.3f}" for a in AXES), f"{(e['yaw'] + e['pitch'] + e['roll']) / 3:.3f}"])
     print(f"{args.data} ({len(loader.dataset)} samples), {machine()}")

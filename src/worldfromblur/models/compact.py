@@ -144,14 +144,15 @@ class CompactPathMotion(nn.Module):
         """The pose solve's per-pixel weight: the inverse variance of the Laplace error, exp(-2 log b)."""
         return torch.exp(-2 * log_scale.float())
 
-    def estimate(self, out: MotionOutput, depth: torch.Tensor | None = None, K: torch.Tensor | None = None) -> MotionOutput:
-        """The poses solved from the paths, the depth and ``K``; also ``paths`` (pixel coordinates) and
-        ``degenerate``."""
+    def estimate(self, out: MotionOutput, depth: torch.Tensor | None = None, K: torch.Tensor | None = None,
+                 translation_prior: float = TRANSLATION_PRIOR) -> MotionOutput:
+        """The poses solved from the paths, the depth and ``K`` (with ``translation_prior``, see :meth:`solve`); also
+        ``paths`` (pixel coordinates) and ``degenerate``."""
         if K is None or depth is None:
             raise WfbError("the per-pixel path motion head needs the intrinsics (and the depth): call predict(blurred, K)")
         H, W = depth.shape[-2:]
         paths = out.displacement.float() + pixel_grid(H, W, depth.float())[0].permute(2, 0, 1)
-        sol = self.solve(paths, depth, K, self.confidence(out.log_scale))
+        sol = self.solve(paths, depth, K, self.confidence(out.log_scale), translation_prior)
         return MotionOutput(u=sol.u, v=sol.v, displacement=out.displacement, log_scale=out.log_scale, paths=paths,
                             degenerate=sol.degenerate)
 
