@@ -4,8 +4,11 @@
 # training step change by change (BENCH=ladder, the default; BENCH=stream: the stream alone; BENCH=0: nothing), train
 # with `wfb train-model` within MINUTES at the step's speed settings (SPEED), score the result beside the shipped
 # model on 240 samples of procedural rooms no pool contains and on every held-out room dataset carried in .evaldata/
-# (evaluate.rooms; docs/training.md), and pack the run into $OUT whatever happens. Ship the model only where
-# eval.json says "ship": {"ship": true}. The recipe (RECIPE, default compact) continues from the shipped weights.
+# (evaluate.rooms; docs/training.md), and pack the run into $OUT whatever happens. Rotation is judged there by the
+# network's own trajectory (evaluate.refine=0: refining every sample would take minutes of the window); back on the
+# CPU, `wfb train-model --out run --reevaluate` judges it again after refinement, as the ship gate does by default.
+# Ship the model only where that eval.json says "ship": {"ship": true}. The recipe (RECIPE, default compact)
+# continues from the shipped weights.
 #
 #   bash scripts/train-gpu.sh MINUTES [key=value ...]
 #
@@ -46,7 +49,7 @@ if [ -n "$ROOMS" ] && [ "${RECIPE:-compact}" = compact ]; then set -- "evaluate.
 LIMIT=$(python3 -c "print(int(float('$MINUTES') * 60 + 90))")  # the budget, plus room for a late evaluation
 timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model "${RECIPE:-compact}" --out "$RUN" --minutes "$MINUTES" \
   --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 evaluate.unseen_rooms=240 \
-  $SPEED "$@" > "$OUT/log.txt" 2>&1
+  evaluate.refine=0 $SPEED "$@" > "$OUT/log.txt" 2>&1
 echo "train-model exit $?" >> "$OUT/log.txt"
 cd "$(dirname "$RUN")" && run=$(basename "$RUN") && rm -rf "$run"/stages/*/checkpoints/.tmp-*
 if [ -f "$run"/model/model.safetensors ]; then

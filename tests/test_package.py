@@ -9,7 +9,7 @@ import worldfromblur
 
 PACKAGE = Path(worldfromblur.__file__).parent
 LAYERS = {"errors": 0, "shipped": 0, "devices": 1, "imaging": 1, "geometry": 2, "viz": 3, "losses": 3, "pose_solve": 3,
-          "checkpoint": 3, "data": 4, "models": 5, "evaluation": 6, "training": 7, "reconstruct": 7, "cli": 8}
+          "checkpoint": 3, "data": 4, "models": 5, "reconstruct": 6, "evaluation": 7, "training": 8, "cli": 9}
 
 
 def modules():

@@ -154,10 +154,9 @@ def test_the_per_pixel_path_head_trains_exports_evaluates_and_reconstructs(tmp_p
 
 def test_the_path_loss_falls_and_respects_time_reversal():
     from worldfromblur.geometry import pose_from_uv
-    from worldfromblur.losses import path_loss
+    from worldfromblur.losses import LossConfig, path_loss
     from worldfromblur.models import WorldFromBlur
     from worldfromblur.models.config import preset
-    from worldfromblur.losses import LossConfig
 
     torch.manual_seed(0)
     cfg = preset("compact")
@@ -223,7 +222,8 @@ def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp
     capsys.readouterr()
     out = tmp_path / "run"
     common = ["train-model", "compact", "--out", str(out), "--minutes", "0.8", "--quiet", "data.pool=[synthetic:6]",
-              "batch_size=2", "evaluate.samples=4", "evaluate.batch_size=2", "evaluate.unseen_rooms=4"]
+              "batch_size=2", "evaluate.samples=4", "evaluate.batch_size=2", "evaluate.unseen_rooms=4",
+              "evaluate.refine=2"]
     assert main(common) == 2 and not out.exists()  # 5 % of 6 frames is none: nothing to evaluate on, said before training
     for bad, said in ((f"evaluate.rooms=[{tmp_path}]", "evaluate.rooms: "), (f"evaluate.rooms={room}", "must be a list")):
         assert main([*common, "data.held_out=0.2", bad]) == 2 and not out.exists()  # before training
@@ -240,11 +240,32 @@ def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp
     assert unseen["samples"] == 4 and set(unseen["models"]) == {"model", "shipped"}
     assert (out / "unseen-rooms" / "manifest.json").is_file()
     verdict = unseen["verdict"]
-    assert set(verdict["terms"]) == {"deblurring PSNR dB", "depth Abs Rel", "rotation error up to reversal deg"}
+    assert set(verdict["terms"]) == {"deblurring PSNR dB", "depth Abs Rel", "rotation error up to reversal deg",
+                                     "rotation error up to reversal deg, after refinement"}
+    assert set(unseen["models"]["model"]["refined"]) == {"motion", "motion_up_to_reversal"}
     assert verdict["beats_shipped"] == (bool(verdict["better"]) and not verdict["worse"])
     provenance = yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]
     assert provenance["unseen_rooms"]["beats_shipped"] == verdict["beats_shipped"]
     assert provenance["rooms"][str(room)] == held["verdict"]
+
+    # --reevaluate: the finished run judged again without training (here with the network's own rotation), the
+    # former eval.json kept; only evaluate.* settings may change, and the folder must be a finished run
+    weights = (out / "model" / "model.safetensors").read_bytes()
+    report_provenance_recipe = provenance["recipe"]
+    for bad, said in ((["--out", str(out), "--reevaluate", "batch_size=4"], "only evaluate.KEY=VALUE"),
+                      (["--out", str(room), "--reevaluate"], "not a wfb train-model run"),
+                      (["--out", str(out), "--reevaluate", "--minutes", "1"], "trains nothing")):
+        assert main(["train-model", *bad, "--quiet"]) == 2 and said in capsys.readouterr().err
+    assert not (out / "eval-1.json").exists()
+    assert main(["train-model", "--out", str(out), "--reevaluate", "evaluate.refine=0", "--quiet"]) == 0
+    assert json.loads((out / "eval-1.json").read_text()) == report
+    again = json.loads((out / "eval.json").read_text())
+    assert set(again["unseen_rooms"]["verdict"]["terms"]) == {"deblurring PSNR dB", "depth Abs Rel",
+                                                              "rotation error up to reversal deg"}
+    assert again["unseen_rooms"]["models"]["model"]["depth"] == unseen["models"]["model"]["depth"]  # same rooms
+    assert (out / "model" / "model.safetensors").read_bytes() == weights
+    provenance = yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]
+    assert provenance["reevaluated"] == ["evaluate.refine=0"] and provenance["recipe"] == report_provenance_recipe
 
     def scores(psnr, abs_rel, rot):
         return {"image": {"psnr": psnr}, "depth": {"abs_rel": abs_rel},
@@ -256,6 +277,40 @@ def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp
     worse = compare_models(scores(31.0, 0.45, 0.40), old)
     assert not worse["beats_shipped"] and worse["worse"] == ["depth Abs Rel"]
     assert not compare_models(old, old)["beats_shipped"]  # no better: not shipped
+
+
+def test_rotation_is_judged_after_refinement_when_both_models_were_refined():
+    """With refined trajectories for both models, the verdict's rotation term is the refined one (what wfb
+    reconstruct delivers by default); the network's own rotation is reported, marked not judged, and decides
+    nothing; without them (evaluate.refine=0) the network's own rotation decides as before."""
+    from worldfromblur.training.recipe import (
+        REFINED_ROTATION,
+        compare_models,
+        format_verdict,
+    )
+
+    def scores(abs_rel, rot, refined=None):
+        out = {"image": {"psnr": 30.0}, "depth": {"abs_rel": abs_rel},
+               "motion_up_to_reversal": {"yaw": rot, "pitch": rot, "roll": rot}}
+        if refined is not None:
+            out["refined"] = {"motion_up_to_reversal": {"yaw": refined, "pitch": refined, "roll": refined}}
+        return out
+
+    old = scores(0.40, 0.50, refined=0.40)
+    new = scores(0.30, 0.55, refined=0.405)  # network's rotation 10 % worse, refined 1.25 % worse: within 2 %
+    v = compare_models(new, old)
+    assert v["beats_shipped"] and v["better"] == ["depth Abs Rel"] and not v["worse"]
+    assert v["terms"]["rotation error up to reversal deg"] == pytest.approx({"model": 0.55, "shipped": 0.50,
+                                                                           "judged": False})
+    assert v["terms"][REFINED_ROTATION] == pytest.approx({"model": 0.405, "shipped": 0.40})
+    assert "(reported, not judged)" in format_verdict("rooms", v)
+    v = compare_models(scores(0.30, 0.45, refined=0.42), old)  # refined 5 % worse: not shipped, however the net did
+    assert not v["beats_shipped"] and v["worse"] == [REFINED_ROTATION]
+    v = compare_models(scores(0.40, 0.50, refined=0.35), old)  # better after refinement only: a win
+    assert v["beats_shipped"] and v["better"] == [REFINED_ROTATION]
+    plain = compare_models(scores(0.30, 0.55), scores(0.40, 0.50))  # no refinement scored: the network's rotation
+    assert not plain["beats_shipped"] and plain["worse"] == ["rotation error up to reversal deg"]
+    assert compare_models(new, scores(0.40, 0.50))["worse"] == ["rotation error up to reversal deg"]  # one side only
 
 
 def test_the_ship_verdict_needs_a_win_on_unseen_rooms_and_no_loss_on_held_out_rooms():

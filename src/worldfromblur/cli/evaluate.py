@@ -45,7 +45,7 @@ def parse_specs(values: list[str]) -> list[tuple[str, str]]:
 
 
 def run(args) -> int:
-    from ..evaluation.report import evaluate, tables_markdown, write_report
+    from ..evaluation.report import evaluate, refiner, tables_markdown, write_report
 
     if (args.out / "metrics.json").exists() and not args.overwrite:
         raise WfbError(f"{args.out}: already holds a report; pass --overwrite or choose another --out")
@@ -53,22 +53,9 @@ def run(args) -> int:
         raise WfbError(f"--refine must be 0 (off) or a number of iterations, got {args.refine}")
     device = resolve_device(args.device)
     report = evaluate(parse_specs(args.checkpoint), args.data, args.split, device, args.batch_size,
-                      args.figures, args.out, progress=not args.quiet, refine=_refiner(args.refine))
+                      args.figures, args.out, progress=not args.quiet, refine=refiner(args.refine))
     write_report(report, args.out)
     print(tables_markdown(report))
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'tables.md'}")
     return 0
-
-
-def _refiner(steps: int):
-    """``wfb reconstruct``'s default refinement of the motion with ``steps`` iterations, as score_models calls it."""
-    if steps <= 0:
-        return None
-    from ..reconstruct.refine import refine
-
-    def run(blurred, sharp, depth, u, v, K, averaging):
-        r = refine(blurred, sharp, depth, u, v, K, steps, averaging=averaging)
-        return r.u, r.v
-
-    return run
 

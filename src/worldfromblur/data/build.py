@@ -79,6 +79,14 @@ def sample_id(index: int) -> str:
 # ------------------------------------------------------------------------------------------------- the output folder
 
 
+def _same_request(out: Path, request: dict) -> bool:
+    try:
+        previous = json.loads((out / "build.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return previous == json.loads(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, **request}))
+
+
 def prepare_output(out: Path, request: dict, overwrite: bool) -> bool:
     """Make ``out`` ready; returns True when an interrupted build with the same request is being resumed."""
     stamp = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **request}
@@ -96,7 +104,7 @@ def prepare_output(out: Path, request: dict, overwrite: bool) -> bool:
                 previous = json.loads(build_json.read_text())
             except ValueError:
                 previous = None
-            if previous == json.loads(json.dumps(stamp)):
+            if _same_request(out, request):
                 for tmp in (out / "samples").glob(".tmp-*"):
                     shutil.rmtree(tmp)
                 return True
@@ -145,9 +153,13 @@ def _done(samples_dir: Path, index: int) -> bool:
     return (samples_dir / sid).is_dir() or (samples_dir / f"{sid}.skipped").is_file()
 
 
-def run_build(out: Path, plan: BuildPlan, workers: int = 2, overwrite: bool = False, progress: bool = True) -> dict:
-    """Build (or resume) the dataset in ``out`` and return its manifest."""
+def run_build(out: Path, plan: BuildPlan, workers: int = 2, overwrite: bool = False, progress: bool = True,
+              reuse: bool = False) -> dict:
+    """Build (or resume) the dataset in ``out`` and return its manifest. ``reuse``: a finished build in ``out`` made
+    with the same request is kept as it is (one made with another is still refused)."""
     out = Path(out)
+    if reuse and not overwrite and (out / "manifest.json").is_file() and _same_request(out, plan.request):
+        return json.loads((out / "manifest.json").read_text())
     resumed = prepare_output(out, plan.request, overwrite)
     samples_dir = out / "samples"
     todo = [i for i in range(plan.num) if not _done(samples_dir, i)]

@@ -23,8 +23,16 @@ from ..data import BlurDataset, DatasetError
 from ..errors import WfbError
 from ..geometry import pose_from_uv
 from ..models.io import load_model
+from ..reconstruct.refine import refine as refine_motion
 from .figures import figure_panel
-from .metrics import DEPTH_KEYS, MOTION_KEYS, depth_metrics, image_metrics, motion_errors
+from .metrics import (
+    DEPTH_KEYS,
+    MOTION_KEYS,
+    depth_metrics,
+    image_metrics,
+    motion_errors,
+)
+
 
 def _mean_dicts(rows: list[dict], weights: list[int]) -> dict:
     w = np.asarray(weights, dtype=float)
@@ -149,6 +157,21 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
                                                   "motion_up_to_reversal": _mean_dicts(rows["refined_rev"], rows["n"])}
         model.to("cpu")
     return report
+
+
+def refiner(steps: int) -> Callable | None:
+    """``wfb reconstruct``'s test-time refinement of the motion with ``steps`` iterations, in the form
+    :func:`score_models` takes (None for 0: the network's own trajectory only)."""
+    if steps < 0:
+        raise WfbError(f"refinement steps must be 0 (off) or a number of iterations, got {steps}")
+    if steps == 0:
+        return None
+
+    def run(blurred, sharp, depth, u, v, K, averaging):
+        r = refine_motion(blurred, sharp, depth, u, v, K, steps, averaging=averaging)
+        return r.u, r.v
+
+    return run
 
 
 def _refined_poses(refine: Callable, b: dict, outp: dict, averaging: str) -> torch.Tensor:

@@ -55,7 +55,7 @@ from ..data.stream import BlurStream
 from ..data.synthetic import SyntheticOptions, plan_synthetic
 from ..devices import resolve_device
 from ..errors import WfbError
-from ..evaluation.report import evaluate, median_depth, score_models
+from ..evaluation.report import evaluate, median_depth, refiner, score_models
 from ..imaging import psnr
 from ..models.io import (
     export_model,
@@ -64,6 +64,7 @@ from ..models.io import (
     resolve_checkpoint,
     shipped_model,
 )
+from ..reconstruct.refine import DEFAULT_STEPS
 from .config import (
     TrainConfig,
     apply_override,
@@ -79,6 +80,9 @@ EVAL_RESERVE_S = 30.0
 UNSEEN_RENDER_CORE_S, UNSEEN_SCORE_S = 1.5, 0.1
 """Seconds a time budget keeps per unseen-room sample: to render it (per CPU core; measured about 1 s at 160 x 120)
 and to score it with two models."""
+REFINE_STEP_S = 0.1
+"""Seconds a time budget keeps per held-out sample and refinement iteration, for two models (2 CPU cores: 15
+iterations at 160 x 120 took 1.5 s a sample)."""
 
 
 @dataclass
@@ -97,6 +101,10 @@ class EvaluateConfig:
     """Built datasets (``wfb make-dataset``) of whole rooms that no training pool contains, each scored on its
     ``test`` split after training, beside the shipped model: ``eval.json`` ``rooms``. With these or ``unseen_rooms``
     the report ends with ``ship``: whether the model beats the shipped one (:func:`ship_verdict`)."""
+    refine: int = DEFAULT_STEPS
+    """On the unseen and held-out rooms, also score each model's trajectory after ``wfb reconstruct``'s test-time
+    refinement with this many iterations (its default), and judge rotation by it: refinement is on by default, so
+    that is the rotation a user gets. 0: judge the network's own trajectory (faster)."""
 
 
 @dataclass
@@ -145,6 +153,8 @@ def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
                        f"{'unknown key(s) ' + ', '.join(unknown) if unknown else 'stages is missing or empty'}")
     base, ev = data.get("base") or {}, data.get("evaluate") or {}
     evaluate = section_from_dict(EvaluateConfig, ev, f"{where}.evaluate")
+    if not isinstance(evaluate.refine, int) or evaluate.refine < 0:
+        raise WfbError(f"{where}.evaluate.refine must be 0 (off) or a number of iterations, got {evaluate.refine!r}")
     stages, names = [], set()
     for i, st in enumerate(data["stages"]):
         if not isinstance(st, dict) or "name" not in st or float(st.get("share", 0)) <= 0:
@@ -203,14 +213,41 @@ def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, re
         prev = run_dir
     if int(os.environ.get("RANK", "0")) != 0:
         return None
-    report = evaluate_run(prev, recipe, progress)
+    return _evaluate_and_export(recipe, out, prev, t_start, progress, how)
+
+
+def _evaluate(recipe: Recipe, out: Path, model: Path, progress: bool) -> dict | None:
+    """Every evaluation the recipe asks for of ``model`` (a run's last stage, or its exported model), with the ship
+    verdict where it has unseen or held-out rooms; None when there is nothing to evaluate on."""
+    report = evaluate_run(model, recipe, progress)
     if recipe.evaluate.unseen_rooms > 0:
-        unseen = evaluate_unseen_rooms(prev, recipe.evaluate, out / "unseen-rooms", recipe.last.device, progress)
+        unseen = evaluate_unseen_rooms(model, recipe.evaluate, out / "unseen-rooms", recipe.last.device, progress)
         report = (report or {}) | {"unseen_rooms": unseen}
     if recipe.evaluate.rooms:
-        report = (report or {}) | {"rooms": evaluate_rooms(prev, recipe.evaluate, recipe.last.device, progress)}
+        report = (report or {}) | {"rooms": evaluate_rooms(model, recipe.evaluate, recipe.last.device, progress)}
     if report is not None and ("unseen_rooms" in report or "rooms" in report):
         report["ship"] = ship_verdict(report)
+    return report
+
+
+def _judged(report: dict | None) -> dict:
+    """What a model's provenance keeps of its evaluation: its scores and the verdicts."""
+    if report is None:
+        return {}
+    out = {}
+    if "models" in report:
+        out["evaluation"] = {k: v for k, v in report["models"]["model"].items() if k != "checkpoint"}
+    if "unseen_rooms" in report:
+        out["unseen_rooms"] = report["unseen_rooms"]["verdict"]
+    if "rooms" in report:
+        out["rooms"] = {k: v["verdict"] for k, v in report["rooms"].items()}
+    return out
+
+
+def _evaluate_and_export(recipe: Recipe, out: Path, prev: Path, t_start: float, progress: bool,
+                         how: dict | None) -> dict | None:
+    """The evaluations of a trained run (its last stage in ``prev``), ``OUT/eval.json`` and ``OUT/model``."""
+    report = _evaluate(recipe, out, prev, progress)
     model_dir = out / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a resumed run re-exports its final weights
@@ -218,13 +255,51 @@ def run_recipe(recipe: Recipe, out: str | Path, minutes: float | None = None, re
     if report is not None:
         report["minutes_used"] = (time.perf_counter() - t_start) / 60
         (out / "eval.json").write_text(json.dumps(report, indent=1) + "\n")
-        if "models" in report:
-            provenance["evaluation"] = {k: v for k, v in report["models"]["model"].items() if k != "checkpoint"}
-        if "unseen_rooms" in report:
-            provenance["unseen_rooms"] = report["unseen_rooms"]["verdict"]
-        if "rooms" in report:
-            provenance["rooms"] = {k: v["verdict"] for k, v in report["rooms"].items()}
-    export_model(prev, model_dir, provenance=provenance)
+    export_model(prev, model_dir, provenance=provenance | _judged(report))
+    return report
+
+
+def reevaluate(out: str | Path, overrides: list[str] = (), progress: bool = True) -> dict | None:
+    """``wfb train-model --reevaluate``: a finished run's exported model (``OUT/model``) evaluated and judged again,
+    without training: after the evaluation changed, with other ``evaluate.KEY=VALUE`` settings, or for a GPU window
+    judged back on a CPU. The former ``eval.json`` is kept as ``eval-N.json``; ``OUT/model`` keeps its weights and
+    gets the new verdicts in its provenance (``reevaluated``: the overrides)."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    saved, model_dir = out / "recipe.yaml", out / "model"
+    if not saved.is_file():
+        raise WfbError(f"{out}: not a wfb train-model run (no recipe.yaml); give the --out of a finished run")
+    if not (model_dir / "model.safetensors").is_file():
+        raise WfbError(f"{out}: has no exported model (OUT/model); finish the run with --resume first")
+    bad = [o for o in overrides if not o.startswith("evaluate.")]
+    if bad:
+        raise WfbError(f"--reevaluate changes only evaluate.KEY=VALUE settings, not {bad[0]!r}; train a new run for that")
+    data = copy.deepcopy(yaml.safe_load(saved.read_text())["recipe"])
+    data.setdefault("evaluate", {})
+    for o in overrides:
+        apply_override(data, o)
+    recipe = recipe_from_dict(data, str(saved))
+    _check_rooms(recipe)
+    report = _evaluate(recipe, out, model_dir, progress)
+    if report is None:
+        raise WfbError(f"{out}: its recipe evaluates on nothing (no held-out frames, unseen rooms or rooms)")
+    report["minutes_used"] = (time.perf_counter() - t_start) / 60
+    previous = out / "eval.json"
+    if previous.exists():
+        n = next(k for k in range(1, 10_000) if not (out / f"eval-{k}.json").exists())
+        previous.rename(out / f"eval-{n}.json")
+        if progress:
+            print(f"the former evaluation is kept as {out / f'eval-{n}.json'}", file=sys.stderr)
+    (out / "eval.json").write_text(json.dumps(report, indent=1) + "\n")
+    provenance = yaml.safe_load((model_dir / "config.yaml").read_text()).get("provenance") or {}
+    provenance |= _judged(report) | {"reevaluated": list(overrides)}
+    fresh, old = out / ".model-reevaluated", out / ".model-before"
+    for d in (fresh, old):
+        shutil.rmtree(d, ignore_errors=True)
+    export_model(model_dir, fresh, provenance=provenance)
+    model_dir.rename(old)
+    fresh.rename(model_dir)
+    shutil.rmtree(old)
     return report
 
 
@@ -261,8 +336,9 @@ def _render_workers() -> int:
 def eval_reserve_s(recipe: Recipe) -> float:
     """Seconds a time budget keeps for the evaluations after training."""
     rooms = sum(_room_samples(r) for r in recipe.evaluate.rooms)
-    return (EVAL_RESERVE_S + recipe.evaluate.unseen_rooms * (UNSEEN_RENDER_CORE_S / _render_workers() + UNSEEN_SCORE_S)
-            + rooms * UNSEEN_SCORE_S)
+    ev = recipe.evaluate
+    return (EVAL_RESERVE_S + ev.unseen_rooms * (UNSEEN_RENDER_CORE_S / _render_workers() + UNSEEN_SCORE_S)
+            + rooms * UNSEEN_SCORE_S + (ev.unseen_rooms + rooms) * ev.refine * REFINE_STEP_S)
 
 
 def _room_samples(root) -> int:
@@ -370,11 +446,11 @@ def evaluate_unseen_rooms(run_dir: Path, ev: EvaluateConfig, root: Path, device:
     opts = SyntheticOptions(width=W, height=H, n=cfg.n)
     try:
         run_build(root, plan_synthetic(opts, ev.unseen_rooms, ev.seed, splits=(0.0, 0.0, 1.0)),
-                  workers=_render_workers(), progress=progress)
+                  workers=_render_workers(), progress=progress, reuse=True)
     except DatasetError as err:
         raise WfbError(f"{root}: {err}; remove the folder to render the unseen rooms again") from None
     scores = evaluate([("model", str(run_dir)), ("shipped", str(shipped_model()))], root, "test",
-                      resolve_device(device, "device"), ev.batch_size, progress=False)
+                      resolve_device(device, "device"), ev.batch_size, progress=False, refine=refiner(ev.refine))
     report = {"data": str(root), "samples": scores["num_samples"], "seed": ev.seed, "models": scores["models"],
               "references": scores["references"], "median_train_depth_m": scores["median_train_depth_m"],
               "verdict": compare_models(scores["models"]["model"], scores["models"]["shipped"])}
@@ -389,7 +465,8 @@ def evaluate_rooms(run_dir: Path, ev: EvaluateConfig, device: str, progress: boo
     out = {}
     for root in ev.rooms:
         scores = evaluate([("model", str(run_dir)), ("shipped", str(shipped_model()))], Path(str(root)), "test",
-                          resolve_device(device, "device"), ev.batch_size, progress=False)
+                          resolve_device(device, "device"), ev.batch_size, progress=False,
+                          refine=refiner(ev.refine))
         out[str(root)] = {"data": str(root), "samples": scores["num_samples"], "models": scores["models"],
                           "references": scores["references"], "median_train_depth_m": scores["median_train_depth_m"],
                           "verdict": compare_models(scores["models"]["model"], scores["models"]["shipped"])}
@@ -419,25 +496,32 @@ COMPARED = (("deblurring PSNR dB", ("image", "psnr"), 1, 0.05), ("depth Abs Rel"
             ("rotation error up to reversal deg", ("motion_up_to_reversal", "rotation"), -1, 0.02))
 """What :func:`compare_models` compares: (name, where in a model's scores, +1 higher is better / -1 lower,
 tolerance: dB for PSNR, a relative share for the others)."""
+REFINED_ROTATION = "rotation error up to reversal deg, after refinement"
 
 
 def compare_models(new: dict, old: dict) -> dict:
     """Whether ``new`` beats ``old`` on the same data: better on at least one of deblurring PSNR, depth Abs Rel and the
-    mean rotation error up to reversal (yaw, pitch, roll), and worse on none beyond a small tolerance (0.05 dB; 2 %)."""
+    mean rotation error up to reversal (yaw, pitch, roll), and worse on none beyond a small tolerance (0.05 dB; 2 %).
+
+    When both were also scored after test-time refinement (``refined``, :func:`score_models`), rotation is judged
+    after it, as ``wfb reconstruct`` delivers it by default; the network's own rotation is then reported in
+    ``terms`` but decides nothing (its depth map alone moves it by a few per cent in a room)."""
     def value(scores: dict, where: tuple[str, str]) -> float:
-        if where == ("motion_up_to_reversal", "rotation"):
-            m = scores["motion_up_to_reversal"]
+        if where[1] == "rotation":
+            m = scores[where[0]]["motion_up_to_reversal"] if where[0] == "refined" else scores[where[0]]
             return (m["yaw"] + m["pitch"] + m["roll"]) / 3
         return scores[where[0]][where[1]]
 
+    refined = "refined" in new and "refined" in old
     better, worse, terms = [], [], {}
-    for name, where, sign, tol in COMPARED:
+    for name, where, sign, tol in COMPARED + ((REFINED_ROTATION, ("refined", "rotation"), -1, 0.02),) * refined:
         a, b = value(new, where), value(old, where)
-        terms[name] = {"model": a, "shipped": b}
+        judged = not (refined and where == ("motion_up_to_reversal", "rotation"))
+        terms[name] = {"model": a, "shipped": b} | ({} if judged else {"judged": False})
         margin = tol if where[1] == "psnr" else tol * abs(b)
-        if sign * (a - b) > 0:
+        if judged and sign * (a - b) > 0:
             better.append(name)
-        if sign * (b - a) > margin:
+        if judged and sign * (b - a) > margin:
             worse.append(name)
     return {"terms": terms, "better": better, "worse": worse, "beats_shipped": bool(better) and not worse}
 
@@ -449,7 +533,8 @@ def format_unseen(unseen: dict) -> str:
 def format_verdict(title: str, verdict: dict) -> str:
     """A :func:`compare_models` verdict in a few lines under ``title``."""
     lines = [f"{title}: model / shipped"]
-    lines += [f"  {name}: {t['model']:.3f} / {t['shipped']:.3f}" for name, t in verdict["terms"].items()]
+    lines += [f"  {name}: {t['model']:.3f} / {t['shipped']:.3f}" + ("  (reported, not judged)" if
+              t.get("judged", True) is False else "") for name, t in verdict["terms"].items()]
     lines.append("  the model beats the shipped one" if verdict["beats_shipped"] else
                  f"  the model does not beat the shipped one (worse: {', '.join(verdict['worse']) or 'none'}; "
                  f"better: {', '.join(verdict['better']) or 'none'})")
