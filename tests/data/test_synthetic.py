@@ -13,13 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from worldfromblur.data import BlurDataset, DatasetError, SampleRecord, read_sample, write_sample
+from worldfromblur.data import (
+    BlurDataset,
+    DatasetError,
+    SampleRecord,
+    read_sample,
+    write_sample,
+)
 from worldfromblur.data.build import run_build
 from worldfromblur.data.synthetic import SyntheticOptions, plan_synthetic
 from worldfromblur.errors import WfbError
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.geometry import reblur
-
 
 SMALL = SyntheticOptions(width=160, height=120)
 
@@ -312,7 +317,11 @@ def test_no_frame_pool_holds_a_room_of_any_dataset(monkeypatch):
     """The same seed through both paths (frame pool, dataset) never builds the same room: a pool frame's room comes
     from another generator key than any dataset scene's (issue: pool frame i of seed 0 was dataset room i)."""
     import worldfromblur.data.synthetic.engine as engine
-    from worldfromblur.data.synthetic.engine import check_seed, render_sample, render_still
+    from worldfromblur.data.synthetic.engine import (
+        check_seed,
+        render_sample,
+        render_still,
+    )
     from worldfromblur.data.synthetic.scene import make_scene
     from worldfromblur.data.synthetic.textures import make_texture_bank
 
@@ -339,13 +348,57 @@ def test_no_frame_pool_holds_a_room_of_any_dataset(monkeypatch):
             check_seed(bad)
 
 
+def _bank_print(bank) -> tuple:
+    return tuple(float(t.levels[0][::37, ::41].sum()) for t in bank)
+
+
+def test_texture_banks_change_every_few_rooms_and_keep_the_seed_bank_at_zero(tmp_path, capsys):
+    """TextureBanks: with rooms=0 every room gets the seed's one bank (what every build had before the option);
+    with rooms=N a new bank every N rooms, the same for the same key, another for another use; a synthetic pool
+    made with texture_rooms=0 is the pool of before, one with texture_rooms=N shows its rooms other textures; bad
+    values stop the command in one line."""
+    from worldfromblur.cli.main import main
+    from worldfromblur.data.pool import synthetic_pool
+    from worldfromblur.data.synthetic.engine import KEYS, render_still
+    from worldfromblur.data.synthetic.textures import TextureBanks, make_texture_bank
+
+    seed_bank = _bank_print(make_texture_bank(4))
+    fixed = TextureBanks(4, 0, word=KEYS["pool textures"])
+    assert _bank_print(fixed(0)) == seed_bank and fixed(123456) is fixed(0)
+    every3 = TextureBanks(4, 3, word=KEYS["pool textures"])
+    groups = [_bank_print(every3(i)) for i in range(7)]
+    assert groups[0] == groups[1] == groups[2] != groups[3] == groups[4] == groups[5] != groups[6]
+    assert seed_bank not in groups and len(set(groups)) == 3
+    assert _bank_print(TextureBanks(4, 3, word=KEYS["pool textures"])(4)) == groups[4]  # deterministic
+    assert _bank_print(TextureBanks(4, 3, word=KEYS["dataset textures"])(4)) != groups[4]  # keyed by use
+    with pytest.raises(ValueError, match="texture_rooms"):
+        TextureBanks(4, -1)
+
+    old = synthetic_pool(3, size=(32, 24), seed=4, progress=False, texture_rooms=0)
+    opts = SyntheticOptions(width=32, height=24)
+    for i in range(3):  # frame i as render_still gave it with the seed's bank
+        assert torch.equal(old.rgb[i], torch.from_numpy(render_still(4, i, opts, make_texture_bank(4))[0]))
+    new = synthetic_pool(3, size=(32, 24), seed=4, progress=False, texture_rooms=1)
+    assert torch.allclose(old.depth, new.depth) and not torch.equal(old.rgb, new.rgb)  # same rooms, new textures
+    assert SyntheticOptions().to_dict() == {k: v for k, v in SyntheticOptions(texture_rooms=5).to_dict().items()
+                                            if k != "texture_rooms"}  # the default leaves a build's stamp as it was
+    for argv in (["make-pool", "synthetic", "--num", "2", "--texture-rooms", "-1", "--out", str(tmp_path / "p")],
+                 ["make-dataset", "synthetic", "--num", "2", "--texture-rooms", "-2", "--out", str(tmp_path / "d")]):
+        assert main(argv) == 2 and "--texture-rooms must be 0" in capsys.readouterr().err
+        assert not any(tmp_path.iterdir())
+
+
 def test_the_torch_renderer_agrees_with_the_numpy_caster():
     """One scene description, two renderers: on the same scenes and cameras the batched torch caster gives the NumPy
     caster's depth within 1 mm and its colour (exposed, sRGB) within 2/255 away from the edges between surfaces."""
     from worldfromblur.data.synthetic.engine import auto_exposure, place_camera
     from worldfromblur.data.synthetic.scene import _cast, make_scene, raycast
     from worldfromblur.data.synthetic.textures import make_texture_bank
-    from worldfromblur.data.synthetic.torch_render import SceneBatch, TextureStack, raycast_batch
+    from worldfromblur.data.synthetic.torch_render import (
+        SceneBatch,
+        TextureStack,
+        raycast_batch,
+    )
     from worldfromblur.imaging import linear_to_srgb
 
     bank = make_texture_bank(1)

@@ -154,6 +154,9 @@ def test_config_errors_are_clear(tmp_path):
     assert load_config("compact-deblur", ["optim.lr=1e-4"]).optim.lr == 1e-4
     with pytest.raises(WfbError, match="no such config file or shipped config"):
         load_config("compact-deblurr")
+    with pytest.raises(WfbError, match="data.texture_rooms must be 0"):
+        load_config("compact-deblur", ["data.texture_rooms=-1"])
+    assert load_config("compact-deblur").data.texture_rooms == 8
 
 
 def test_torchrun_two_processes_on_cpu(fixed, tmp_path):

@@ -80,6 +80,8 @@ def _register_synthetic(kinds) -> None:
                    help="sensor noise on the blurred image: std sigma*sqrt(0.2+L) in linear light L (default 0)")
     s.add_argument("--samples-per-scene", type=count, default=4, help="camera placements per room (default 4)")
     s.add_argument("--textures", type=Path, help="folder of photographs to use as textures, besides procedural ones")
+    s.add_argument("--texture-rooms", type=int, default=0, metavar="N",
+                   help="a new bank of 48 textures every N rooms (default 0: one bank for the whole build, the seed's)")
     s.set_defaults(func=run_synthetic)
 
 
@@ -142,13 +144,15 @@ def run_synthetic(args) -> int:
     for name, (lo, hi) in (("--rot-speed", args.rot_speed), ("--trans-speed", args.trans_speed)):
         if not 0 < lo <= hi:
             raise WfbError(f"{name} needs 0 < LO <= HI, got {lo} {hi}")
+    if args.texture_rooms < 0:
+        raise WfbError(f"--texture-rooms must be 0 (one bank) or a number of rooms, got {args.texture_rooms}")
     w, h = args.size
     opts = SyntheticOptions(
         width=w, height=h, n=args.n, fps=args.fps, intrinsics=list(args.intrinsics) if args.intrinsics else None,
         rot_speed=tuple(args.rot_speed), trans_speed=tuple(args.trans_speed), subframe_px=args.subframe_px,
         max_subframes=args.max_subframes, averaging=args.averaging, noise=args.noise,
         samples_per_scene=args.samples_per_scene, keep_frames=args.frames,
-        textures=str(args.textures.resolve()) if args.textures else None,
+        textures=str(args.textures.resolve()) if args.textures else None, texture_rooms=args.texture_rooms,
     )
     manifest = run_build(args.out, plan_synthetic(opts, args.num, args.seed, splits), args.workers, args.overwrite, not args.quiet)
     print(f"wrote {args.out}")

@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--num", type=count, default=1000, help="synthetic: number of frames (default 1000)")
     p.add_argument("--seed", type=seed, default=0, help="synthetic: random seed")
     p.add_argument("--textures", type=Path, help="synthetic: folder of photographs to use as textures")
+    p.add_argument("--texture-rooms", type=int, default=8, metavar="N",
+                   help="synthetic: a new bank of 48 textures every N frames (default 8; 0: one bank, the seed's)")
     p.add_argument("--split", default="train", help="dataset: split to take the frames of (default train)")
     p.add_argument("--stride", type=count, default=1, help="video: take every STRIDE-th frame (default 1)")
     p.add_argument("--frame-range", type=int, nargs=2, metavar=("FIRST", "LAST"),
@@ -50,8 +52,10 @@ def run(args) -> int:
     if args.source != "synthetic" and not args.root:
         raise WfbError(f"make-pool {args.source} needs --root")
     if args.source == "synthetic":
+        if args.texture_rooms < 0:
+            raise WfbError(f"--texture-rooms must be 0 (one bank) or a number of frames, got {args.texture_rooms}")
         pool = synthetic_pool(args.num, args.size, args.seed, str(args.textures) if args.textures else None,
-                              args.workers, not args.quiet)
+                              args.workers, not args.quiet, texture_rooms=args.texture_rooms)
     elif args.source == "dataset":
         if len(args.root) != 1:
             raise WfbError("make-pool dataset takes one --root dataset folder")

@@ -41,13 +41,16 @@ from .dataset import BlurDataset
 from .format import DatasetError, depth_to_mm
 from .rgbd.build import open_sequence, resize_depth, resize_rgb
 from .rgbd.readers import load_depth, load_rgb
-from .synthetic.engine import SyntheticOptions, check_seed, render_still
-from .synthetic.textures import make_texture_bank, texture_photos
+from .synthetic.engine import KEYS, SyntheticOptions, check_seed, render_still
+from .synthetic.textures import TextureBanks, texture_photos
 
 POOL_FORMAT = "world-from-blur frame pool"
 POOL_VERSION = 1
 SYNTHETIC_SIZE = (320, 240)
 """Frame size [W, H] of a synthetic:N pool entry (the stream zooms and crops from it)."""
+TEXTURE_ROOMS = 8
+"""Frames of a synthetic:N pool that share one bank of 48 textures (``data.texture_rooms``): 6,000 frames meet 36,000
+textures instead of one seed's 48, which a network learns by heart (docs/real-data.md)."""
 
 
 def held_out_count(n: int, fraction: float) -> int:
@@ -158,24 +161,30 @@ _WORKER: dict = {}
 
 
 def _init_synthetic(seed: int, opts, photos) -> None:
-    _WORKER.update(seed=seed, opts=opts, bank=make_texture_bank(seed, photos=photos))  # built once per process
+    banks = TextureBanks(seed, opts.texture_rooms, photos, KEYS["pool textures"])  # one per process
+    _WORKER.update(seed=seed, opts=opts, banks=banks)
 
 
 def _synthetic_frame(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return render_still(_WORKER["seed"], index, _WORKER["opts"], _WORKER["bank"])
+    return render_still(_WORKER["seed"], index, _WORKER["opts"], _WORKER["banks"](index))
 
 
 def synthetic_pool(num: int, size: tuple[int, int] = SYNTHETIC_SIZE, seed: int = 0, textures: str | None = None,
-                   workers: int = 1, progress: bool = True, start: int = 0) -> FramePool:
+                   workers: int = 1, progress: bool = True, start: int = 0,
+                   texture_rooms: int = TEXTURE_ROOMS) -> FramePool:
     """Frames ``start .. num - 1`` of procedural rooms, each its own room, rendered exactly (about 30 ms a frame at
-    320x240); frame i depends only on (seed, i)."""
+    320x240, and 8 ms a texture of each new bank); frame i depends only on (seed, i, texture_rooms). A new bank of
+    48 textures every ``texture_rooms`` frames (0: one bank for all, a seed's 48 textures; see
+    :class:`~worldfromblur.data.synthetic.textures.TextureBanks`)."""
     if num < 1 or not 0 <= start < num:
         raise DatasetError(f"a synthetic pool needs at least one frame, got frames {start}..{num - 1}")
     try:
         seed = check_seed(seed)
     except ValueError as err:
         raise DatasetError(str(err)) from None
-    opts = SyntheticOptions(width=size[0], height=size[1], textures=textures)
+    if texture_rooms < 0:
+        raise DatasetError(f"texture_rooms must be 0 (one bank for all frames) or a number of frames, got {texture_rooms}")
+    opts = SyntheticOptions(width=size[0], height=size[1], textures=textures, texture_rooms=texture_rooms)
     init = (seed, opts, texture_photos(textures) if textures else None)
     index = range(start, num)
     bar = dict(total=len(index), desc="render pool", unit="frame", disable=not progress)
@@ -266,7 +275,8 @@ def pool_entries(specs: list) -> list[tuple[str, int, int | None]]:
 
 
 def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool = True,
-               textures: str | None = None, held_out_only: bool = False) -> tuple[FramePool | None, FramePool | None]:
+               textures: str | None = None, held_out_only: bool = False,
+               texture_rooms: int = TEXTURE_ROOMS) -> tuple[FramePool | None, FramePool | None]:
     """(training frames, held-out frames) of ``data.pool``.
 
     Each entry is a pool folder (``wfb make-pool``) or "synthetic:N" (N frames rendered now, 320x240), optionally
@@ -284,7 +294,7 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
             if held_out_only and k == 0:
                 continue
             pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
-                                  progress=progress, start=num - k if held_out_only else 0)
+                                  progress=progress, start=num - k if held_out_only else 0, texture_rooms=texture_rooms)
             if held_out_only:  # exactly the frames that split() would hold out
                 held_parts.append((pool, range(len(pool))))
                 continue
@@ -319,7 +329,9 @@ class TrainingDepths(Sequence):
     pool's frames are read when the sequence is made, a synthetic pool's frames rendered one by one when asked
     for, so that a few evenly spaced frames cost a few renders (the median-depth reference of an evaluation)."""
 
-    def __init__(self, specs: list, seed: int = 0, held_out: float = 0.0, textures: str | None = None):
+    def __init__(self, specs: list, seed: int = 0, held_out: float = 0.0, textures: str | None = None,
+                 texture_rooms: int = TEXTURE_ROOMS):
+        self.texture_rooms = texture_rooms
         self.parts: list[tuple[int, object]] = []  # (length, frames), frames a FramePool or a synthetic (num, opts)
         for entry, repeat, num in pool_entries(specs):
             if num is not None:
@@ -340,9 +352,11 @@ class TrainingDepths(Sequence):
                     return frames.depth[i].numpy()
                 _, seed, textures = frames
                 if self._opts is None:
-                    self._opts = SyntheticOptions(width=SYNTHETIC_SIZE[0], height=SYNTHETIC_SIZE[1], textures=textures)
-                    self._bank = make_texture_bank(seed, photos=texture_photos(textures) if textures else None)
-                return render_still(seed, i, self._opts, self._bank)[1]
+                    self._opts = SyntheticOptions(width=SYNTHETIC_SIZE[0], height=SYNTHETIC_SIZE[1], textures=textures,
+                                                  texture_rooms=self.texture_rooms)
+                    self._bank = TextureBanks(seed, self.texture_rooms, texture_photos(textures) if textures else None,
+                                              KEYS["pool textures"])
+                return render_still(seed, i, self._opts, self._bank(i))[1]
             i -= n
         raise IndexError(i)
 

@@ -44,6 +44,10 @@ class DataConfig:
     textures: str | None = None
     """Folder of photographs that "synthetic:N" pools also use as textures (see ``wfb make-dataset synthetic
     --textures``); None: procedural textures only."""
+    texture_rooms: int = 8
+    """Frames of a "synthetic:N" pool that share one bank of 48 procedural textures: a new bank every this many
+    frames (0: one bank for the whole pool, the seed's 48 textures, which a network learns by heart; see
+    :class:`worldfromblur.data.synthetic.textures.TextureBanks`)."""
     held_out: float = 0.05
     """Fraction of each pool source's frames (its last ones) kept out of training, for evaluation."""
     stream: dict = field(default_factory=dict)
@@ -159,6 +163,9 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
         raise WfbError(f"{where}: {err}") from None
     if cfg.minutes < 0:
         raise WfbError(f"{where}: minutes must be 0 (no budget) or positive")
+    if not isinstance(cfg.data.texture_rooms, int) or cfg.data.texture_rooms < 0:
+        raise WfbError(f"{where}: data.texture_rooms must be 0 (one texture bank per pool) or a number of frames, "
+                       f"got {cfg.data.texture_rooms!r}")
     cfg.init = {k: v for k, v in (cfg.init or {}).items() if v is not None}
     unknown = sorted(set(cfg.pretrained) - {"deblur", "depth", "motion"})
     if unknown:

@@ -9,8 +9,8 @@ from dataclasses import fields
 from ... import __version__
 from ..build import BuildPlan, SkipSample, split_scenes
 from ..format import DatasetError, SampleRecord
-from .engine import SyntheticOptions, check_seed, render_sample
-from .textures import make_texture_bank, texture_photos
+from .engine import KEYS, SyntheticOptions, check_seed, render_sample
+from .textures import TextureBanks, texture_photos
 
 
 def options_from_dict(d: dict) -> SyntheticOptions:
@@ -26,11 +26,11 @@ def synthetic_renderer(seed: int, options: dict):
     """Worker-side factory: builds the texture bank once, returns ``index -> SampleRecord``."""
     opts = options_from_dict(options)
     photos = texture_photos(opts.textures) if opts.textures else None
-    bank = make_texture_bank(seed, photos=photos)
+    banks = TextureBanks(seed, opts.texture_rooms, photos, KEYS["dataset textures"])
 
     def sample(index: int) -> SampleRecord:
         try:
-            s = render_sample(seed, index, opts, bank)
+            s = render_sample(seed, index, opts, banks(index // opts.samples_per_scene))
         except RuntimeError as err:  # a scene with no room for a camera
             raise SkipSample(str(err)) from None
         scene = index // opts.samples_per_scene

@@ -37,7 +37,7 @@ from .scene import camera_rotation, inside_any, make_scene, raycast
 from .textures import Texture
 
 KEYS = {"dataset room": 0, "dataset camera and motion": 1, "pool camera": 2, "pool room": 3, "stream room": 4,
-        "stream camera": 5}
+        "stream camera": 5, "pool textures": 6, "dataset textures": 7, "stream textures": 8}
 """The third word of every generator key, by use (see the module docstring)."""
 SEED_LIMIT = 2**32
 
@@ -65,6 +65,7 @@ class SyntheticOptions(Exposure):
     samples_per_scene: int = 4
     keep_frames: bool = False
     textures: str | None = None  # folder of photographs to use as textures
+    texture_rooms: int = 0  # rooms (scenes) per texture bank of 48; 0: one bank for the whole build (TextureBanks)
 
     def K(self) -> np.ndarray:
         if self.intrinsics is not None:
@@ -76,6 +77,8 @@ class SyntheticOptions(Exposure):
     def to_dict(self) -> dict:
         d = asdict(self)
         d["rot_speed"], d["trans_speed"] = list(self.rot_speed), list(self.trans_speed)
+        if not self.texture_rooms:  # the default: builds made before the option existed keep their stamp
+            del d["texture_rooms"]
         return d
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from ...imaging import linear_to_srgb
-from .engine import check_seed, room_and_camera
+from .engine import KEYS, check_seed, room_and_camera
 from .scene import _EPS, Box, Cylinder, Scene, Sphere
-from .textures import Texture, make_texture_bank, texture_photos
+from .textures import Texture, TextureBanks, texture_photos
 
 BOX, CYLINDER, SPHERE = 1, 2, 3
 
@@ -276,19 +276,30 @@ class RoomSampler:
     rules, :func:`~worldfromblur.data.synthetic.engine.room_and_camera` with generator keys of their own use), and
     the frames of a batch are ray-cast together on ``device``."""
 
-    def __init__(self, seed: int, device: torch.device | str = "cpu", textures: str | None = None):
+    def __init__(self, seed: int, device: torch.device | str = "cpu", textures: str | None = None,
+                 texture_steps: int = 8):
+        """``texture_steps``: a new bank of 48 textures for the rooms of every this many steps (the first word of a
+        key; 0: one bank for all, the seed's); see :class:`~worldfromblur.data.synthetic.textures.TextureBanks`."""
         self.seed = check_seed(seed)
-        self.bank = make_texture_bank(self.seed, photos=texture_photos(textures) if textures else None)
-        self.textures = TextureStack.from_bank(self.bank, device)
         self.device = torch.device(device)
+        self.banks = TextureBanks(self.seed, texture_steps, texture_photos(textures) if textures else None,
+                                  KEYS["stream textures"])
+        self._stack: tuple[int, TextureStack] | None = None
+
+    def _textures(self, step: int) -> tuple[list[Texture], TextureStack]:
+        bank = self.banks(step)
+        if self._stack is None or self._stack[0] != self.banks.group:
+            self._stack = (self.banks.group, TextureStack.from_bank(bank, self.device))
+        return bank, self._stack[1]
 
     def render(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sharp frames (B, 3, H, W) sRGB in [0, 1] and exact depth (B, 1, H, W), one new room per key (step, ...),
         whole numbers below 2**32, for an H x W image with its K."""
-        drawn = [room_and_camera("stream", self.seed, k[0], self.bank, K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
+        bank, textures = self._textures(keys[0][0])  # the keys of one call share a step, so a bank
+        drawn = [room_and_camera("stream", self.seed, k[0], bank, K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
         sb = SceneBatch.from_scenes([d[0] for d in drawn], self.device)
         R = torch.tensor(np.stack([d[1] for d in drawn]), dtype=torch.float32, device=self.device)
         C = torch.tensor(np.stack([d[2] for d in drawn]), dtype=torch.float32, device=self.device)
         K = torch.tensor(np.stack(Ks), dtype=torch.float32, device=self.device)
-        radiance, depth = raycast_batch(sb, self.textures, R, C, K, H, W)
+        radiance, depth = raycast_batch(sb, textures, R, C, K, H, W)
         return expose_batch(radiance), depth[:, None]
