@@ -183,7 +183,8 @@ def synthetic_pool(num: int, size: tuple[int, int] = SYNTHETIC_SIZE, seed: int =
     except ValueError as err:
         raise DatasetError(str(err)) from None
     if texture_rooms < 0:
-        raise DatasetError(f"texture_rooms must be 0 (one bank for all frames) or a number of frames, got {texture_rooms}")
+        raise DatasetError("texture_rooms must be 0 (one bank for all frames) or a number of frames, "
+                           f"got {texture_rooms}")
     opts = SyntheticOptions(width=size[0], height=size[1], textures=textures, texture_rooms=texture_rooms)
     init = (seed, opts, texture_photos(textures) if textures else None)
     index = range(start, num)

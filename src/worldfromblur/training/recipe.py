@@ -273,7 +273,8 @@ def reevaluate(out: str | Path, overrides: list[str] = (), progress: bool = True
         raise WfbError(f"{out}: has no exported model (OUT/model); finish the run with --resume first")
     bad = [o for o in overrides if not o.startswith("evaluate.")]
     if bad:
-        raise WfbError(f"--reevaluate changes only evaluate.KEY=VALUE settings, not {bad[0]!r}; train a new run for that")
+        raise WfbError(f"--reevaluate changes only evaluate.KEY=VALUE settings, not {bad[0]!r}; "
+                       "train a new run for that")
     data = copy.deepcopy(yaml.safe_load(saved.read_text())["recipe"])
     data.setdefault("evaluate", {})
     for o in overrides:

@@ -145,7 +145,8 @@ def texture_photos(folder: str | Path) -> list[Path]:
     return paths
 
 
-def make_texture_bank(seed: int, count: int = 48, photos: list[Path] | None = None, key: tuple[int, ...] = ()) -> list[Texture]:
+def make_texture_bank(seed: int, count: int = 48, photos: list[Path] | None = None,
+                      key: tuple[int, ...] = ()) -> list[Texture]:
     """A deterministic bank of textures, from ``seed`` and ``key`` (see :class:`TextureBanks`); rooms pick from it
     and vary scale and tint."""
     rng = np.random.default_rng([seed, 7919, *key])
