@@ -38,6 +38,11 @@ class LossConfig:
     depth: Literal["l2", "log_l1"] = "l2"
     """Depth loss: "l2" (the paper's Eq. 5, squared metres) or "log_l1" (absolute error of log depth, which weighs
     near and far alike, as the relative metrics do)."""
+    reference: Literal["sharp", "deblurred"] = "sharp"
+    """The frame the depth and motion modules read in stage 1: "sharp", the clean reference frame (the paper's
+    stage 1), or "deblurred", the deblurring module's output for the blurred input (without gradient), which is what
+    they read at inference. A module trained on clean frames meets a different, still partly blurred frame there,
+    and a new deblurring module changes it again."""
 
 
 def check_reversal(reversal: str) -> None:

@@ -255,3 +255,75 @@ def test_a_bare_off_is_the_off_choice_not_a_boolean():
     assert cfg.amp == "off" and cfg.compile == "off"
     with pytest.raises(WfbError, match="compile must be one of"):
         load_config("compact-deblur", ["compile=yes"])
+
+
+def _reference_batch(B: int = 2, H: int = 32, W: int = 48) -> dict:
+    from worldfromblur.geometry import pose_from_uv
+
+    torch.manual_seed(0)
+    K = torch.tensor([[40.0, 0, 23.5], [0, 40.0, 15.5], [0, 0, 1]]).expand(B, 3, 3).clone()
+    return {"blurred": torch.rand(B, 3, H, W), "sharp": torch.rand(B, 3, H, W), "depth": 1 + torch.rand(B, 1, H, W),
+            "K": K, "poses": pose_from_uv(torch.randn(B, 6, 3) * 0.02, torch.randn(B, 6, 3) * 0.01),
+            "valid_depth": torch.ones(B, 1, H, W, dtype=torch.bool)}
+
+
+def _reference_model():
+    from worldfromblur.models import WorldFromBlur
+    from worldfromblur.models.config import preset
+
+    cfg = preset("compact")
+    cfg.motion = "paths"
+    model = WorldFromBlur(cfg)
+    with torch.no_grad():  # a deblurring module that changes its input, with batch statistics of its own
+        model.deblur.net.out.weight.normal_(0, 0.2)
+        for m in model.deblur.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+    return model.train()
+
+
+@pytest.mark.parametrize("reference", ["sharp", "deblurred"])
+def test_depth_and_motion_read_the_frame_loss_reference_names(reference):
+    """Stage 1's depth and motion modules read the clean frame, or (loss.reference=deblurred) the frozen deblurring
+    module's output in evaluation mode, without changing that module's batch statistics or mode."""
+    from worldfromblur.losses import LossConfig
+
+    model, batch = _reference_model(), _reference_batch()
+    model.deblur.requires_grad_(False)
+    seen = {}
+    depth_forward, motion_forward = model.depth.forward, model.motion.forward
+    model.depth.forward = lambda image: (seen.setdefault("depth", image.clone()), depth_forward(image))[1]
+    model.motion.forward = lambda blurred, ref: (seen.setdefault("motion", ref.clone()), motion_forward(blurred, ref))[1]
+    stats = {k: v.clone() for k, v in model.deblur.state_dict().items()}
+    model.stage_loss("supervised", batch, LossConfig(reference=reference),
+                     {"depth": model.depth, "motion": model.motion})
+    with torch.no_grad():
+        expected = batch["sharp"] if reference == "sharp" else model.deblur.eval()(batch["blurred"])
+    model.deblur.train()
+    assert not torch.equal(expected, batch["blurred"])
+    assert torch.equal(seen["depth"], expected) and torch.equal(seen["motion"], expected)
+    assert all(torch.equal(v, model.deblur.state_dict()[k]) for k, v in stats.items())
+
+
+def test_a_trained_deblurrer_is_read_detached_and_a_bad_reference_is_refused():
+    """With the deblurring module training beside them, the motion module reads this step's deblurred frame, and
+    its loss sends no gradient into the deblurring module (the deblurring loss alone trains it)."""
+    from worldfromblur.losses import LossConfig, deblur_loss
+
+    batch = _reference_batch()
+    model = _reference_model()
+    loss, _, out = model.stage_loss("supervised", batch, LossConfig(reference="deblurred"),
+                                    {"deblur": model.deblur, "motion": model.motion})
+    loss.backward()
+    joint = [p.grad.clone() for p in model.deblur.parameters()]
+    assert any(g.abs().sum() > 0 for g in joint)
+    model.zero_grad()
+    torch.manual_seed(0)
+    again = _reference_model()
+    again.load_state_dict(model.state_dict())
+    deblur_loss(again.deblur(batch["blurred"]), batch["sharp"])[0].backward()
+    for g, p in zip(joint, again.deblur.parameters()):
+        assert torch.allclose(g, p.grad, atol=1e-6)
+    with pytest.raises(WfbError, match="loss.reference must be one of"):
+        load_config("compact-motion", ["loss.reference=blurred"])
+    assert load_config("compact-motion").loss.reference == "sharp"

@@ -184,15 +184,36 @@ class WorldFromBlur(nn.Module):
             return {stage: stage}
         raise WfbError(f"unknown stage {stage!r}; choose deblur, depth, motion, supervised or cycle")
 
+    def _stage_reference(self, batch: dict, out: dict, reference: str) -> torch.Tensor:
+        """The frame stage 1's depth and motion modules read (``loss.reference``): the clean sharp frame, or the
+        deblurred one, taken from this step's deblurring output when that module trains and otherwise made by the
+        frozen module in evaluation mode (its batch-norm statistics stay as they are); never with gradient."""
+        if reference == "sharp":
+            return batch["sharp"]
+        if reference != "deblurred":
+            raise WfbError(f"loss.reference must be sharp or deblurred, got {reference!r}")
+        if "deblurred" in out:
+            return out["deblurred"].detach()
+        was_training = self.deblur.training
+        self.deblur.eval()
+        try:
+            with torch.no_grad():
+                return self.deblur(batch["blurred"])
+        finally:
+            self.deblur.train(was_training)
+
     def stage_loss(self, stage: str, batch: dict, loss, modules: dict | None = None) -> tuple:
         """The training loss of one stage on a batch: ``(total, details, outputs)`` (see :mod:`worldfromblur.losses`).
 
-        Stage 1 (``deblur``, ``depth``, ``motion``) trains a module apart on clean inputs; ``supervised`` is stage 1
-        for the modules that train, at once, each on its own inputs and loss, summed (their parameters are disjoint,
-        so the sum trains each as if alone; Adam makes their scales moot); ``cycle`` (stage 2) runs the whole cycle.
+        Stage 1 (``deblur``, ``depth``, ``motion``) trains a module apart on clean inputs (depth and motion read the
+        clean sharp frame, or with ``loss.reference=deblurred`` the deblurred one, as at inference); ``supervised``
+        is stage 1 for the modules that train, at once, each on its own inputs and loss, summed (their parameters are
+        disjoint, so the sum trains each as if alone; Adam makes their scales moot); ``cycle`` (stage 2) runs the whole
+        cycle.
 
         Args:
-            loss: the loss options (``depth``, ``reversal``, ``alpha``; a :class:`~worldfromblur.losses.LossConfig`).
+            loss: the loss options (``depth``, ``reversal``, ``alpha``, ``reference``; a
+                :class:`~worldfromblur.losses.LossConfig`).
             modules: the callables to run, by name (``deblur``, ``depth``, ``motion`` or ``cycle``): the trainer passes
                 this model's modules in their distributed wrappers; default, this model's own modules that train.
         """
@@ -207,12 +228,14 @@ class WorldFromBlur(nn.Module):
             out["deblurred"] = modules["deblur"](batch["blurred"])
             L, d = deblur_loss(out["deblurred"], batch["sharp"], batch.get("valid_blur"))
             total, details = total + L, {**details, **d}
+        if runs("depth") or runs("motion"):
+            reference = self._stage_reference(batch, out, getattr(loss, "reference", "sharp"))
         if runs("depth"):
-            out["depth"] = modules["depth"](batch["sharp"])  # clean images, as in the paper's stage 1
+            out["depth"] = modules["depth"](reference)
             L, d = depth_loss(out["depth"], batch["depth"], batch["valid_depth"], loss.depth)
             total, details = total + L, {**details, **d}
         if runs("motion"):
-            motion = modules["motion"](batch["blurred"], batch["sharp"])  # the clean reference frame
+            motion = modules["motion"](batch["blurred"], reference)
             out.update(motion.as_dict())
             L, d = self.motion.loss(motion, batch, loss.reversal)
             total, details = total + L, {**details, **d}
