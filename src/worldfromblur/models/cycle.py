@@ -229,7 +229,7 @@ class WorldFromBlur(nn.Module):
             L, d = deblur_loss(out["deblurred"], batch["sharp"], batch.get("valid_blur"))
             total, details = total + L, {**details, **d}
         if runs("depth") or runs("motion"):
-            reference = self._stage_reference(batch, out, getattr(loss, "reference", "sharp"))
+            reference = self._stage_reference(batch, out, loss.reference)
         if runs("depth"):
             out["depth"] = modules["depth"](reference)
             L, d = depth_loss(out["depth"], batch["depth"], batch["valid_depth"], loss.depth)
