@@ -7,19 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
+from worldfromblur.evaluation.video import read_frame as read
+from worldfromblur.evaluation.video import video_windows as windows
 
-
-def read(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-
-
-def windows(frames: list[Path], every: int, lengths: list[int]):
-    """(centre index, N) of the blur windows that fit in the sequence."""
-    centres = range(max(lengths) // 2, len(frames) - max(lengths) // 2, every)
-    return [(c, lengths[k % len(lengths)]) for k, c in enumerate(centres)]
+__all__ = ["read", "video_arguments", "video_frames", "windows"]
 
 
 def video_arguments(doc: str) -> argparse.ArgumentParser:

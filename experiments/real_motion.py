@@ -30,23 +30,13 @@ from worldfromblur.data.rgbd.readers import (
     read_trajectory,
     tum_camera,
 )
-from worldfromblur.geometry import pose_from_uv
+from worldfromblur.evaluation.video import (
+    axis_angle,
+    axis_error_deg,
+    reconstructed_rotation,
+)
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor, load_photo
-
-
-def axis_angle(R: np.ndarray) -> tuple[np.ndarray, float]:
-    """Unit axis and angle (radians) of a rotation matrix."""
-    angle = math.acos(max(-1.0, min(1.0, (np.trace(R) - 1) / 2)))
-    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    n = np.linalg.norm(w)
-    return (w / n if n > 1e-12 else np.array([0.0, 0.0, 1.0])), angle
-
-
-def axis_error_deg(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle between two axes up to sign, degrees (0 to 90)."""
-    c = abs(float(np.dot(a, b)))
-    return math.degrees(math.acos(min(1.0, c)))
 
 
 def measured_rotation(times, poses, t: float, window: float):
@@ -56,12 +46,6 @@ def measured_rotation(times, poses, t: float, window: float):
     if a is None or b is None:
         return None
     return a[:3, :3].T @ b[:3, :3]  # camera at the start -> camera at the end, in the start camera's axes
-
-
-def reconstructed_rotation(rec) -> np.ndarray:
-    """The rotation from the exposure's first to its last instant, in the reference camera's axes."""
-    T = pose_from_uv(rec.u, rec.v)[0].double().numpy()  # reference -> instant
-    return T[0, :3, :3] @ T[-1, :3, :3].T
 
 
 def engines_for(model, steps: int | None = None, **options) -> dict:

@@ -10,7 +10,8 @@ there is no import circle (``tests/test_package.py`` checks both):
 4. ``data`` (the dataset format, builders, frame pools, the blur stream)
 5. ``models`` (the networks, the motion-head interface, the cycle, model files)
 6. ``reconstruct`` (``wfb reconstruct``'s pipeline and its test-time refinement)
-7. ``evaluation`` (metrics, the evaluator, reports; it scores the refined trajectory as ``wfb reconstruct`` gives it)
+7. ``evaluation`` (metrics, the evaluator, reports, rotation axes on real blur from video; it scores the refined
+   trajectory as ``wfb reconstruct`` gives it)
 8. ``training`` (configs, recipes, data sources, the trainer)
 9. ``cli`` (the ``wfb`` commands; the only place that imports inside functions, to keep ``wfb --help`` fast)
 """

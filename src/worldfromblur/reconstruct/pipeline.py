@@ -35,7 +35,7 @@ REFERENCE_SCALE = 3.0
 """Refinement fits the motion with a sharp frame that the deblurring network makes at this many times the working
 size, brought back to the working size: the network sharpens the photo more there, and a sharper frame leaves the
 fit less room to explain the blur by a smaller motion. Measured on real blur (docs/reconstruct.md, "Refinement"):
-the median rotation-axis error went from 23.8 to 12.8 degrees on a hand-held street video no pool contains and
+the median rotation-axis error went from 23.8 to 12.8 degrees on a hand-held 240 fps video no pool contains and
 from 29.4 to 13.2 on the 7-Scenes sample; at 1.5 and 2 times it helped less or not at all."""
 MIN_REFERENCE_SCALE = 2.5
 """A photo smaller than this many times the working size keeps the networks' own deblurred frame for refinement."""
