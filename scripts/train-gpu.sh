@@ -6,8 +6,8 @@
 # model on 240 samples of procedural rooms no pool contains and on every held-out room dataset carried in .evaldata/
 # (evaluate.rooms; docs/training.md), and pack the run into $OUT whatever happens. Rotation is judged there by the
 # network's own trajectory (evaluate.refine=0: refining every sample would take minutes of the window); back on the
-# CPU, `wfb train-model --out run --reevaluate evaluate.refine=15` judges it again after refinement, as the gate does
-# by default.
+# CPU, `wfb train-model --out run --reevaluate evaluate.refine=15 'evaluate.videos=[GOPRO_FRAMES]'` judges it again
+# after refinement, as the gate does by default, and on real hand-held blur (docs/training.md).
 # Ship the model only where that eval.json says "ship": {"ship": true}. The recipe (RECIPE, default compact)
 # continues from the shipped weights.
 #

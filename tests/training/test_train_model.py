@@ -210,7 +210,7 @@ def test_the_shipped_recipe_builds_the_shipped_model_and_continues_from_its_weig
                                         f"out={tmp_path / 'other'}"]).stages[0].config, resume=False, progress=False)
 
 
-def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp_path, capsys):
+def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp_path, capsys, rotating_video):
     """evaluate.unseen_rooms renders dataset-keyed procedural rooms after training, evaluate.rooms names built
     datasets of held-out rooms; both score the trained and the shipped model and say whether the new one beats the
     shipped one; the verdicts reach eval.json's ship verdict and the exported model."""
@@ -266,6 +266,21 @@ def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp
     assert (out / "model" / "model.safetensors").read_bytes() == weights
     provenance = yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]
     assert provenance["reevaluated"] == ["evaluate.refine=0"] and provenance["recipe"] == report_provenance_recipe
+
+    # evaluate.videos: real-blur windows of high-frame-rate video, judged beside the shipped model and in the verdict
+    video = rotating_video[0]
+    assert main(["train-model", "--out", str(out), "--reevaluate", f"evaluate.videos=[{tmp_path}]", "--quiet"]) == 2
+    assert "evaluate.videos: " in capsys.readouterr().err
+    assert main(["train-model", "--out", str(out), "--reevaluate", f"evaluate.videos=[{video}]", "evaluate.refine=2",
+                 "--quiet"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    clip = report["videos"][str(video)]
+    assert len(clip["windows"]) == 3 and set(clip["models"]) == {"model", "shipped"}
+    assert set(clip["verdict"]["terms"]) == {"real rotation axis error deg, after refinement"}
+    worse = bool(report["rooms"][str(room)]["verdict"]["worse"] or clip["verdict"]["worse"])
+    assert report["ship"]["ship"] == (report["unseen_rooms"]["verdict"]["beats_shipped"] and not worse)
+    assert yaml.safe_load((out / "model" / "config.yaml").read_text())["provenance"]["videos"] == {
+        str(video): clip["verdict"]}
 
     def scores(psnr, abs_rel, rot):
         return {"image": {"psnr": psnr}, "depth": {"abs_rel": abs_rel},
@@ -325,3 +340,6 @@ def test_the_ship_verdict_needs_a_win_on_unseen_rooms_and_no_loss_on_held_out_ro
     assert not ship_verdict({"unseen_rooms": verdict(False), "rooms": {"a": verdict(True)}})["ship"]
     assert ship_verdict({"rooms": {"a": verdict(True), "b": verdict(False)}})["ship"]  # no unseen rooms: a room's win
     assert not ship_verdict({"rooms": {"a": verdict(False)}})["ship"]
+    clip = ship_verdict({"unseen_rooms": verdict(True), "videos": {"clip": verdict(False, ["real rotation axis"])}})
+    assert not clip["ship"] and "worse on clip (real rotation axis)" in clip["why"]  # real blur can veto
+    assert ship_verdict({"videos": {"clip": verdict(True)}})["ship"]

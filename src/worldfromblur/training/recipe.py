@@ -5,7 +5,7 @@ with three parts::
 
     base:      a training config (any key of TrainConfig) shared by every stage
     stages:    a list of {name, share, config}: each stage's own keys, and its share of the training time
-    evaluate:  {samples, seed, batch_size, unseen_rooms, rooms}: the evaluations after training
+    evaluate:  {samples, seed, batch_size, unseen_rooms, rooms, videos, refine}: the evaluations after training
 
 and reads into a :class:`Recipe`, whose stages hold complete :class:`~worldfromblur.training.config.TrainConfig`\\ s.
 The shipped recipes live in ``worldfromblur/recipes`` (``wfb train-model compact`` finds one by name). Command-line
@@ -56,6 +56,7 @@ from ..data.synthetic import SyntheticOptions, plan_synthetic
 from ..devices import resolve_device
 from ..errors import WfbError
 from ..evaluation.report import evaluate, median_depth, refiner, score_models
+from ..evaluation.video import WINDOW_EVERY, compare_video, evaluate_video, frame_paths
 from ..imaging import psnr
 from ..models.io import (
     export_model,
@@ -83,6 +84,9 @@ and to score it with two models."""
 REFINE_STEP_S = 0.1
 """Seconds a time budget keeps per held-out sample and refinement iteration, for two models (2 CPU cores: 15
 iterations at 160 x 120 took 1.5 s a sample)."""
+VIDEO_WINDOW_S = 6.0
+"""Seconds a time budget keeps per blurred window of ``evaluate.videos``: its truth, and both models with
+refinement (about 1.5 s and 2 x 2 s on 2 CPU cores at 1280 x 720)."""
 
 
 @dataclass
@@ -101,6 +105,13 @@ class EvaluateConfig:
     """Built datasets (``wfb make-dataset``) of whole rooms that no training pool contains, each scored on its
     ``test`` split after training, beside the shipped model: ``eval.json`` ``rooms``. With these or ``unseen_rooms``
     the report ends with ``ship``: whether the model beats the shipped one (:func:`ship_verdict`)."""
+    videos: list = field(default_factory=list)
+    """Folders of consecutive frames of hand-held high-frame-rate video that no pool contains (real camera blur),
+    each cut into blurred windows and scored after training beside the shipped model by the rotation axis that
+    ``wfb reconstruct`` (with refinement) recovers, against the rotation measured from the sharp frames
+    (:mod:`worldfromblur.evaluation.video`): ``eval.json`` ``videos``. A model whose median axis error there is
+    higher than the shipped model's by more than 10 % is not shipped. About 2 s a window and model on 2 CPU cores
+    (a 300-frame video has 29 windows)."""
     refine: int = DEFAULT_STEPS
     """On the unseen and held-out rooms, also score each model's trajectory after ``wfb reconstruct``'s test-time
     refinement with this many iterations (its default), and judge rotation by it: refinement is on by default, so
@@ -225,7 +236,9 @@ def _evaluate(recipe: Recipe, out: Path, model: Path, progress: bool) -> dict | 
         report = (report or {}) | {"unseen_rooms": unseen}
     if recipe.evaluate.rooms:
         report = (report or {}) | {"rooms": evaluate_rooms(model, recipe.evaluate, recipe.last.device, progress)}
-    if report is not None and ("unseen_rooms" in report or "rooms" in report):
+    if recipe.evaluate.videos:
+        report = (report or {}) | {"videos": evaluate_videos(model, recipe.evaluate, recipe.last.device, progress)}
+    if report is not None and any(k in report for k in ("unseen_rooms", "rooms", "videos")):
         report["ship"] = ship_verdict(report)
     return report
 
@@ -239,8 +252,9 @@ def _judged(report: dict | None) -> dict:
         out["evaluation"] = {k: v for k, v in report["models"]["model"].items() if k != "checkpoint"}
     if "unseen_rooms" in report:
         out["unseen_rooms"] = report["unseen_rooms"]["verdict"]
-    if "rooms" in report:
-        out["rooms"] = {k: v["verdict"] for k, v in report["rooms"].items()}
+    for key in ("rooms", "videos"):
+        if key in report:
+            out[key] = {k: v["verdict"] for k, v in report[key].items()}
     return out
 
 
@@ -283,7 +297,7 @@ def reevaluate(out: str | Path, overrides: list[str] = (), progress: bool = True
     _check_rooms(recipe)
     report = _evaluate(recipe, out, model_dir, progress)
     if report is None:
-        raise WfbError(f"{out}: its recipe evaluates on nothing (no held-out frames, unseen rooms or rooms)")
+        raise WfbError(f"{out}: its recipe evaluates on nothing (no held-out frames, unseen rooms, rooms or videos)")
     report["minutes_used"] = (time.perf_counter() - t_start) / 60
     previous = out / "eval.json"
     if previous.exists():
@@ -338,8 +352,10 @@ def eval_reserve_s(recipe: Recipe) -> float:
     """Seconds a time budget keeps for the evaluations after training."""
     rooms = sum(_room_samples(r) for r in recipe.evaluate.rooms)
     ev = recipe.evaluate
+    windows = sum(len(frame_paths(Path(str(v)))) // WINDOW_EVERY for v in ev.videos)
     return (EVAL_RESERVE_S + ev.unseen_rooms * (UNSEEN_RENDER_CORE_S / _render_workers() + UNSEEN_SCORE_S)
-            + rooms * UNSEEN_SCORE_S + (ev.unseen_rooms + rooms) * ev.refine * REFINE_STEP_S)
+            + rooms * UNSEEN_SCORE_S + (ev.unseen_rooms + rooms) * ev.refine * REFINE_STEP_S
+            + windows * VIDEO_WINDOW_S)
 
 
 def _room_samples(root) -> int:
@@ -376,7 +392,17 @@ def _check_pools(recipe: Recipe) -> None:
 
 
 def _check_rooms(recipe: Recipe) -> None:
-    """``evaluate.rooms`` is a list of built datasets, each with test samples, before anything is written."""
+    """``evaluate.rooms`` is a list of built datasets, each with test samples, and ``evaluate.videos`` a list of
+    folders of video frames, before anything is written."""
+    videos = recipe.evaluate.videos
+    if not isinstance(videos, list):
+        raise WfbError(f"evaluate.videos must be a list of folders of video frames, e.g. 'evaluate.videos=[clip]', "
+                       f"got {videos!r}")
+    for v in videos:
+        try:
+            frame_paths(Path(str(v)))
+        except WfbError as err:
+            raise WfbError(f"evaluate.videos: {err}") from None
     rooms = recipe.evaluate.rooms
     if not isinstance(rooms, list):
         raise WfbError(f"evaluate.rooms must be a list of dataset folders, e.g. 'evaluate.rooms=[data/room]', got {rooms!r}")
@@ -477,21 +503,43 @@ def evaluate_rooms(run_dir: Path, ev: EvaluateConfig, device: str, progress: boo
     return out
 
 
+def evaluate_videos(run_dir: Path, ev: EvaluateConfig, device: str, progress: bool = True) -> dict:
+    """The trained model (``run_dir``) and the shipped one on the blurred windows of each video of ``ev.videos``
+    (:func:`~worldfromblur.evaluation.video.evaluate_video`, with ``ev.refine`` refinement iterations), with
+    :func:`~worldfromblur.evaluation.video.compare_video`'s verdict: ``{folder: report}``."""
+    out = {}
+    models = {"model": load_model(run_dir)[0], "shipped": load_model(shipped_model())[0]}
+    for folder in ev.videos:
+        report = evaluate_video(Path(str(folder)), models, str(resolve_device(device, "device")), ev.refine, progress)
+        report["verdict"] = compare_video(report["models"]["model"], report["models"]["shipped"])
+        out[str(folder)] = report
+        if progress:
+            print(format_verdict(_video_title(folder, report), report["verdict"]), file=sys.stderr)
+    return out
+
+
+def _video_title(folder, report: dict) -> str:
+    n = report["models"]["model"]["judged_windows"]
+    return f"{folder} ({len(report['windows'])} blurred windows of real video, {n} judged)"
+
+
 def ship_verdict(report: dict) -> dict:
     """Whether a run's model should replace the shipped one: it beats it on the unseen procedural rooms (or, without
-    them, on some held-out room) and is worse on none of the held-out rooms; with the reason in words."""
+    them, on some held-out room or video) and is worse on none of the held-out rooms and videos; with the reason in
+    words."""
     rooms = {k: v["verdict"] for k, v in report.get("rooms", {}).items()}
+    rooms |= {k: v["verdict"] for k, v in report.get("videos", {}).items()}
     worse = [f"{k} ({', '.join(v['worse'])})" for k, v in rooms.items() if v["worse"]]
     if "unseen_rooms" in report:
         lead = report["unseen_rooms"]["verdict"]
         beats, where = lead["beats_shipped"], "the unseen procedural rooms"
     else:
-        beats, where = any(v["beats_shipped"] for v in rooms.values()), "any held-out room"
+        beats, where = any(v["beats_shipped"] for v in rooms.values()), "any held-out room or video"
     if not beats:
         return {"ship": False, "why": f"it does not beat the shipped model on {where}"}
     if worse:
         return {"ship": False, "why": f"it beats the shipped model on {where} but is worse on {'; '.join(worse)}"}
-    return {"ship": True, "why": f"it beats the shipped model on {where} and is worse on no held-out room"}
+    return {"ship": True, "why": f"it beats the shipped model on {where} and is worse on no held-out room or video"}
 
 
 COMPARED = (("deblurring PSNR dB", ("image", "psnr"), 1, 0.05), ("depth Abs Rel", ("depth", "abs_rel"), -1, 0.02),
@@ -568,6 +616,8 @@ def format_evaluation(report: dict) -> str:
         parts.append(format_unseen(report["unseen_rooms"]))
     for root, room in report.get("rooms", {}).items():
         parts.append(format_verdict(f"{root} ({room['samples']} samples)", room["verdict"]))
+    for folder, video in report.get("videos", {}).items():
+        parts.append(format_verdict(_video_title(folder, video), video["verdict"]))
     if "ship" in report:
         parts.append(("ship it: " if report["ship"]["ship"] else "do not ship it: ") + report["ship"]["why"])
     return "\n".join(parts)
