@@ -1,7 +1,8 @@
 """Rotation axes on real camera blur from high-frame-rate video: the truth measured from the sharp frames themselves.
 
     python -m experiments.video_rotation FRAMES_DIR [--every 20] [--lengths 13] [--min-deg 0.3] [--steps 15]
-                                         [--camera-share 0.5] [--true-frame] [--checkpoint RUN]
+                                         [--camera-share 0.5] [--true-frame] [--reference-scale 3]
+                                         [--checkpoint RUN]
 
 FRAMES_DIR holds consecutive frames of a hand-held high-frame-rate video (the 240 fps GoPro sequence of
 ``jeffreywolberg/deblurring_dataset_generator``, ``data/level3/videos/GOPR0477_11_00``: a person dribbling a ball on
@@ -50,7 +51,7 @@ from worldfromblur.evaluation.video import (
 )
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model
-from worldfromblur.reconstruct import Reconstructor
+from worldfromblur.reconstruct import Reconstructor, pipeline
 from worldfromblur.reconstruct.fullres import resize
 from worldfromblur.reconstruct.photo import Photo
 from worldfromblur.reconstruct.pipeline import working_size
@@ -95,7 +96,13 @@ def main() -> None:
                     help="also give the medians over windows whose camera share is at least this (default 0.5)")
     ap.add_argument("--true-frame", action="store_true",
                     help="also refine from the video's sharp centre frame instead of the network's deblurred frame")
+    ap.add_argument("--reference-scale", type=float, default=None,
+                    help="the size, in working sizes, at which the deblurring network makes refinement's frame "
+                         f"(default: wfb reconstruct's, {pipeline.REFERENCE_SCALE:g}; below "
+                         f"{pipeline.MIN_REFERENCE_SCALE:g} the networks' working-size frame)")
     args = ap.parse_args()
+    if args.reference_scale is not None:
+        pipeline.REFERENCE_SCALE = args.reference_scale
     frames = video_frames(args)
     model = load_model(args.checkpoint or shipped_model())[0].eval()
     W, H = read(frames[0]).shape[-1], read(frames[0]).shape[-2]
