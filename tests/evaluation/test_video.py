@@ -2,11 +2,13 @@
 how much of their difference it explains, the windows of a video, and the verdict the ship gate draws from them."""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from worldfromblur.errors import WfbError
 from worldfromblur.evaluation.video import (
@@ -104,6 +106,8 @@ def test_compare_video_and_the_judged_windows():
     assert not within["worse"] and not within["beats_shipped"]
     worse = compare_video(scores(11.2), scores(10.0))
     assert worse["worse"] == ["real rotation axis error deg, after refinement"] and not worse["beats_shipped"]
+    networks = compare_video(scores(9.0), scores(10.0), refined=False)
+    assert networks["better"] == ["real rotation axis error deg, networks alone"]
 
     class W:
         def __init__(self, share):
@@ -113,9 +117,19 @@ def test_compare_video_and_the_judged_windows():
     assert judged_median([40.0, 5.0, 10.0], [W(0.1), W(0.2), W(0.3)]) == (10.0, 3)  # none judged: all windows
 
 
-def test_a_folder_that_is_no_video_is_refused(tmp_path):
+def test_a_folder_that_is_no_video_is_refused(tmp_path, rotating_video):
     with pytest.raises(WfbError, match="not a folder of video frames"):
         frame_paths(tmp_path / "missing")
     (tmp_path / "000000.png").write_bytes(b"")
     with pytest.raises(WfbError, match="1 frames, fewer than one blurred window needs"):
         frame_paths(tmp_path)
+    clip = tmp_path / "clip"
+    shutil.copytree(rotating_video[0], clip)
+    assert len(frame_paths(clip, verify=True)) == 33
+    (clip / "000020.png").write_bytes(b"not an image")
+    assert len(frame_paths(clip)) == 33  # headers are read only when asked
+    with pytest.raises(WfbError, match="000020.png: not a readable image"):
+        frame_paths(clip, verify=True)
+    Image.new("RGB", (64, 36)).save(clip / "000020.png")
+    with pytest.raises(WfbError, match="000020.png: 64 x 36 pixels, unlike the first frame's 320 x 180"):
+        frame_paths(clip, verify=True)

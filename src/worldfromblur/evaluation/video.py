@@ -56,8 +56,9 @@ share."""
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def frame_paths(folder: Path, least: int = WINDOW_FRAMES) -> list[Path]:
-    """The sorted frames of a video folder; a clear error when it has fewer than ``least``."""
+def frame_paths(folder: Path, least: int = WINDOW_FRAMES, verify: bool = False) -> list[Path]:
+    """The sorted frames of a video folder; a clear error when it has fewer than ``least`` or, with ``verify``, when
+    a frame is not a readable image of the first one's size (headers only: fast)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise WfbError(f"{folder}: not a folder of video frames; give a folder of consecutive .png or .jpg frames")
@@ -65,6 +66,18 @@ def frame_paths(folder: Path, least: int = WINDOW_FRAMES) -> list[Path]:
     if len(frames) < least:
         raise WfbError(f"{folder}: {len(frames)} frames, fewer than one blurred window needs ({least}); "
                        "give a folder of consecutive high-frame-rate video frames")
+    if verify:
+        size = None
+        for p in frames:
+            try:
+                with Image.open(p) as im:
+                    this = im.size
+            except (OSError, ValueError) as err:
+                raise WfbError(f"{p}: not a readable image ({err}); remove it or replace it") from None
+            size = size or this
+            if this != size:
+                raise WfbError(f"{p}: {this[0]} x {this[1]} pixels, unlike the first frame's {size[0]} x {size[1]}; "
+                               "a video's frames share one size")
     return frames
 
 
@@ -252,10 +265,11 @@ def evaluate_video(folder: Path, models: dict, device: str = "cpu", refine_steps
     return report
 
 
-def compare_video(new: dict, old: dict, tolerance: float = VIDEO_TOLERANCE) -> dict:
+def compare_video(new: dict, old: dict, tolerance: float = VIDEO_TOLERANCE, refined: bool = True) -> dict:
     """:func:`~worldfromblur.training.recipe.compare_models`' verdict for a video: better when the judged median
-    axis error is lower, worse when it is higher by more than ``tolerance`` (a share of the shipped model's)."""
-    name = "real rotation axis error deg, after refinement"
+    axis error is lower, worse when it is higher by more than ``tolerance`` (a share of the shipped model's).
+    ``refined`` only names the term (the networks' own rotation when the models were scored without refinement)."""
+    name = "real rotation axis error deg" + (", after refinement" if refined else ", networks alone")
     a, b = new["judged_median_deg"], old["judged_median_deg"]
     better, worse = ([name] if a < b else []), ([name] if a > b * (1 + tolerance) else [])
     return {"terms": {name: {"model": a, "shipped": b}}, "better": better, "worse": worse,

@@ -400,7 +400,7 @@ def _check_rooms(recipe: Recipe) -> None:
                        f"got {videos!r}")
     for v in videos:
         try:
-            frame_paths(Path(str(v)))
+            frame_paths(Path(str(v)), verify=True)
         except WfbError as err:
             raise WfbError(f"evaluate.videos: {err}") from None
     rooms = recipe.evaluate.rooms
@@ -511,7 +511,8 @@ def evaluate_videos(run_dir: Path, ev: EvaluateConfig, device: str, progress: bo
     models = {"model": load_model(run_dir)[0], "shipped": load_model(shipped_model())[0]}
     for folder in ev.videos:
         report = evaluate_video(Path(str(folder)), models, str(resolve_device(device, "device")), ev.refine, progress)
-        report["verdict"] = compare_video(report["models"]["model"], report["models"]["shipped"])
+        report["verdict"] = compare_video(report["models"]["model"], report["models"]["shipped"],
+                                          refined=ev.refine > 0)
         out[str(folder)] = report
         if progress:
             print(format_verdict(_video_title(folder, report), report["verdict"]), file=sys.stderr)
