@@ -34,26 +34,26 @@ of the error from the motion model's.
 
 from __future__ import annotations
 
-import math
 import statistics
 
+import numpy as np
 import torch
 
 from benchmarks.common import machine, table
-from benchmarks.video import read, video_arguments, video_frames, windows
+from benchmarks.video import read, video_arguments, video_frames
 from experiments.real_motion import engines_for, score_axes
 from worldfromblur.evaluation.video import (
     axis_angle,
     axis_error_deg,
+    blurred_photo,
     intrinsics_of,
     measure_rotation,
+    measure_windows,
     rotation_matrix,
 )
-from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor, pipeline
 from worldfromblur.reconstruct.fullres import resize
-from worldfromblur.reconstruct.photo import Photo
 from worldfromblur.reconstruct.pipeline import working_size
 
 
@@ -105,40 +105,32 @@ def main() -> None:
         pipeline.REFERENCE_SCALE = args.reference_scale
     frames = video_frames(args)
     model = load_model(args.checkpoint or shipped_model())[0].eval()
-    W, H = read(frames[0]).shape[-1], read(frames[0]).shape[-2]
+    H, W = read(frames[0]).shape[-2:]
     work = working_size(W, H, model.cfg.input_size)
     # outputs at about the working size: only the trajectory is scored
     engines = engines_for(model, args.steps, max_pixels=work[0] * work[1])
     if args.true_frame:
         options = {} if args.steps is None else {"refine_steps": args.steps}
         engines["true frame"] = TrueFrameReconstructor(model, "cpu", max_pixels=work[0] * work[1], **options)
-    rows, errors, measured, shares = [], {k: [] for k in engines}, [], []
-    for c, n in windows(frames, args.every, args.lengths):
-        stack = torch.stack([read(p) for p in frames[c - n // 2:c + n // 2 + 1]])
-        H, W = stack.shape[-2:]
-        K_full = intrinsics_of(H, W)
-        u, before, after = measure_rotation(stack[:1], stack[-1:], K_full)
-        axis, angle = axis_angle(rotation_matrix(u))
-        if math.degrees(angle) < args.min_deg:
-            continue
-        back = measure_rotation(stack[-1:], stack[:1], K_full)[0]  # the reverse check
+    K_full = intrinsics_of(H, W)
+    intrinsics = [float(K_full[0, 0]), float(K_full[1, 1]), float(K_full[0, 2]), float(K_full[1, 2])]
+    measured = measure_windows(frames, args.every, args.lengths, args.min_deg)
+    if not measured:
+        raise SystemExit(f"{args.frames}: no window turns {args.min_deg:g} degrees or more; lower --min-deg")
+    rows, errors = [], {k: [] for k in engines}
+    for w in measured:
+        axis = np.asarray(w.axis)
+        first, last = (read(frames[k])[None] for k in (w.start, w.start + w.frames - 1))
+        back = measure_rotation(last, first, K_full)[0]  # the reverse check
         reverse = axis_error_deg(axis, axis_angle(rotation_matrix(back))[0])
-        blurred = blur_frames(stack, 0)  # (3, H, W)
-        photo = Photo(path=frames[c], rgb=blurred.permute(1, 2, 0).numpy(), mode="RGB")
-        intrinsics = [float(K_full[0, 0]), float(K_full[1, 1]), float(K_full[0, 2]), float(K_full[1, 2])]
-        share = 1 - after / max(before, 1e-9)
-        row = [frames[c].name, n, f"{math.degrees(angle):.2f}", f"{abs(axis[2]) ** 2 * 100:.0f} %",
-               f"{before:.1f} -> {after:.1f}", f"{reverse:.1f}", f"{share:.0%}"]
-        measured.append(math.degrees(angle))
-        shares.append(share)
+        row = [w.centre, w.frames, f"{w.rotation_deg:.2f}", f"{abs(axis[2]) ** 2 * 100:.0f} %",
+               f"{w.error_before:.1f} -> {w.error_after:.1f}", f"{reverse:.1f}", f"{w.camera_share:.0%}"]
         if "true frame" in engines:
-            engines["true frame"].true_frame = stack[n // 2]
-        row += score_axes(engines, photo, intrinsics, axis, errors)
+            engines["true frame"].true_frame = read(frames[w.start + w.frames // 2])
+        row += score_axes(engines, blurred_photo(frames, w), intrinsics, axis, errors)
         rows.append(row)
         print(row, flush=True)
-    if not rows:
-        raise SystemExit(f"{args.frames}: no window turns {args.min_deg:g} degrees or more; lower --min-deg")
-    print(f"\n{len(measured)} blurred windows of {args.frames} (every {args.every}, {args.lengths} frames); "
+    print(f"\n{len(rows)} blurred windows of {args.frames} (every {args.every}, {args.lengths} frames); "
           f"{machine()}\n")
     names = {"network": "network", "refined": "refined", "true frame": "refined from the true frame"}
     print(table(["centre frame", "frames", "measured rotation (deg)", "roll share", "alignment error (levels)",
@@ -147,7 +139,8 @@ def main() -> None:
     print()
     print(table(["windows", "count", "measured rotation (deg, median)"]
                 + [f"axis error, {names[k]} (deg, median)" for k in engines],
-                summary_rows(measured, shares, errors, args.camera_share)))
+                summary_rows([w.rotation_deg for w in measured], [w.camera_share for w in measured], errors,
+                             args.camera_share)))
 
 
 if __name__ == "__main__":

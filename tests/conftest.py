@@ -20,6 +20,17 @@ def dataset20(tmp_path_factory) -> Path:
     return root
 
 
+def textured_frame(H: int, W: int, seed: int, cells: tuple[int, ...]) -> torch.Tensor:
+    """(1, 3, H, W) float64 in [0, 1]: random noise smoothed at several scales (``cells`` across), a texture every
+    part of which a rotation can be measured on."""
+    g = torch.Generator().manual_seed(seed)
+    img = torch.zeros(1, 3, H, W, dtype=torch.float64)
+    for c in cells:
+        noise = torch.rand(1, 3, H * c // W + 2, c + 2, generator=g, dtype=torch.float64)
+        img += F.interpolate(noise, size=(H, W), mode="bicubic", align_corners=False)
+    return (img - img.amin()) / (img.amax() - img.amin())
+
+
 @pytest.fixture(scope="session")
 def rotating_video(tmp_path_factory) -> tuple[Path, np.ndarray, float]:
     """A 'high-frame-rate video' of a textured scene seen by a camera that turns at a constant rate: 33 frames of
@@ -29,17 +40,11 @@ def rotating_video(tmp_path_factory) -> tuple[Path, np.ndarray, float]:
     folder = tmp_path_factory.mktemp("video") / "frames"
     folder.mkdir()
     H, W = 180, 320
-    g = torch.Generator().manual_seed(4)
-    texture = torch.zeros(1, 3, H, W, dtype=torch.float64)
-    for cells in (6, 24, 96):
-        noise = torch.rand(1, 3, H * cells // W + 2, cells + 2, generator=g, dtype=torch.float64)
-        texture += F.interpolate(noise, size=(H, W), mode="bicubic", align_corners=False)
-    texture = (texture - texture.amin()) / (texture.amax() - texture.amin())
+    texture = textured_frame(H, W, seed=4, cells=(6, 24, 96))
     axis, per_frame = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8]), 0.15
     K = intrinsics_of(H, W)
     for k in range(33):
         u = torch.as_tensor(axis * np.radians(per_frame * (k - 16)))
-        frame = torch.cat([warp_by_rotation(texture[:, c:c + 1], u, K)[0] for c in range(3)], dim=1)
-        image = (frame[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+        image = (warp_by_rotation(texture, u, K)[0][0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
         Image.fromarray(image).save(folder / f"{k:06d}.png")
     return folder, axis, per_frame

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from tests.conftest import textured_frame
 from worldfromblur.errors import WfbError
 from worldfromblur.evaluation.video import (
     axis_angle,
@@ -26,17 +26,6 @@ from worldfromblur.evaluation.video import (
 )
 
 
-def _texture(H: int = 360, W: int = 640, seed: int = 0) -> torch.Tensor:
-    """(1, 3, H, W) a textured frame: random noise smoothed at several scales, in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    img = torch.zeros(1, 3, H, W, dtype=torch.float64)
-    for cells in (8, 32, 128):
-        noise = torch.rand(1, 3, H * cells // W + 2, cells + 2, generator=g, dtype=torch.float64)
-        img += F.interpolate(noise, size=(H, W), mode="bicubic", align_corners=False)
-    img = img - img.amin()
-    return img / img.amax()
-
-
 def _angle_between_deg(u: np.ndarray, v: np.ndarray) -> float:
     return math.degrees(axis_angle(rotation_matrix(u).T @ rotation_matrix(v))[1])
 
@@ -45,9 +34,9 @@ def _angle_between_deg(u: np.ndarray, v: np.ndarray) -> float:
 def frames():
     """A frame, the same frame seen after a known camera rotation (mostly roll), and the intrinsics."""
     K = intrinsics_of(360, 640)
-    last = _texture()
+    last = textured_frame(360, 640, seed=0, cells=(8, 32, 128))
     u_true = np.radians([0.4, -0.7, 1.5])
-    first = torch.cat([warp_by_rotation(last[:, k:k + 1], torch.as_tensor(u_true), K)[0] for k in range(3)], dim=1)
+    first = warp_by_rotation(last, torch.as_tensor(u_true), K)[0]
     return first, last, K, u_true
 
 

@@ -123,7 +123,7 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
 
 
 def warp_by_rotation(img: torch.Tensor, u: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``img`` (1, 1, H, W) seen from the reference camera: each reference pixel p samples ``img`` at
+    """``img`` (1, C, H, W) seen from the reference camera: each reference pixel p samples ``img`` at
     ``K R(u) K^-1 p``; and the mask of pixels that land inside."""
     _, _, H, W = img.shape
     R = pose_from_uv(u, torch.zeros_like(u))[:3, :3]
@@ -188,7 +188,16 @@ class Window:
     frames: int
     axis: list[float]  # the measured rotation's unit axis
     rotation_deg: float
-    camera_share: float  # 1 - alignment error after / before
+    error_before: float  # mean absolute grey error (8-bit levels) between the first and last frames
+    error_after: float  # ... after aligning them by the measured rotation
+
+    @property
+    def camera_share(self) -> float:
+        """How much of the frames' difference the measured rotation removes: ``1 - after / before``."""
+        return 1 - self.error_after / max(self.error_before, 1e-9)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"camera_share": self.camera_share}
 
 
 def intrinsics_of(H: int, W: int) -> torch.Tensor:
@@ -197,19 +206,19 @@ def intrinsics_of(H: int, W: int) -> torch.Tensor:
     return torch.as_tensor(intrinsics_for(photo, None)[0], dtype=torch.float64)
 
 
-def measure_windows(frames: list[Path], every: int = WINDOW_EVERY, length: int = WINDOW_FRAMES,
+def measure_windows(frames: list[Path], every: int = WINDOW_EVERY, lengths: list[int] = (WINDOW_FRAMES,),
                     min_deg: float = MIN_ROTATION_DEG, progress: bool = False) -> list[Window]:
-    """The windows of a video whose measured rotation is at least ``min_deg``, with their truth."""
+    """The windows of a video (:func:`video_windows`) whose measured rotation is at least ``min_deg``, with their
+    truth."""
     out = []
-    for c, n in tqdm(video_windows(frames, every, [length]), desc="measure video windows", unit="window",
+    for c, n in tqdm(video_windows(frames, every, list(lengths)), desc="measure video windows", unit="window",
                      file=sys.stderr, disable=not progress, leave=False):
         start = c - n // 2
         first, last = read_frame(frames[start])[None], read_frame(frames[start + n - 1])[None]
         u, before, after = measure_rotation(first, last, intrinsics_of(*first.shape[-2:]))
         axis, angle = axis_angle(rotation_matrix(u))
         if math.degrees(angle) >= min_deg:
-            share = 1 - after / max(before, 1e-9)
-            out.append(Window(frames[c].name, start, n, axis.tolist(), math.degrees(angle), share))
+            out.append(Window(frames[c].name, start, n, axis.tolist(), math.degrees(angle), before, after))
     return out
 
 
@@ -253,7 +262,8 @@ def evaluate_video(folder: Path, models: dict, device: str = "cpu", refine_steps
         raise WfbError(f"{folder}: no window of {WINDOW_FRAMES} frames turns {MIN_ROTATION_DEG} degrees or more; "
                        "give a hand-held video that moves")
     H, W = read_frame(frames[0]).shape[-2:]
-    report = {"data": str(folder), "windows": [asdict(w) for w in windows], "camera_share": CAMERA_SHARE, "models": {}}
+    report = {"data": str(folder), "windows": [w.to_dict() for w in windows], "camera_share": CAMERA_SHARE,
+              "models": {}}
     for name, model in models.items():
         w, h = working_size(W, H, model.cfg.input_size)
         options = {} if refine_steps is None else {"refine_steps": refine_steps}
