@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from benchmarks.common import machine, table
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.evaluation.metrics import depth_metrics
+from worldfromblur.geometry import scale_intrinsics
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.fullres import deblur_full, resize, upsample_depth
 from worldfromblur.reconstruct.pipeline import working_size
@@ -36,12 +37,13 @@ def edge_error(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def upsampled(model, blurred: torch.Tensor) -> dict[str, torch.Tensor]:
+def upsampled(model, blurred: torch.Tensor, K: torch.Tensor) -> dict[str, torch.Tensor]:
     from kornia.filters import guided_blur
 
     H, W = blurred.shape[-2:]
     work = working_size(W, H, model.cfg.input_size)
-    depth = model.depth(model.deblur(resize(blurred, work).clamp(0, 1)))
+    K_work = scale_intrinsics(K, work[0] / W, work[1] / H)
+    depth = model.metric_depth(model.deblur(resize(blurred, work).clamp(0, 1)), K_work)
     deblurred, _ = deblur_full(model.deblur, blurred, work[0] * work[1])
     bilinear = F.interpolate(depth, size=(H, W), mode="bilinear", align_corners=False)
     f = round(W / work[0])
@@ -62,7 +64,7 @@ def main() -> None:
     for i in range(len(data)):
         s = data[i]
         gt = s["depth"][0].double().numpy()
-        for name, d in upsampled(model, s["blurred"][None]).items():
+        for name, d in upsampled(model, s["blurred"][None], s["K"][None]).items():
             d = d[0, 0].double().numpy()
             m = depth_metrics(d, gt, gt > 0)
             scores.setdefault(name, []).append((m["abs_rel"], m["rmse"], edge_error(d, gt)))

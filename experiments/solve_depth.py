@@ -40,7 +40,7 @@ def solved_errors(model, loader, priors: list[float]) -> dict[tuple[float, bool]
         with torch.no_grad():
             deblurred = model.deblur(b["blurred"])
             out = model.motion(b["blurred"], deblurred)
-            depths = {False: model.depth(deblurred), True: fill_holes(b["depth"][:, 0]).unsqueeze(1)}
+            depths = {False: model.metric_depth(deblurred, b["K"]), True: fill_holes(b["depth"][:, 0]).unsqueeze(1)}
             for prior in priors:
                 for true_depth, depth in depths.items():
                     sol = model.motion.estimate(out, depth, b["K"], translation_prior=prior)

@@ -214,22 +214,23 @@ def test_deblur_widths_set_the_compact_unet_and_are_checked():
         WorldFromBlur(ModelConfig(deblur_widths=[8, 0]))
 
 
-def test_modules_assembled_from_runs_keep_their_own_architecture(tmp_path):
-    """``deblur:A,depth:B`` builds each module as the run that trained it, whatever the order of the pairs."""
+def run_folder(path, model: WorldFromBlur):
+    """A checkpoint folder of ``model`` (``model.safetensors`` + ``config.yaml``), as a training run leaves it."""
     import yaml
     from safetensors.torch import save_file
 
+    path.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    (path / "config.yaml").write_text(yaml.safe_dump({"model": model.cfg.to_dict()}))
+    return model
+
+
+def test_modules_assembled_from_runs_keep_their_own_architecture(tmp_path):
+    """``deblur:A,depth:B`` builds each module as the run that trained it, whatever the order of the pairs."""
     from worldfromblur.models.io import load_model
 
-    def folder(name, cfg):
-        model = WorldFromBlur(cfg)
-        (tmp_path / name).mkdir()
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / name / "model.safetensors"))
-        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"model": cfg.to_dict()}))
-        return model
-
-    wide = folder("wide", ModelConfig(deblur_widths=[8, 16, 32, 64]))
-    folder("plain", ModelConfig())
+    wide = run_folder(tmp_path / "wide", WorldFromBlur(ModelConfig(deblur_widths=[8, 16, 32, 64])))
+    run_folder(tmp_path / "plain", WorldFromBlur(ModelConfig()))
     model, sources = load_model(f"depth:{tmp_path / 'plain'},deblur:{tmp_path / 'wide'},motion:{tmp_path / 'plain'}")
     assert model.cfg.deblur_widths == [8, 16, 32, 64] and sources["deblur"] == str(tmp_path / "wide")
     for k, v in wide.deblur.state_dict().items():
@@ -352,3 +353,46 @@ def test_the_efficientnet_depth_module_gives_positive_depth_at_any_size():
         for H, W in ((120, 160), (50, 70)):
             d = depth(torch.rand(2, 3, H, W))
             assert d.shape == (2, 1, H, W) and bool((d > 0.2).all()) and float(d.mean()) == pytest.approx(2.5, rel=1e-4)
+
+
+def test_a_canonical_focal_length_makes_depth_follow_the_camera_and_trains_through_it(tmp_path):
+    """``model.depth_focal``: metric depth is the network's output times fx / f_c, so the same image seen through
+    twice the focal length is twice as far; predict and the depth stage use it, the loss reaches the network
+    through it, export and assembly keep it, and a bad value or a missing K is refused."""
+    from worldfromblur.errors import WfbError
+    from worldfromblur.losses import LossConfig
+    from worldfromblur.models.io import export_model, load_model
+
+    torch.manual_seed(0)
+    plain = WorldFromBlur(ModelConfig()).eval()
+    focal = WorldFromBlur(ModelConfig(depth_focal=40)).eval()
+    focal.load_state_dict(plain.state_dict())
+    b = batch()  # fx = 51.2
+    longer = b["K"].clone()
+    longer[:, 0, 0] *= 2
+    with torch.no_grad():
+        raw = plain.depth(b["sharp"])
+        assert torch.equal(plain.metric_depth(b["sharp"], b["K"]), raw) and torch.equal(plain.metric_depth(b["sharp"]), raw)
+        near = focal.metric_depth(b["sharp"], b["K"])
+        assert torch.allclose(near, raw * 51.2 / 40) and torch.allclose(focal.metric_depth(b["sharp"], longer), 2 * near)
+        out = focal.predict(b["blurred"], b["K"])
+        assert torch.allclose(out["depth"], focal.metric_depth(out["deblurred"], b["K"]))
+    with pytest.raises(WfbError, match="needs the camera's intrinsics K"):
+        focal.metric_depth(b["sharp"])
+
+    focal.train()
+    total, _, out = focal.stage_loss("depth", {**b, "valid_depth": b["depth"] > 0}, LossConfig())
+    assert torch.allclose(out["depth"], focal.metric_depth(b["sharp"], b["K"]))
+    total.backward()
+    assert all(p.grad is not None for p in focal.depth.parameters() if p.requires_grad)
+
+    run_folder(tmp_path / "run", focal)
+    run_folder(tmp_path / "plain", plain)
+    assert load_model(export_model(tmp_path / "run", tmp_path / "exported"))[0].cfg.depth_focal == 40
+    joined, _ = load_model(f"deblur:{tmp_path / 'run'},depth:{tmp_path / 'plain'},motion:{tmp_path / 'run'}")
+    assert joined.cfg.depth_focal is None  # the depth module's run decides what its output means
+    joined, _ = load_model(f"deblur:{tmp_path / 'plain'},depth:{tmp_path / 'run'},motion:{tmp_path / 'plain'}")
+    assert joined.cfg.depth_focal == 40
+    for bad in (0, -3, "wide", float("inf")):
+        with pytest.raises(WfbError, match="model.depth_focal must be a focal length in pixels"):
+            WorldFromBlur(ModelConfig(depth_focal=bad))

@@ -39,6 +39,13 @@ class ModelConfig:
     """Half window: 2n poses around the reference instant (the paper: n = 3)."""
     min_depth: float = 0.1
     """Floor added to every depth output, metres (a warp needs positive depth everywhere)."""
+    depth_focal: float | None = None
+    """Canonical focal length of the depth module, in pixels of the image it reads. None: its output is the metric
+    depth, whatever the camera (releases 1-5). A number f_c: its output is the depth a camera of focal length f_c
+    would see from the same image, and the model's depth is that times fx / f_c, fx taken from K at the image's size
+    (as Metric3D does): an object's size in pixels says how far it is only once the focal length is known, so the
+    depth network no longer has to guess the camera, and photos from wide or long lenses get their own scale.
+    Needs K wherever depth is estimated."""
     subframes: int = 1
     """Instants per frame interval when the cycle re-blurs (1 = the paper's 2n + 1 frame average)."""
     averaging: Averaging = Exposure.averaging

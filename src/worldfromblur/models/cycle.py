@@ -122,6 +122,14 @@ class WorldFromBlur(nn.Module):
             raise WfbError(f"unknown module(s) in train: {', '.join(unknown)}; choose from deblur, depth, motion")
         for name in ("deblur", "depth", "motion"):
             getattr(self, name).requires_grad_(name in cfg.train)
+        if cfg.depth_focal is not None:
+            try:
+                cfg.depth_focal = float(cfg.depth_focal)
+            except (TypeError, ValueError):
+                cfg.depth_focal = float("nan")
+            if not cfg.depth_focal > 0 or cfg.depth_focal == float("inf"):
+                raise WfbError("model.depth_focal must be a focal length in pixels above 0, or null for depth that "
+                               f"ignores the camera; got {cfg.depth_focal!r}")
 
     def train(self, mode: bool = True) -> "WorldFromBlur":
         """Train mode for the modules that train; frozen modules stay in eval mode (fixed batch-norm statistics)."""
@@ -141,6 +149,20 @@ class WorldFromBlur(nn.Module):
             return reblur(sharp.float(), depth.float(), pose_from_uv(u.float(), v.float()), K.float(),
                           subframes=self.cfg.subframes, averaging=self.cfg.averaging,
                           iterations=self.cfg.warp_iterations, return_valid=True, validate=False)
+
+    def metric_depth(self, image: torch.Tensor, K: torch.Tensor | None = None, module: nn.Module | None = None):
+        """Metric depth (B, 1, H, W) of a sharp image (B, 3, H, W) with intrinsics ``K`` (B, 3, 3) of that size.
+
+        The depth module's output, times fx / ``cfg.depth_focal`` when the model has a canonical focal length (then K
+        is required); ``module`` is the depth module to run (default ``self.depth``; training passes its wrapped one).
+        """
+        depth = (self.depth if module is None else module)(image)
+        f_c = self.cfg.depth_focal
+        if f_c is None:
+            return depth
+        if K is None:
+            raise WfbError("this model's depth needs the camera's intrinsics K (model.depth_focal is set)")
+        return depth * (K[:, 0, 0].to(depth.dtype) / f_c).view(-1, 1, 1, 1)
 
     def forward(self, blurred: torch.Tensor, K: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
         """Run the cycle.
@@ -168,7 +190,7 @@ class WorldFromBlur(nn.Module):
         (B, 2n), the poses the scene does not determine (see :mod:`worldfromblur.pose_solve`).
         """
         deblurred = self.deblur(blurred)
-        depth = self.depth(deblurred)
+        depth = self.metric_depth(deblurred, K)
         motion = self.motion(blurred, deblurred if reference is None else reference)
         return {"deblurred": deblurred, "depth": depth, **self.motion.estimate(motion, depth, K).as_dict()}
 
@@ -231,7 +253,7 @@ class WorldFromBlur(nn.Module):
         if runs("depth") or runs("motion"):
             reference = self._stage_reference(batch, out, loss.reference)
         if runs("depth"):
-            out["depth"] = modules["depth"](reference)
+            out["depth"] = self.metric_depth(reference, batch.get("K"), modules["depth"])
             L, d = depth_loss(out["depth"], batch["depth"], batch["valid_depth"], loss.depth)
             total, details = total + L, {**details, **d}
         if runs("motion"):

@@ -14,7 +14,8 @@ from .config import ModelConfig
 from .cycle import WorldFromBlur
 
 
-MODULE_FIELDS = {"deblur": ("deblur", "deblur_widths", "deblur_blocks"), "depth": ("depth",), "motion": ("motion",)}
+MODULE_FIELDS = {"deblur": ("deblur", "deblur_widths", "deblur_blocks"), "depth": ("depth", "depth_focal"),
+                 "motion": ("motion",)}
 """The model config fields that define each module's architecture."""
 
 
