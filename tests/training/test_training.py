@@ -325,3 +325,27 @@ def test_a_trained_deblurrer_is_read_detached_and_a_bad_reference_is_refused():
     with pytest.raises(WfbError, match="loss.reference must be one of"):
         load_config("compact-motion", ["loss.reference=blurred"])
     assert load_config("compact-motion").loss.reference == "sharp"
+
+
+def test_starting_depth_from_a_run_with_another_canonical_focal_length_warns(tmp_path):
+    """init.depth from a checkpoint whose depth means something else (model.depth_focal differs) loads, since that
+    is how a model is moved to a canonical focal length, but says so; the same meaning loads silently."""
+    import warnings
+
+    import yaml
+    from safetensors.torch import save_file
+
+    from worldfromblur.models import ModelConfig, WorldFromBlur
+    from worldfromblur.training.trainer import init_modules
+
+    plain = WorldFromBlur(ModelConfig())
+    (tmp_path / "plain").mkdir()
+    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(tmp_path / "plain" / "model.safetensors"))
+    (tmp_path / "plain" / "config.yaml").write_text(yaml.safe_dump({"model": plain.cfg.to_dict()}))
+    focal = WorldFromBlur(ModelConfig(depth_focal=130))
+    with pytest.warns(UserWarning, match="trained with model.depth_focal=None, this run uses 130.0"):
+        init_modules(focal, {"depth": tmp_path / "plain"})
+    assert all(torch.equal(v, plain.depth.state_dict()[k]) for k, v in focal.depth.state_dict().items())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        init_modules(WorldFromBlur(ModelConfig()), {"depth": tmp_path / "plain", "motion": tmp_path / "plain"})

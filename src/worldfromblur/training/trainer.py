@@ -25,7 +25,7 @@ from ..devices import resolve_device
 from ..errors import WfbError
 from ..models import WorldFromBlur
 from ..models.efficientnet import imagenet_file
-from ..models.io import load_module, shipped_model
+from ..models.io import load_module, model_config_of, shipped_model
 from ..viz import colorize_depth
 from .config import TrainConfig, save_config
 from .sources import batches, open_source
@@ -68,7 +68,11 @@ def init_modules(model: WorldFromBlur, init: dict) -> None:
     model shipped with the package."""
     for name, path in init.items():
         try:
-            load_module(model, name, shipped_model() if path == "shipped" else path, context=f"init.{name}: ")
+            ckpt = load_module(model, name, shipped_model() if path == "shipped" else path, context=f"init.{name}: ")
+            if name == "depth" and model_config_of(ckpt).depth_focal != model.cfg.depth_focal:
+                warnings.warn(f"init.depth: {ckpt} was trained with model.depth_focal={model_config_of(ckpt).depth_focal}"
+                              f", this run uses {model.cfg.depth_focal}: its depth starts on another scale for cameras "
+                              "whose focal length differs, and training has to move it", stacklevel=2)
         except WfbError as err:
             if path != "shipped" or "do not fit" not in str(err):
                 raise
