@@ -69,10 +69,12 @@ def init_modules(model: WorldFromBlur, init: dict) -> None:
     for name, path in init.items():
         try:
             ckpt = load_module(model, name, shipped_model() if path == "shipped" else path, context=f"init.{name}: ")
-            if name == "depth" and model_config_of(ckpt).depth_focal != model.cfg.depth_focal:
-                warnings.warn(f"init.depth: {ckpt} was trained with model.depth_focal={model_config_of(ckpt).depth_focal}"
-                              f", this run uses {model.cfg.depth_focal}: its depth starts on another scale for cameras "
-                              "whose focal length differs, and training has to move it", stacklevel=2)
+            if name == "depth" and (ckpt / "config.yaml").is_file():
+                was = model_config_of(ckpt).depth_focal
+                if was != model.cfg.depth_focal:
+                    warnings.warn(f"init.depth: {ckpt} was trained with model.depth_focal={was}, this run uses "
+                                  f"{model.cfg.depth_focal}: its depth starts on another scale for cameras whose focal "
+                                  "length differs, and training has to move it", stacklevel=2)
         except WfbError as err:
             if path != "shipped" or "do not fit" not in str(err):
                 raise
