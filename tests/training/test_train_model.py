@@ -119,7 +119,9 @@ def test_train_model_refuses_bad_input_before_training(tmp_path, capsys):
     assert "not a frame pool" in capsys.readouterr().err
     assert main(["train-model", str(recipe), "--out", str(tmp_path / "d"), "--minutes", "1", "data.held_out=0"]) == 2
     assert "held_out must be above 0" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "d"))
+    assert main(["train-model", str(recipe), "--out", str(tmp_path / "e"), "--minutes", "1", "model.depth_focal=-5"]) == 2
+    assert "model.depth_focal must be a focal length in pixels above 0" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "d", "e"))
     bad = dict(RECIPE, stages=[{"name": "x", "share": 0}])
     recipe.write_text(yaml.safe_dump(bad))
     with pytest.raises(WfbError, match="positive share"):

@@ -63,6 +63,14 @@ class ModelConfig:
     """Image size [W, H] the model was trained at; ``wfb train`` records the dataset's, ``wfb reconstruct`` resizes
     photos to this many pixels. None: not recorded (older checkpoints), read as [320, 240]."""
 
+    def __post_init__(self) -> None:
+        f_c = self.depth_focal
+        if f_c is not None:
+            if isinstance(f_c, bool) or not isinstance(f_c, (int, float)) or not 0 < f_c < float("inf"):
+                raise WfbError("model.depth_focal must be a focal length in pixels above 0, or null for depth that "
+                               f"ignores the camera; got {f_c!r}")
+            self.depth_focal = float(f_c)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -122,12 +122,6 @@ class WorldFromBlur(nn.Module):
             raise WfbError(f"unknown module(s) in train: {', '.join(unknown)}; choose from deblur, depth, motion")
         for name in ("deblur", "depth", "motion"):
             getattr(self, name).requires_grad_(name in cfg.train)
-        f_c = cfg.depth_focal
-        if f_c is not None:
-            if isinstance(f_c, bool) or not isinstance(f_c, (int, float)) or not 0 < f_c < float("inf"):
-                raise WfbError("model.depth_focal must be a focal length in pixels above 0, or null for depth that "
-                               f"ignores the camera; got {f_c!r}")
-            cfg.depth_focal = float(f_c)
 
     def train(self, mode: bool = True) -> "WorldFromBlur":
         """Train mode for the modules that train; frozen modules stay in eval mode (fixed batch-norm statistics)."""
