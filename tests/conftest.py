@@ -20,6 +20,17 @@ def dataset20(tmp_path_factory) -> Path:
     return root
 
 
+def run_folder(path: Path, model):
+    """A checkpoint folder of ``model`` (``model.safetensors`` + ``config.yaml``), as a training run leaves it."""
+    import yaml
+    from safetensors.torch import save_file
+
+    path.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    (path / "config.yaml").write_text(yaml.safe_dump({"model": model.cfg.to_dict()}))
+    return model
+
+
 def textured_frame(H: int, W: int, seed: int, cells: tuple[int, ...]) -> torch.Tensor:
     """(1, 3, H, W) float64 in [0, 1]: random noise smoothed at several scales (``cells`` across), a texture every
     part of which a rotation can be measured on."""

@@ -11,6 +11,8 @@ from worldfromblur.losses import cycle_loss, deblur_loss
 from worldfromblur.models import ModelConfig, WorldFromBlur, preset
 from worldfromblur.models.paper import CNN_L15_CHANNELS, CNN_L15_GROUPS, CNN_L15_KERNELS, CNNL15
 
+from tests.conftest import run_folder
+
 
 def batch(B=2, H=48, W=64, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -212,17 +214,6 @@ def test_deblur_widths_set_the_compact_unet_and_are_checked():
         WorldFromBlur(ModelConfig(deblur="cnn_l15", deblur_widths=[8, 16]))
     with pytest.raises(WfbError, match="positive channel counts"):
         WorldFromBlur(ModelConfig(deblur_widths=[8, 0]))
-
-
-def run_folder(path, model: WorldFromBlur):
-    """A checkpoint folder of ``model`` (``model.safetensors`` + ``config.yaml``), as a training run leaves it."""
-    import yaml
-    from safetensors.torch import save_file
-
-    path.mkdir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
-    (path / "config.yaml").write_text(yaml.safe_dump({"model": model.cfg.to_dict()}))
-    return model
 
 
 def test_modules_assembled_from_runs_keep_their_own_architecture(tmp_path):

@@ -332,16 +332,11 @@ def test_starting_depth_from_a_run_with_another_canonical_focal_length_warns(tmp
     is how a model is moved to a canonical focal length, but says so; the same meaning loads silently."""
     import warnings
 
-    import yaml
-    from safetensors.torch import save_file
-
+    from tests.conftest import run_folder
     from worldfromblur.models import ModelConfig, WorldFromBlur
     from worldfromblur.training.trainer import init_modules
 
-    plain = WorldFromBlur(ModelConfig())
-    (tmp_path / "plain").mkdir()
-    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(tmp_path / "plain" / "model.safetensors"))
-    (tmp_path / "plain" / "config.yaml").write_text(yaml.safe_dump({"model": plain.cfg.to_dict()}))
+    plain = run_folder(tmp_path / "plain", WorldFromBlur(ModelConfig()))
     focal = WorldFromBlur(ModelConfig(depth_focal=130))
     with pytest.warns(UserWarning, match="trained with model.depth_focal=None, this run uses 130.0"):
         init_modules(focal, {"depth": tmp_path / "plain"})
