@@ -388,6 +388,45 @@ def test_texture_banks_change_every_few_rooms_and_keep_the_seed_bank_at_zero(tmp
         assert not any(tmp_path.iterdir())
 
 
+def test_a_pool_over_focal_lengths_renders_each_frame_through_its_own_lens(tmp_path, capsys):
+    """focal_range: frame i's focal length is the default camera's times a factor from the range, drawn from its own
+    key (the same every time, principal point kept), and the frame is exactly the render of that camera; without it
+    the pool and a build's stamp are as before; bad ranges stop the config and the command in one line."""
+    from worldfromblur.cli.main import main
+    from worldfromblur.data.pool import synthetic_pool
+    from worldfromblur.data.synthetic.engine import frame_K, render_still
+    from worldfromblur.data.synthetic.textures import make_texture_bank
+    from worldfromblur.errors import WfbError
+    from worldfromblur.training.config import load_config
+
+    size, base = (40, 30), SyntheticOptions(width=40, height=30).K()
+    wide = synthetic_pool(5, size=size, seed=3, progress=False, texture_rooms=0, focal_range=[0.5, 1.5])
+    factors = wide.K[:, 0, 0].numpy() / base[0, 0]
+    assert np.all((factors >= 0.5) & (factors <= 1.5)) and factors.max() - factors.min() > 0.1
+    assert np.allclose(wide.K[:, 1, 1].numpy() / base[1, 1], factors)
+    assert np.allclose(wide.K[:, :2, 2].numpy(), base[:2, 2])
+    opts = SyntheticOptions(width=40, height=30, focal_range=[0.5, 1.5])
+    bank = make_texture_bank(3)
+    for i in range(5):
+        K = frame_K(3, i, opts)
+        assert np.allclose(K, wide.K[i].numpy())
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        rgb, depth, _ = render_still(3, i, SyntheticOptions(width=40, height=30, intrinsics=[fx, fy, cx, cy]), bank)
+        assert torch.equal(wide.rgb[i], torch.from_numpy(rgb)) and np.allclose(wide.depth[i].numpy(), depth)
+    plain = synthetic_pool(2, size=size, seed=3, progress=False, texture_rooms=0)
+    assert np.allclose(plain.K.numpy(), base)
+    assert torch.equal(plain.rgb[0], torch.from_numpy(render_still(3, 0, SyntheticOptions(width=40, height=30), bank)[0]))
+    assert "focal_range" not in SyntheticOptions().to_dict() and opts.to_dict()["focal_range"] == [0.5, 1.5]
+
+    assert load_config("compact-depth", ["data.focal_range=[0.6,1.3]"]).data.synthetic()["focal_range"] == [0.6, 1.3]
+    for bad in ("[0,1]", "[1.5,1]", "[1]", "nope"):
+        with pytest.raises(WfbError, match="data.focal_range must be"):
+            load_config("compact-depth", [f"data.focal_range={bad}"])
+    out = tmp_path / "p"
+    assert main(["make-pool", "synthetic", "--num", "2", "--focal-range", "1.2", "0.8", "--out", str(out)]) == 2
+    assert "focal_range must be factors" in capsys.readouterr().err and not out.exists()
+
+
 def test_the_torch_renderer_agrees_with_the_numpy_caster():
     """One scene description, two renderers: on the same scenes and cameras the batched torch caster gives the NumPy
     caster's depth within 1 mm and its colour (exposed, sRGB) within 2/255 away from the edges between surfaces."""

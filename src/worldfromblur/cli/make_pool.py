@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--textures", type=Path, help="synthetic: folder of photographs to use as textures")
     p.add_argument("--texture-rooms", type=int, default=8, metavar="N",
                    help="synthetic: a new bank of 48 textures every N frames (default 8; 0: one bank, the seed's)")
+    p.add_argument("--focal-range", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="synthetic: each frame's focal length is the default camera's times a factor drawn "
+                   "log-uniformly from LO..HI (a pool over many fields of view; default: the default camera's)")
     p.add_argument("--split", default="train", help="dataset: split to take the frames of (default train)")
     p.add_argument("--stride", type=count, default=1, help="video: take every STRIDE-th frame (default 1)")
     p.add_argument("--frame-range", type=int, nargs=2, metavar=("FIRST", "LAST"),
@@ -55,7 +58,8 @@ def run(args) -> int:
         if args.texture_rooms < 0:
             raise WfbError(f"--texture-rooms must be 0 (one bank) or a number of frames, got {args.texture_rooms}")
         pool = synthetic_pool(args.num, args.size, args.seed, str(args.textures) if args.textures else None,
-                              args.workers, not args.quiet, texture_rooms=args.texture_rooms)
+                              args.workers, not args.quiet, texture_rooms=args.texture_rooms,
+                              focal_range=args.focal_range)
     elif args.source == "dataset":
         if len(args.root) != 1:
             raise WfbError("make-pool dataset takes one --root dataset folder")

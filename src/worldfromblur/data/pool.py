@@ -41,7 +41,7 @@ from .dataset import BlurDataset
 from .format import DatasetError, depth_to_mm
 from .rgbd.build import open_sequence, resize_depth, resize_rgb
 from .rgbd.readers import load_depth, load_rgb
-from .synthetic.engine import KEYS, SyntheticOptions, check_seed, render_still
+from .synthetic.engine import KEYS, SyntheticOptions, check_focal_range, check_seed, render_still
 from .synthetic.textures import TextureBanks, texture_photos
 
 POOL_FORMAT = "world-from-blur frame pool"
@@ -171,11 +171,14 @@ def _synthetic_frame(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def synthetic_pool(num: int, size: tuple[int, int] = SYNTHETIC_SIZE, seed: int = 0, textures: str | None = None,
                    workers: int = 1, progress: bool = True, start: int = 0,
-                   texture_rooms: int = TEXTURE_ROOMS) -> FramePool:
+                   texture_rooms: int = TEXTURE_ROOMS, focal_range: list | None = None) -> FramePool:
     """Frames ``start .. num - 1`` of procedural rooms, each its own room, rendered exactly (about 30 ms a frame at
-    320x240, and 8 ms a texture of each new bank); frame i depends only on (seed, i, texture_rooms). A new bank of
-    48 textures every ``texture_rooms`` frames (0: one bank for all, a seed's 48 textures; see
-    :class:`~worldfromblur.data.synthetic.textures.TextureBanks`)."""
+    320x240, and 8 ms a texture of each new bank); frame i depends only on (seed, i, texture_rooms, focal_range). A
+    new bank of 48 textures every ``texture_rooms`` frames (0: one bank for all, a seed's 48 textures; see
+    :class:`~worldfromblur.data.synthetic.textures.TextureBanks`). ``focal_range`` [lo, hi]: each frame's focal
+    length is the default camera's times a factor drawn log-uniformly from it
+    (:func:`~worldfromblur.data.synthetic.engine.frame_K`), so that the pool spans fields of view; None: the default
+    camera's for every frame."""
     if num < 1 or not 0 <= start < num:
         raise DatasetError(f"a synthetic pool needs at least one frame, got frames {start}..{num - 1}")
     try:
@@ -185,7 +188,12 @@ def synthetic_pool(num: int, size: tuple[int, int] = SYNTHETIC_SIZE, seed: int =
     if texture_rooms < 0:
         raise DatasetError("texture_rooms must be 0 (one bank for all frames) or a number of frames, "
                            f"got {texture_rooms}")
-    opts = SyntheticOptions(width=size[0], height=size[1], textures=textures, texture_rooms=texture_rooms)
+    try:
+        focal_range = check_focal_range(focal_range)
+    except ValueError as err:
+        raise DatasetError(str(err)) from None
+    opts = SyntheticOptions(width=size[0], height=size[1], textures=textures, texture_rooms=texture_rooms,
+                            focal_range=focal_range)
     init = (seed, opts, texture_photos(textures) if textures else None)
     index = range(start, num)
     bar = dict(total=len(index), desc="render pool", unit="frame", disable=not progress)
@@ -277,13 +285,14 @@ def pool_entries(specs: list) -> list[tuple[str, int, int | None]]:
 
 def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool = True,
                textures: str | None = None, held_out_only: bool = False,
-               texture_rooms: int = TEXTURE_ROOMS) -> tuple[FramePool | None, FramePool | None]:
+               texture_rooms: int = TEXTURE_ROOMS, focal_range: list | None = None
+               ) -> tuple[FramePool | None, FramePool | None]:
     """(training frames, held-out frames) of ``data.pool``.
 
     Each entry is a pool folder (``wfb make-pool``) or "synthetic:N" (N frames rendered now, 320x240), optionally
     with "*K" appended to repeat its training frames K times (to weigh a small real pool against a large synthetic
-    one). Each entry's last ``held_out`` fraction of frames per source is held out before any repetition, so the
-    held-out frames never reach training. ``held_out_only`` skips the training frames (None), and renders only the
+    one; ``focal_range``: the synthetic frames' lenses, :func:`synthetic_pool`). Each entry's last ``held_out``
+    fraction of frames per source is held out before any repetition, so the held-out frames never reach training. ``held_out_only`` skips the training frames (None), and renders only the
     held-out frames of synthetic entries, which are a pure function of their index.
     """
     train_parts, held_parts = [], []  # (pool, frame indices): gathered once at the end
@@ -295,7 +304,8 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
             if held_out_only and k == 0:
                 continue
             pool = synthetic_pool(num, seed=seed, textures=textures, workers=min(os.cpu_count() or 1, 16),
-                                  progress=progress, start=num - k if held_out_only else 0, texture_rooms=texture_rooms)
+                                  progress=progress, start=num - k if held_out_only else 0, texture_rooms=texture_rooms,
+                                  focal_range=focal_range)
             if held_out_only:  # exactly the frames that split() would hold out
                 held_parts.append((pool, range(len(pool))))
                 continue
@@ -331,8 +341,8 @@ class TrainingDepths(Sequence):
     for, so that a few evenly spaced frames cost a few renders (the median-depth reference of an evaluation)."""
 
     def __init__(self, specs: list, seed: int = 0, held_out: float = 0.0, textures: str | None = None,
-                 texture_rooms: int = TEXTURE_ROOMS):
-        self.texture_rooms = texture_rooms
+                 texture_rooms: int = TEXTURE_ROOMS, focal_range: list | None = None):
+        self.texture_rooms, self.focal_range = texture_rooms, focal_range
         self.parts: list[tuple[int, object]] = []  # (length, frames), frames a FramePool or a synthetic (num, opts)
         for entry, repeat, num in pool_entries(specs):
             if num is not None:
@@ -354,7 +364,7 @@ class TrainingDepths(Sequence):
                 _, seed, textures = frames
                 if self._opts is None:
                     self._opts = SyntheticOptions(width=SYNTHETIC_SIZE[0], height=SYNTHETIC_SIZE[1], textures=textures,
-                                                  texture_rooms=self.texture_rooms)
+                                                  texture_rooms=self.texture_rooms, focal_range=self.focal_range)
                     self._bank = TextureBanks(seed, self.texture_rooms, texture_photos(textures) if textures else None,
                                               KEYS["pool textures"])
                 return render_still(seed, i, self._opts, self._bank(i))[1]

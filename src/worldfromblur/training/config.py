@@ -18,7 +18,7 @@ from typing import Literal
 
 import yaml
 
-from ..data.synthetic.engine import check_seed
+from ..data.synthetic.engine import check_focal_range, check_seed
 from ..errors import WfbError
 from ..losses import LossConfig
 from ..models.config import ModelConfig, coerce, model_config_from
@@ -48,6 +48,11 @@ class DataConfig:
     """Frames of a "synthetic:N" pool that share one bank of 48 procedural textures: a new bank every this many
     frames (0: one bank for the whole pool, the seed's 48 textures, which a network learns by heart; see
     :class:`worldfromblur.data.synthetic.textures.TextureBanks`)."""
+    focal_range: list | None = None
+    """Range [lo, hi] of the focal lengths of a "synthetic:N" pool's frames, as factors of the default camera's
+    (fx 259 px at 320x240), one drawn log-uniformly per frame: a pool over many fields of view, from which a depth
+    module with ``model.depth_focal`` can learn how the lens sets apparent size (the stream's zoom only narrows the
+    view). None: every frame through the default camera."""
     held_out: float = 0.05
     """Fraction of each pool source's frames (its last ones) kept out of training, for evaluation."""
     stream: dict = field(default_factory=dict)
@@ -60,6 +65,11 @@ class DataConfig:
     pool_share: float = 0.0
     """Source "photos": fraction of every batch made instead by the blur stream from ``pool`` (depth warps of RGB-D
     frames, at the crop size), so that the deblurrer also meets translation and parallax."""
+
+    def synthetic(self) -> dict:
+        """How "synthetic:N" pool entries are rendered: keyword arguments of
+        :func:`~worldfromblur.data.pool.build_pool` and :class:`~worldfromblur.data.pool.TrainingDepths`."""
+        return {"textures": self.textures, "texture_rooms": self.texture_rooms, "focal_range": self.focal_range}
 
 
 @dataclass
@@ -166,6 +176,10 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
     if not isinstance(cfg.data.texture_rooms, int) or cfg.data.texture_rooms < 0:
         raise WfbError(f"{where}: data.texture_rooms must be 0 (one texture bank per pool) or a number of frames, "
                        f"got {cfg.data.texture_rooms!r}")
+    try:
+        check_focal_range(cfg.data.focal_range)
+    except ValueError as err:
+        raise WfbError(f"{where}: data.{err}") from None
     cfg.init = {k: v for k, v in (cfg.init or {}).items() if v is not None}
     unknown = sorted(set(cfg.pretrained) - {"deblur", "depth", "motion"})
     if unknown:

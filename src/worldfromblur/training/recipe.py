@@ -435,14 +435,13 @@ def evaluate_run(run_dir: Path, recipe: Recipe, progress: bool = True) -> dict |
         report = evaluate_photos(run_dir, cfg, ev, device)
     elif cfg.data.source == "stream":
         model, sources = load_model(run_dir)
-        _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, textures=cfg.data.textures,
-                             held_out_only=True, texture_rooms=cfg.data.texture_rooms)
+        _, held = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress=False, held_out_only=True,
+                             **cfg.data.synthetic())
         if held is None:
             raise WfbError("data.held_out leaves no frames to evaluate on; set it above 0 (e.g. 0.05)")
         stream = BlurStream(held, stream_options(cfg), ev.seed, device)
         steps = -(-ev.samples // ev.batch_size)
-        reference = median_depth(TrainingDepths(cfg.data.pool, cfg.seed, cfg.data.held_out, cfg.data.textures,
-                                                  cfg.data.texture_rooms))
+        reference = median_depth(TrainingDepths(cfg.data.pool, cfg.seed, cfg.data.held_out, **cfg.data.synthetic()))
         scores = score_models([("model", model, sources)], lambda: (stream.batch(s, ev.batch_size) for s in range(steps)),
                               reference, device, progress=False, total=steps)
         report = {"data": "held-out stream", "held_out_frames": len(held), "samples": steps * ev.batch_size,

@@ -92,8 +92,7 @@ def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -
     """The training stream (of the pool's training frames), checked before any training starts."""
     opts = stream_options(cfg)
     try:
-        train_pool, _ = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures,
-                                   texture_rooms=cfg.data.texture_rooms)
+        train_pool, _ = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, **cfg.data.synthetic())
     except DatasetError as err:
         raise WfbError(f"data.pool: {err}") from None
     if cfg.model.input_size is None:
@@ -145,8 +144,8 @@ def open_photos(cfg: TrainConfig, device: torch.device, progress: bool = True, h
         opts_s = checked_options(StreamOptions, {"max_blur_px": opts.max_blur_px, **cfg.data.stream,
                                                  "size": [opts.crop, opts.crop], "n": cfg.model.n}, "data.stream")
         try:
-            pool, held_pool = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, cfg.data.textures,
-                                         held_out_only=held_out, texture_rooms=cfg.data.texture_rooms)
+            pool, held_pool = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, held_out_only=held_out,
+                                         **cfg.data.synthetic())
             frames = held_pool if held_out else pool
             if frames is not None:  # an evaluation of a pool that holds nothing out scores the photos alone
                 stream = BlurStream(frames, opts_s, seed, device)

@@ -17,8 +17,8 @@ the paper's way, with ``averaging="srgb"``). Optional noise is added to the blur
 
 Rooms by use. Every random choice comes from ``numpy.random.default_rng(key)``, and the key names its use in its
 third word (:data:`KEYS`): a dataset's room ``[seed, scene, 0]``, its cameras and motions ``[seed, scene, 1, index]``;
-a frame pool's room ``[seed, index, 3, attempt]`` and camera ``[seed, index, 2, attempt]``; the blur stream's new
-rooms ``[seed, step, 4, ...]`` and cameras ``[seed, step, 5, ...]``. Seeds and indices are
+a frame pool's room ``[seed, index, 3, attempt]``, camera ``[seed, index, 2, attempt]`` and lens ``[seed, index, 9]``;
+the blur stream's new rooms ``[seed, step, 4, ...]`` and cameras ``[seed, step, 5, ...]``. Seeds and indices are
 whole numbers below 2**32 (one 32-bit word each, :func:`check_seed`), so the words of a pool key and of a dataset key
 differ in the third place whatever the seeds: no pool can build a room of any dataset, and a test set rendered with
 ``wfb make-dataset synthetic`` is never in a ``synthetic:N`` training pool.
@@ -37,7 +37,7 @@ from .scene import camera_rotation, inside_any, make_scene, raycast
 from .textures import Texture
 
 KEYS = {"dataset room": 0, "dataset camera and motion": 1, "pool camera": 2, "pool room": 3, "stream room": 4,
-        "stream camera": 5, "pool textures": 6, "dataset textures": 7, "stream textures": 8}
+        "stream camera": 5, "pool textures": 6, "dataset textures": 7, "stream textures": 8, "pool lens": 9}
 """The third word of every generator key, by use (see the module docstring)."""
 SEED_LIMIT = 2**32
 
@@ -66,6 +66,9 @@ class SyntheticOptions(Exposure):
     keep_frames: bool = False
     textures: str | None = None  # folder of photographs to use as textures
     texture_rooms: int = 0  # rooms (scenes) per texture bank of 48; 0: one bank for the whole build (TextureBanks)
+    focal_range: tuple[float, float] | None = None
+    """Pool frames (``render_still``) only: each frame's focal length is K's times a factor drawn log-uniformly from
+    this range (per frame, from its own key, :func:`frame_K`), so that a pool spans fields of view; None: K's."""
 
     def K(self) -> np.ndarray:
         if self.intrinsics is not None:
@@ -79,6 +82,10 @@ class SyntheticOptions(Exposure):
         d["rot_speed"], d["trans_speed"] = list(self.rot_speed), list(self.trans_speed)
         if not self.texture_rooms:  # the default: builds made before the option existed keep their stamp
             del d["texture_rooms"]
+        if self.focal_range is None:
+            del d["focal_range"]
+        else:
+            d["focal_range"] = list(self.focal_range)
         return d
 
 
@@ -180,12 +187,38 @@ def room_and_camera(use: str, seed: int, index: int, bank: list[Texture], K: np.
     raise RuntimeError(f"could not place a camera in 20 rooms for {use} frame {(index, *key)} of seed {seed}")
 
 
+def check_focal_range(focal_range) -> tuple[float, float] | None:
+    """``focal_range`` as a (lo, hi) pair of factors with 0 < lo <= hi, or None; else a ValueError that says so."""
+    if focal_range is None:
+        return None
+    try:
+        lo, hi = (float(f) for f in focal_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"focal_range must be two factors [lo, hi], got {focal_range!r}") from None
+    if not (0 < lo <= hi and np.isfinite(hi)):
+        raise ValueError(f"focal_range must be factors [lo, hi] with 0 < lo <= hi, got {focal_range!r}")
+    return lo, hi
+
+
+def frame_K(seed: int, index: int, opts: SyntheticOptions) -> np.ndarray:
+    """The intrinsics of pool frame ``index``: ``opts.K()``, its focal lengths times a factor drawn log-uniformly
+    from ``opts.focal_range`` with the key ``[seed, index, KEYS["pool lens"]]`` (principal point kept)."""
+    K = opts.K()
+    if opts.focal_range is not None:
+        lo, hi = check_focal_range(opts.focal_range)
+        f = np.exp(np.random.default_rng([seed, index, KEYS["pool lens"]]).uniform(np.log(lo), np.log(hi)))
+        K[0, 0] *= f
+        K[1, 1] *= f
+    return K
+
+
 def render_still(seed: int, index: int, opts: SyntheticOptions, bank: list[Texture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One sharp frame of a procedural room and its exact z-depth: ``(rgb (H, W, 3) uint8 sRGB, depth (H, W) metres,
-    K)``. A pure function of (seed, index); each index is its own room. One render instead of an exposure's dozens:
-    the on-the-fly blur stream (:mod:`worldfromblur.data.stream`) makes the blur from it."""
-    H, W, K = opts.height, opts.width, opts.K()
+    K)``. A pure function of (seed, index); each index is its own room, seen through :func:`frame_K`. One render
+    instead of an exposure's dozens: the on-the-fly blur stream (:mod:`worldfromblur.data.stream`) makes the blur
+    from it."""
     seed, index = check_seed(seed), check_seed(index, "frame index")
+    H, W, K = opts.height, opts.width, frame_K(seed, index, opts)
     scene, R_wc, C = room_and_camera("pool", seed, index, bank, K, H, W)
     radiance, depth = raycast(scene, bank, R_wc, C, K, H, W)
     linear = np.clip(optics(radiance * np.float32(auto_exposure(radiance)), opts.psf_sigma), 0, 1)
