@@ -325,6 +325,31 @@ def test_the_stream_can_draw_a_new_room_for_every_sample(small_pool):
         BlurStream(small_pool, StreamOptions(rooms=1.5))
 
 
+def test_the_streams_new_rooms_take_the_lens_range_of_the_config():
+    """data.focal_range reaches the stream's new rooms: their focal length is the zoomed one times the drawn factor
+    (a factor below 1 widens the view past the room frame's, which a rendered room allows); the option is checked,
+    and is set in one place only."""
+    from worldfromblur.data.stream import ROOM_K, ROOM_SIZE
+    from worldfromblur.errors import WfbError
+    from worldfromblur.training.config import load_config
+    from worldfromblur.training.sources import stream_options
+
+    pool = synthetic_pool(2, size=(64, 48), seed=1, progress=False)
+    cover = max(64 / ROOM_SIZE[0], 48 / ROOM_SIZE[1])
+    for factor in (0.5, 2.0):
+        opts = StreamOptions(size=[64, 48], rooms=1.0, zoom=[1.0, 1.0], max_subframes=2, focal_range=[factor, factor])
+        b = BlurStream(pool, opts, seed=5).batch(0, 3)
+        assert torch.allclose(b["K"][:, 0, 0], torch.full((3,), float(ROOM_K[0, 0]) * cover * factor))
+        assert bool((b["depth"] > 0.3).all()) and torch.isfinite(b["blurred"]).all()
+    with pytest.raises(DatasetError, match="focal_range must be"):
+        BlurStream(pool, StreamOptions(rooms=1.0, focal_range=[0.0, 1.0]))
+    cfg = load_config("compact-depth", ["data.focal_range=[0.7,1.2]", "data.source=stream"])
+    assert stream_options(cfg).focal_range == [0.7, 1.2]
+    cfg = load_config("compact-depth", ["data.stream={focal_range: [1, 2]}"])
+    with pytest.raises(WfbError, match="set data.focal_range"):
+        stream_options(cfg)
+
+
 def test_a_room_exposed_on_the_device_looks_like_its_pool_render():
     """The stream's rooms are exposed as render_still exposes a pool frame (auto-exposure, optics, sRGB):
     the same room and camera through both paths agree to the rounding of the last 8-bit step (measured: 1/255 at

@@ -53,7 +53,7 @@ from .shake import (
     sensor_readout,
     uniform,
 )
-from .synthetic.engine import SyntheticOptions, draw_motion
+from .synthetic.engine import SyntheticOptions, check_focal_range, draw_motion
 from .synthetic.torch_render import RoomSampler
 
 ROOM_SIZE = SYNTHETIC_SIZE  # a new room is zoomed and cropped as a synthetic pool frame is
@@ -93,6 +93,9 @@ class StreamOptions(Exposure):
     """Fraction of samples made from a new procedural room each, ray-cast on the stream's device for that sample
     (:class:`worldfromblur.data.synthetic.torch_render.RoomSampler`; its rooms are never those of a pool or a
     dataset); the others come from the pool. 0: pool frames only."""
+    focal_range: list | None = None
+    """The new rooms' lens: their focal length (after the zoom) times a factor drawn log-uniformly from [lo, hi],
+    as ``data.focal_range`` does for "synthetic:N" pool frames (set from it by ``wfb train``). None: the zoom only."""
 
     def check(self) -> None:
         w, h = self.size
@@ -108,6 +111,10 @@ class StreamOptions(Exposure):
             raise DatasetError(f"stream roll is a spread, 0 or more, got {self.roll}")
         if not 0 <= self.rooms <= 1:
             raise DatasetError(f"stream rooms is a fraction of samples, from 0 to 1, got {self.rooms}")
+        try:
+            check_focal_range(self.focal_range)
+        except ValueError as err:
+            raise DatasetError(f"stream {err}") from None
 
 
 class BlurStream:
@@ -158,9 +165,11 @@ class BlurStream:
         for i in range(B):
             if self.rooms is not None and rng.random() < self.opts.rooms:
                 f = max(W / ROOM_SIZE[0], H / ROOM_SIZE[1]) * rng.uniform(*self.opts.zoom)
+                if self.opts.focal_range is not None:  # may widen the view: a rendered room has no border
+                    f *= np.exp(rng.uniform(*np.log(self.opts.focal_range)))
                 K = scale_intrinsics(ROOM_K, f, f)
-                K[0, 2] -= rng.uniform(0, ROOM_SIZE[0] * f - W)
-                K[1, 2] -= rng.uniform(0, ROOM_SIZE[1] * f - H)
+                K[0, 2] -= rng.random() * (ROOM_SIZE[0] * f - W)  # a negative span (a wider view) is as good
+                K[1, 2] -= rng.random() * (ROOM_SIZE[1] * f - H)
                 rooms.append((i, (step, rank, i), K.numpy()))
             else:
                 pool_rows.append(i)

@@ -84,8 +84,16 @@ def checked_options(cls, values: dict, where: str):
     return opts
 
 
-def stream_options(cfg: TrainConfig) -> StreamOptions:
-    return checked_options(StreamOptions, {**cfg.data.stream, "n": cfg.model.n}, "data.stream")
+def stream_options(cfg: TrainConfig, size: list | None = None, **defaults) -> StreamOptions:
+    """The stream's options: ``defaults``, then ``data.stream``, then the model's n, ``size`` when given, and
+    ``data.focal_range`` for the stream's new rooms (one lens range for every procedural frame, pool or room)."""
+    if "focal_range" in cfg.data.stream:
+        raise WfbError("data.stream.focal_range: set data.focal_range, which serves the pool's procedural frames "
+                       "and the stream's new rooms alike")
+    values = {**defaults, **cfg.data.stream, "n": cfg.model.n, "focal_range": cfg.data.focal_range}
+    if size is not None:
+        values["size"] = size
+    return checked_options(StreamOptions, values, "data.stream")
 
 
 def open_stream(cfg: TrainConfig, device: torch.device, progress: bool = True) -> BlurStream:
@@ -141,8 +149,7 @@ def open_photos(cfg: TrainConfig, device: torch.device, progress: bool = True, h
         raise WfbError(f"data.photos: {err}") from None
     stream = None
     if cfg.data.pool_share > 0:
-        opts_s = checked_options(StreamOptions, {"max_blur_px": opts.max_blur_px, **cfg.data.stream,
-                                                 "size": [opts.crop, opts.crop], "n": cfg.model.n}, "data.stream")
+        opts_s = stream_options(cfg, [opts.crop, opts.crop], max_blur_px=opts.max_blur_px)
         try:
             pool, held_pool = build_pool(cfg.data.pool, cfg.seed, cfg.data.held_out, progress, held_out_only=held_out,
                                          **cfg.data.synthetic())
