@@ -415,7 +415,8 @@ def test_a_pool_over_focal_lengths_renders_each_frame_through_its_own_lens(tmp_p
         assert torch.equal(wide.rgb[i], torch.from_numpy(rgb)) and np.allclose(wide.depth[i].numpy(), depth)
     plain = synthetic_pool(2, size=size, seed=3, progress=False, texture_rooms=0)
     assert np.allclose(plain.K.numpy(), base)
-    assert torch.equal(plain.rgb[0], torch.from_numpy(render_still(3, 0, SyntheticOptions(width=40, height=30), bank)[0]))
+    default_lens = SyntheticOptions(width=40, height=30)
+    assert torch.equal(plain.rgb[0], torch.from_numpy(render_still(3, 0, default_lens, bank)[0]))
     assert "focal_range" not in SyntheticOptions().to_dict() and opts.to_dict()["focal_range"] == [0.5, 1.5]
 
     assert load_config("compact-depth", ["data.focal_range=[0.6,1.3]"]).data.synthetic()["focal_range"] == [0.6, 1.3]

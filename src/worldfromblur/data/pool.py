@@ -292,8 +292,9 @@ def build_pool(specs: list, seed: int = 0, held_out: float = 0.0, progress: bool
     Each entry is a pool folder (``wfb make-pool``) or "synthetic:N" (N frames rendered now, 320x240), optionally
     with "*K" appended to repeat its training frames K times (to weigh a small real pool against a large synthetic
     one; ``focal_range``: the synthetic frames' lenses, :func:`synthetic_pool`). Each entry's last ``held_out``
-    fraction of frames per source is held out before any repetition, so the held-out frames never reach training. ``held_out_only`` skips the training frames (None), and renders only the
-    held-out frames of synthetic entries, which are a pure function of their index.
+    fraction of frames per source is held out before any repetition, so the held-out frames never reach training.
+    ``held_out_only`` skips the training frames (None), and renders only the held-out frames of synthetic entries,
+    which are a pure function of their index.
     """
     train_parts, held_parts = [], []  # (pool, frame indices): gathered once at the end
     for entry, repeat, num in pool_entries(specs):
