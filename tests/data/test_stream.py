@@ -213,6 +213,23 @@ def test_a_still_exposure_is_its_sharp_frame(small_pool):
     assert float(b["valid_blur"].mean()) > 0.99
 
 
+@pytest.mark.parametrize("draws", ["device", "host"])
+def test_a_clean_fraction_of_blurred_images_has_no_sensor_noise(small_pool, draws):
+    """``clean`` leaves a fraction of the samples noise-free (exactly the noise-free stream's image), the others
+    noisy."""
+    opts = {"size": [64, 48], "max_subframes": 2, "draws": draws}
+    quiet = BlurStream(small_pool, StreamOptions(noise=0.0, **opts), seed=4).batch(1, 16)["blurred"]
+    per_sample = lambda b: (b - quiet).abs().flatten(1).max(1).values
+    noisy = per_sample(BlurStream(small_pool, StreamOptions(noise=0.05, **opts), seed=4).batch(1, 16)["blurred"])
+    assert bool((noisy > 0).all())
+    half = per_sample(BlurStream(small_pool, StreamOptions(noise=0.05, clean=0.5, **opts), seed=4).batch(1, 16)["blurred"])
+    assert 2 <= int((half == 0).sum()) <= 14 and bool((half[half > 0] > 2 / 255).all())
+    every = per_sample(BlurStream(small_pool, StreamOptions(noise=0.05, clean=1.0, **opts), seed=4).batch(1, 16)["blurred"])
+    assert bool((every == 0).all())
+    with pytest.raises(DatasetError, match="stream clean is a fraction"):
+        BlurStream(small_pool, StreamOptions(clean=1.5))
+
+
 def test_more_blur_means_a_blurrier_image(small_pool):
     def sharpness(max_blur):
         s = BlurStream(small_pool, StreamOptions(size=[64, 48], max_blur_px=max_blur, still=0.0, noise=0.0, gain=[1, 1]), seed=0)

@@ -14,7 +14,8 @@ For each sample of a step the stream
    (:func:`worldfromblur.geometry.reblur`; ``subframes`` keeps the pixel steps between instants near
    ``subframe_px``, :meth:`BlurStream.subframes`) and averages them in linear light;
 4. scales the brightness (both images, in linear light), adds sensor noise to the blurred image (shot plus read
-   noise, ``sigma * sqrt(0.2 + L)`` in linear light ``L``) and quantises both to 8 bits.
+   noise, ``sigma * sqrt(0.2 + L)`` in linear light ``L``; none for a ``clean`` fraction) and quantises both to 8
+   bits.
 
 Every random choice of step ``s`` on rank ``r`` comes from generators keyed by ``[seed, s, r]``: by default one
 ``torch.Generator`` on the stream's device draws the whole batch at once (crops, motion, blur lengths, brightness,
@@ -78,6 +79,10 @@ class StreamOptions(Exposure):
     """Fraction of exposures with at most one pixel of blur."""
     noise: float = 0.02
     """Largest sensor-noise level (drawn uniformly from 0 to it per sample)."""
+    clean: float = 0.0
+    """Fraction of blurred images given no sensor noise (quantised to 8 bits only), so that the deblurring module
+    also meets noise-free input and learns to leave fine texture alone (rendered frames, denoised photos); the rest
+    are drawn as ``noise`` says."""
     gain: list = field(default_factory=lambda: [0.7, 1.4])
     """Range of the brightness factor, in linear light."""
     roll: float = 0.7
@@ -105,6 +110,8 @@ class StreamOptions(Exposure):
             raise DatasetError(f"stream zoom must be a range [lo, hi] with 1 <= lo <= hi, got {self.zoom}")
         if self.max_blur_px < 0 or not 0 <= self.still <= 1 or self.noise < 0 or self.subframe_px <= 0:
             raise DatasetError("stream max_blur_px, noise must be >= 0, still in [0, 1], subframe_px > 0")
+        if not 0 <= self.clean <= 1:
+            raise DatasetError(f"stream clean is a fraction of samples, from 0 to 1, got {self.clean}")
         if self.draws not in ("device", "host"):
             raise DatasetError(f"stream draws must be device or host, got {self.draws!r}")
         if self.roll < 0:
@@ -306,10 +313,14 @@ class BlurStream:
         if gen is not None:
             gain = uniform(gen, (B, 1, 1, 1), *self.opts.gain, dev)
             sigma = uniform(gen, (B, 1, 1, 1), 0.0, self.opts.noise, dev)
+            if self.opts.clean > 0:  # drawn only then, so that every earlier stream stays as it was
+                sigma = torch.where(uniform(gen, (B, 1, 1, 1), 0.0, 1.0, dev) < self.opts.clean, 0.0, sigma)
         else:
             gain = torch.from_numpy(rng.uniform(*self.opts.gain, B)).float().to(dev)[:, None, None, None]
             gen = torch.Generator(device=dev).manual_seed(int(rng.integers(2**62)))
             sigma = torch.from_numpy(rng.uniform(0, self.opts.noise, B)).float().to(dev)[:, None, None, None]
+            if self.opts.clean > 0:
+                sigma = sigma * torch.from_numpy(rng.random(B) >= self.opts.clean).float().to(dev)[:, None, None, None]
         sharp = linear_to_srgb(srgb_to_linear(sharp) * gain)
         sharp = torch.round(sharp * 255) / 255
         blurred, valid = reblur(sharp, filled, poses, K, subframes=subframes, averaging=self.opts.averaging, return_valid=True,
