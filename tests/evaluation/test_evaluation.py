@@ -52,6 +52,8 @@ def test_aligned_depth_metrics_remove_each_images_scale_and_report_it():
 def test_psnr_by_hand():
     a = np.zeros((3, 16, 16))
     assert image_metrics(a + 0.1, a)["psnr"] == pytest.approx(20.0)
+    # An image identical to its truth counts 60 dB, not infinity, so that a mean over images stays finite.
+    assert image_metrics(np.stack([a, a + 0.1]), np.stack([a, a]))["psnr"] == pytest.approx((60.0 + 20.0) / 2)
     with pytest.raises(ValueError, match="at least 11 x 11"):
         image_metrics(np.zeros((3, 8, 8)), np.zeros((3, 8, 8)))
 
@@ -84,6 +86,21 @@ def test_motion_errors_by_hand():
     assert motion_errors(g.flip(1), g, reversal="min")["tx"] == pytest.approx(0.0, abs=1e-5)
 
 
+def test_blur_length_is_the_median_pixel_path_of_the_true_exposure():
+    from worldfromblur.evaluation.report import blur_lengths, by_blur
+
+    # Six instants around the reference, 1 cm apart sideways, 2 m from a plane seen at fx = 100: 0.5 px a step.
+    poses = torch.eye(4).repeat(1, 6, 1, 1)
+    poses[0, :, 0, 3] = 0.01 * torch.tensor([-3.0, -2, -1, 1, 2, 3])
+    K = torch.tensor([[[100.0, 0, 32], [0, 100, 24], [0, 0, 1]]])
+    depth = torch.full((1, 1, 48, 64), 2.0)
+    assert blur_lengths(depth, poses, K)[0] == pytest.approx(3.0, rel=1e-6)
+    assert np.isnan(blur_lengths(torch.zeros_like(depth), poses, K)[0])  # no depth reading: no length
+    rows = by_blur([1.0, 5.0, 20.0, float("nan")], [10.0, 20.0, 30.0, 40.0])
+    assert [(r["from_px"], r["samples"], r["psnr"]) for r in rows] == [(0, 1, 10), (3, 1, 20), (8, 0, None), (16, 1, 30)]
+    assert rows[-1]["to_px"] is None
+
+
 def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     from worldfromblur.cli.main import main
     from worldfromblur.data.build import run_build
@@ -107,6 +124,13 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     aligned = metrics["models"]["cycle"]["depth_aligned"]
     assert set(aligned) == set(metrics["models"]["cycle"]["depth"]) | {"scale_log"} and aligned["scale_log"] >= 0
     assert "Table 3b. Depth with each map scaled" in tables and "| Scale removed (abs. log) |" in tables
+    # Table 2b splits Table 2's PSNR by blur length: its rows hold every sample and average back to it.
+    for col in (metrics["models"]["run"], metrics["references"]["blurred input"]):
+        rows = col["image_by_blur"]
+        assert sum(r["samples"] for r in rows) == metrics["num_samples"]
+        mean = sum(r["psnr"] * r["samples"] for r in rows if r["samples"]) / metrics["num_samples"]
+        assert mean == pytest.approx(col["image"]["psnr"], rel=1e-9)
+    assert "Table 2b. Deblurring PSNR (dB) by blur length" in tables and "| 0-3 px |" in tables and "| 16+ px |" in tables
     assert (report / "figures" / "cycle-0000.png").is_file()
     capsys.readouterr()
     # No silent overwrite; a bad checkpoint is one line naming it.

@@ -4,7 +4,7 @@
   2014's definitions), per image over valid ground truth, then averaged over images; with ``align=True`` each
   predicted map is first scaled to its ground truth's median (the error of the depth map's shape alone), and the
   scale error that removed is reported too.
-* :func:`image_metrics` — Table 2: PSNR (data range 1) and SSIM (Wang et al. 2004: Gaussian window σ = 1.5 truncated
+* :func:`image_metrics` — Table 2: PSNR (data range 1; each image's counted at most :data:`PSNR_CAP_DB`) and SSIM (Wang et al. 2004: Gaussian window σ = 1.5 truncated
   at 3.5σ, i.e. 11 × 11, K1 = 0.01, K2 = 0.03, population covariances, a 5-pixel border left out), computed like
   scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
   data_range=1)``.
@@ -112,14 +112,12 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s[..., pad:-pad, pad:-pad].mean())
 
 
-def image_metrics(pred, gt) -> dict[str, float]:
-    """PSNR (dB, data range 1) and SSIM of images in [0, 1], (C, H, W) or (B, C, H, W), averaged over images.
+PSNR_CAP_DB = 60.0
+"""The most one image's PSNR counts in a mean: an image identical to its truth (a still exposure read without noise)
+has an infinite PSNR and would make the mean infinite; 60 dB is an error of a tenth of one 8-bit level."""
 
-    Example:
-        >>> x = np.random.default_rng(0).random((3, 16, 16))
-        >>> image_metrics(x, x)["ssim"]
-        1.0
-    """
+
+def _image_pairs(pred, gt) -> tuple[np.ndarray, np.ndarray]:
     p, g = _np(pred), _np(gt)
     if p.shape != g.shape:
         raise ValueError(f"pred {p.shape} and gt {g.shape} differ in shape")
@@ -127,13 +125,34 @@ def image_metrics(pred, gt) -> dict[str, float]:
         p, g = p[None], g[None]
     if p.ndim != 4:
         raise ValueError(f"images must be (C, H, W) or (B, C, H, W), got shape {p.shape}")
+    return p, g
+
+
+def image_psnrs(pred, gt) -> list[float]:
+    """PSNR (dB, data range 1) of each image of (C, H, W) or (B, C, H, W) batches, at most :data:`PSNR_CAP_DB`.
+
+    Example:
+        >>> image_psnrs(np.zeros((2, 3, 4, 4)), np.full((2, 3, 4, 4), 0.1))
+        [20.0, 20.0]
+    """
+    p, g = _image_pairs(pred, gt)
+    return [min(psnr(pi, gi), PSNR_CAP_DB) for pi, gi in zip(p, g)]
+
+
+def image_metrics(pred, gt) -> dict[str, float]:
+    """PSNR (dB, data range 1; :func:`image_psnrs`) and SSIM of images in [0, 1], (C, H, W) or (B, C, H, W), averaged
+    over images.
+
+    Example:
+        >>> x = np.random.default_rng(0).random((3, 16, 16))
+        >>> image_metrics(x, x)["ssim"]
+        1.0
+    """
+    p, g = _image_pairs(pred, gt)
     if min(p.shape[-2:]) < 11:
         raise ValueError(f"SSIM's 11 x 11 window needs images of at least 11 x 11 pixels, got {p.shape[-1]} x {p.shape[-2]}")
-    psnrs, ssims = [], []
-    for pi, gi in zip(p, g):
-        psnrs.append(psnr(pi, gi))
-        ssims.append(_ssim(pi, gi))
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+    ssims = [_ssim(pi, gi) for pi, gi in zip(p, g)]
+    return {"psnr": float(np.mean(image_psnrs(p, g))), "ssim": float(np.mean(ssims))}
 
 
 MOTION_KEYS = ("tx", "ty", "tz", "yaw", "pitch", "roll")

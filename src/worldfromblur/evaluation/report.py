@@ -4,7 +4,9 @@ Every model runs the whole cycle on the blurred input: the deblurred frame is co
 (Table 2), the depth estimated from it with the ground-truth depth (Table 3), and the motion estimated from the
 blurred and deblurred images with the ground-truth poses (Table 1, in time order as the paper scores it, and up to
 time reversal). Reference columns give the numbers meaning: the blurred input taken as the deblurred image, zero
-motion, and a constant depth equal to the median ground-truth depth of the training split.
+motion, and a constant depth equal to the median ground-truth depth of the training split. Table 2b splits the
+deblurring by how far the true exposure moved the pixels, since a mean over all samples can hide a module that
+sharpens long blur and damages nearly sharp images.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import BlurDataset, DatasetError
+from ..data.exposure import choose_subframes
 from ..errors import WfbError
 from ..geometry import pose_from_uv
 from ..models.io import load_model
@@ -30,6 +33,7 @@ from .metrics import (
     MOTION_KEYS,
     depth_metrics,
     image_metrics,
+    image_psnrs,
     motion_errors,
 )
 
@@ -37,6 +41,32 @@ from .metrics import (
 def _mean_dicts(rows: list[dict], weights: list[int]) -> dict:
     w = np.asarray(weights, dtype=float)
     return {k: float(np.sum([r[k] * wi for r, wi in zip(rows, w)]) / w.sum()) for k in rows[0]}
+
+
+BLUR_BINS = (0.0, 3.0, 8.0, 16.0)
+"""Lower edges of Table 2b's rows, in pixels of the median pixel path over the true exposure at the data's size
+(as ``wfb make-dataset`` reports ``blur_px_median``): nearly sharp, short, medium and long blur."""
+
+
+def blur_lengths(depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor) -> np.ndarray:
+    """(B,) the median pixel path (px) of each sample's true exposure, from its depth (B, 1, H, W; 0 = no reading),
+    poses (B, 2n, 4, 4) and K (B, 3, 3); NaN for a sample without a depth reading."""
+    out = []
+    for d, T, k in zip(depth[:, 0].double().cpu().numpy(), poses.double().cpu().numpy(), K.double().cpu().numpy()):
+        out.append(choose_subframes(d, T, k, 1.0, 1)[1]["blur_px_median"] if (d > 0).any() else float("nan"))
+    return np.asarray(out)
+
+
+def by_blur(lengths: Sequence[float], values: Sequence[float]) -> list[dict]:
+    """Mean of ``values`` per :data:`BLUR_BINS` row of the samples' blur ``lengths`` (rows without samples kept,
+    with ``samples`` 0 and ``psnr`` None; the last row's ``to_px`` is None: no upper edge)."""
+    lengths, values = np.asarray(lengths, float), np.asarray(values, float)
+    rows = []
+    for lo, hi in zip(BLUR_BINS, BLUR_BINS[1:] + (float("inf"),)):
+        inside = (lengths >= lo) & (lengths < hi)
+        rows.append({"from_px": lo, "to_px": None if hi == float("inf") else hi, "samples": int(inside.sum()),
+                     "psnr": float(values[inside].mean()) if inside.any() else None})
+    return rows
 
 
 def median_depth(depth_maps: Iterable, limit: int = 200) -> float:
@@ -97,14 +127,16 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
     Returns:
         ``{"models": {label: {...}}, "references": {...}, "num_samples": N}``: per model the mean image, depth
         (metric, and each map scaled to its ground truth's median: ``depth_aligned``) and motion metrics (in time
-        order and up to reversal), the re-blur PSNR, and what it is made of.
+        order and up to reversal), the re-blur PSNR, and what it is made of; ``image_by_blur``, the deblurring PSNR
+        per row of :data:`BLUR_BINS` (also for the blurred input).
     """
     report = {"models": {}, "references": {}, "num_samples": 0}
-    ref_rows: dict[str, list] = {"image": [], "motion": [], "depth": [], "depth_aligned": [], "n": []}
+    ref_rows: dict[str, list] = {"image": [], "motion": [], "depth": [], "depth_aligned": [], "n": [], "blur": [],
+                                 "psnr": []}
     for label, model, sources in models:
         model.to(device).eval()
         rows: dict[str, list] = {"image": [], "depth": [], "depth_aligned": [], "motion": [], "motion_rev": [],
-                                 "reblur": [], "n": [], "refined": [], "refined_rev": []}
+                                 "reblur": [], "n": [], "refined": [], "refined_rev": [], "psnr": []}
         fig_done = 0
         for batch in tqdm(batches(), total=total, desc=f"evaluate {label}", unit="batch", file=sys.stderr,
                           disable=not progress):
@@ -114,6 +146,7 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             n = b["blurred"].shape[0]
             rows["n"].append(n)
             rows["image"].append(image_metrics(outp["deblurred"], b["sharp"]))
+            rows["psnr"] += image_psnrs(outp["deblurred"], b["sharp"])
             rows["depth"].append(depth_metrics(outp["depth"], b["depth"], b["valid_depth"]))
             rows["depth_aligned"].append(depth_metrics(outp["depth"], b["depth"], b["valid_depth"], align=True))
             rows["motion"].append(motion_errors(outp["poses"], b["poses"]))
@@ -126,6 +159,8 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             if not report["references"]:
                 ref_rows["n"].append(n)
                 ref_rows["image"].append(image_metrics(b["blurred"], b["sharp"]))
+                ref_rows["psnr"] += image_psnrs(b["blurred"], b["sharp"])
+                ref_rows["blur"] += list(blur_lengths(b["depth"], b["poses"], b["K"]))
                 ref_rows["motion"].append(motion_errors(torch.eye(4).expand_as(b["poses"].cpu()), b["poses"]))
                 constant = torch.full_like(b["depth"], reference_depth)
                 ref_rows["depth"].append(depth_metrics(constant, b["depth"], b["valid_depth"]))
@@ -137,7 +172,8 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
         if not report["references"]:
             report["num_samples"] = int(sum(ref_rows["n"]))
             report["references"] = {
-                "blurred input": {"image": _mean_dicts(ref_rows["image"], ref_rows["n"])},
+                "blurred input": {"image": _mean_dicts(ref_rows["image"], ref_rows["n"]),
+                                  "image_by_blur": by_blur(ref_rows["blur"], ref_rows["psnr"])},
                 "zero motion": {"motion": _mean_dicts(ref_rows["motion"], ref_rows["n"])},
                 "median depth": {"depth": _mean_dicts(ref_rows["depth"], ref_rows["n"]),
                                  "depth_aligned": _mean_dicts(ref_rows["depth_aligned"], ref_rows["n"])},
@@ -146,6 +182,7 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             "checkpoint": sources,
             "modules": {"deblur": model.cfg.deblur, "depth": model.cfg.depth, "motion": model.cfg.motion},
             "image": _mean_dicts(rows["image"], rows["n"]),
+            "image_by_blur": by_blur(ref_rows["blur"], rows["psnr"]),
             "depth": _mean_dicts(rows["depth"], rows["n"]),
             "depth_aligned": _mean_dicts(rows["depth_aligned"], rows["n"]),
             "motion": _mean_dicts(rows["motion"], rows["n"]),
@@ -223,6 +260,19 @@ def _table(title: str, rows: list[tuple[str, str]], columns: list[tuple[str, dic
     return "\n".join(lines)
 
 
+def _blur_table(columns: list[tuple[str, list[dict]]]) -> str:
+    """Table 2b: deblurring PSNR per blur length (the median pixel path of the true exposure); ``columns`` are
+    (label, :func:`by_blur` rows)."""
+    head = "| Blur | samples | " + " | ".join(c for c, _ in columns) + " |"
+    lines = ["**Table 2b. Deblurring PSNR (dB) by blur length (median pixel path of the true exposure)**", "", head,
+             "|---|---|" + "---|" * len(columns)]
+    for i, row in enumerate(columns[0][1]):
+        span = f"{row['from_px']:g}+ px" if row["to_px"] is None else f"{row['from_px']:g}-{row['to_px']:g} px"
+        cells = [format(rows[i]["psnr"], ".2f") if row["samples"] else "" for _, rows in columns]
+        lines.append(f"| {span} | {row['samples']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables_markdown(report: dict) -> str:
     models = report["models"]
     refs = report["references"]
@@ -244,6 +294,10 @@ def tables_markdown(report: dict) -> str:
                         MOTION_ROWS, rev_cols, ".3f"))
     image_cols = [(k, m["image"]) for k, m in models.items()] + [("blurred input", refs["blurred input"]["image"])]
     parts.append(_table("Table 2. Deblurring", [("PSNR (dB)", "psnr"), ("SSIM", "ssim")], image_cols, ".4g"))
+    blur_cols = [(k, m.get("image_by_blur")) for k, m in models.items()]
+    blur_cols.append(("blurred input", refs["blurred input"].get("image_by_blur")))
+    if all(rows for _, rows in blur_cols):  # reports written before Table 2b have none
+        parts.append(_blur_table(blur_cols))
     depth_cols = [(k, m["depth"]) for k, m in models.items()] + [("median depth", refs["median depth"]["depth"])]
     parts.append(_table("Table 3. Depth", DEPTH_ROWS, depth_cols, ".3f"))
     aligned_cols = [(k, m["depth_aligned"]) for k, m in models.items()]
