@@ -4,10 +4,10 @@
   2014's definitions), per image over valid ground truth, then averaged over images; with ``align=True`` each
   predicted map is first scaled to its ground truth's median (the error of the depth map's shape alone), and the
   scale error that removed is reported too.
-* :func:`image_metrics` — Table 2: PSNR (data range 1; each image's counted at most :data:`PSNR_CAP_DB`) and SSIM (Wang et al. 2004: Gaussian window σ = 1.5 truncated
-  at 3.5σ, i.e. 11 × 11, K1 = 0.01, K2 = 0.03, population covariances, a 5-pixel border left out), computed like
-  scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-  data_range=1)``.
+* :func:`image_metrics` — Table 2: PSNR (data range 1; each image's counted at most :data:`PSNR_CAP_DB`) and SSIM
+  (Wang et al. 2004: Gaussian window σ = 1.5 truncated at 3.5σ, i.e. 11 × 11, K1 = 0.01, K2 = 0.03, population
+  covariances, a 5-pixel border left out), computed like scikit-image's ``structural_similarity(...,
+  gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)``.
 * :func:`motion_errors` — Table 1: mean absolute translation error per axis in centimetres, and rotation error per
   axis in degrees from the rotation vector of the relative rotation ``R_pred R_gt^T`` (pitch about x, yaw about y,
   roll about z), over all 2n poses of all samples; with ``reversal="min"`` each sample is matched to its ground
@@ -114,7 +114,7 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 PSNR_CAP_DB = 60.0
 """The most one image's PSNR counts in a mean: an image identical to its truth (a still exposure read without noise)
-has an infinite PSNR and would make the mean infinite; 60 dB is an error of a tenth of one 8-bit level."""
+has an infinite PSNR and would make the mean infinite; 60 dB is an RMS error of a quarter of one 8-bit level."""
 
 
 def _image_pairs(pred, gt) -> tuple[np.ndarray, np.ndarray]:
