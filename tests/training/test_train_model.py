@@ -121,7 +121,11 @@ def test_train_model_refuses_bad_input_before_training(tmp_path, capsys):
     assert "held_out must be above 0" in capsys.readouterr().err
     assert main(["train-model", str(recipe), "--out", str(tmp_path / "e"), "--minutes", "1", "model.depth_focal=-5"]) == 2
     assert "model.depth_focal must be a focal length in pixels above 0" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "d", "e"))
+    assert main(["train-model", str(recipe), "--out", str(tmp_path / "f"), "--minutes", "1", "data.stream.clean=2"]) == 2
+    assert "data.stream: stream clean is a fraction of samples" in capsys.readouterr().err
+    assert main(["train-model", str(recipe), "--out", str(tmp_path / "g"), "--minutes", "1", "data.stream.nosie=0"]) == 2
+    assert "data.stream: unknown key(s) nosie" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "d", "e", "f", "g"))
     bad = dict(RECIPE, stages=[{"name": "x", "share": 0}])
     recipe.write_text(yaml.safe_dump(bad))
     with pytest.raises(WfbError, match="positive share"):

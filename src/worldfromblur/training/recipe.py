@@ -374,12 +374,13 @@ def _check_budget(recipe: Recipe, minutes: float) -> None:
 
 
 def _check_pools(recipe: Recipe) -> None:
-    """Every pool folder a stage names is a readable pool, and some frames are held out, before anything is
-    written."""
+    """Every pool folder a stage names is a readable pool, some frames are held out and the stream's options are
+    valid, before anything is written."""
     for st in recipe.stages:
         cfg = st.config
         if cfg.data.source != "stream":
             continue
+        stream_options(cfg)  # unknown keys and bad values: one line naming data.stream
         if cfg.data.held_out <= 0:
             raise WfbError("data.held_out must be above 0: train-model evaluates on held-out frames (e.g. 0.05)")
         try:
