@@ -44,6 +44,30 @@ def test_pixel_losses_by_hand():
     assert float(depth_loss(torch.ones(1, 1, 2, 2), gt)[0]) == pytest.approx(3.0)
 
 
+def test_deblur_edge_term_by_hand():
+    sharp = torch.zeros(1, 1, 3, 4)
+    out = sharp.clone()
+    out[0, 0, 1, 1] = 1.0  # one bright pixel: 1 of squared error, and 4 differences of 1 around it
+    assert float(deblur_loss(out, sharp)[0]) == pytest.approx(1.0)
+    loss, details = deblur_loss(out, sharp, edges=0.5)
+    assert float(details["L_edges"]) == pytest.approx(4.0) and float(loss) == pytest.approx(1.0 + 0.5 * 4.0)
+    # A constant offset has no edge error; a difference counts only where both of its pixels are valid.
+    assert float(deblur_loss(sharp + 0.5, sharp, edges=1.0)[1]["L_edges"]) == 0.0
+    valid = torch.ones(1, 1, 3, 4)
+    valid[0, 0, 1, 2] = 0  # the pixel right of the bright one: drops its horizontal difference on both sides
+    assert float(deblur_loss(out, sharp, valid, edges=1.0)[1]["L_edges"]) == pytest.approx(3.0)
+    # The term pulls a smoothed edge back towards the step it should be.
+    step = torch.zeros(1, 1, 4, 8)
+    step[..., 4:] = 1.0
+    soft = step.clone()
+    soft[..., 3], soft[..., 4] = 0.25, 0.75
+    soft.requires_grad_(True)
+    deblur_loss(soft, step, edges=1.0)[0].backward()
+    assert (soft.grad[..., 3] > 0).all() and (soft.grad[..., 4] < 0).all()
+    with pytest.raises(ValueError, match="deblur_edges must be >= 0"):
+        deblur_loss(out, sharp, edges=-1.0)
+
+
 def test_log_l1_depth_loss_by_hand():
     gt = torch.full((1, 1, 2, 2), 2.0)
     gt[0, 0, 1, 1] = 0  # no measurement: ignored

@@ -157,6 +157,9 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(WfbError, match="data.texture_rooms must be 0"):
         load_config("compact-deblur", ["data.texture_rooms=-1"])
     assert load_config("compact-deblur").data.texture_rooms == 8
+    with pytest.raises(WfbError, match="loss.deblur_edges must be 0"):
+        load_config("compact-deblur", ["loss.deblur_edges=-1"])
+    assert load_config("compact-deblur", ["loss.deblur_edges=2"]).loss.deblur_edges == 2.0
 
 
 def test_torchrun_two_processes_on_cpu(fixed, tmp_path):
@@ -325,6 +328,19 @@ def test_a_trained_deblurrer_is_read_detached_and_a_bad_reference_is_refused():
     with pytest.raises(WfbError, match="loss.reference must be one of"):
         load_config("compact-motion", ["loss.reference=blurred"])
     assert load_config("compact-motion").loss.reference == "sharp"
+
+
+def test_the_deblur_stage_adds_the_edge_term_loss_deblur_edges_names():
+    from worldfromblur.losses import LossConfig, deblur_loss
+
+    model, batch = _reference_model(), _reference_batch()
+    model.eval().requires_grad_(False)  # the same output on both passes, and plain numbers to compare
+    plain, details, out = model.stage_loss("deblur", batch, LossConfig())
+    assert "L_edges" not in details
+    total, details, _ = model.stage_loss("deblur", batch, LossConfig(deblur_edges=2.0))
+    expected, parts = deblur_loss(out["deblurred"], batch["sharp"], batch.get("valid_blur"), edges=2.0)
+    assert float(details["L_edges"]) > 0 and float(total) == pytest.approx(float(expected), rel=1e-5)
+    assert float(total) == pytest.approx(float(plain) + 2.0 * float(parts["L_edges"]), rel=1e-5)
 
 
 def test_starting_depth_from_a_run_with_another_canonical_focal_length_warns(tmp_path):

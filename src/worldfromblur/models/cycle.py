@@ -226,7 +226,7 @@ class WorldFromBlur(nn.Module):
         cycle.
 
         Args:
-            loss: the loss options (``depth``, ``reversal``, ``alpha``, ``reference``; a
+            loss: the loss options (``depth``, ``reversal``, ``alpha``, ``reference``, ``deblur_edges``; a
                 :class:`~worldfromblur.losses.LossConfig`).
             modules: the callables to run, by name (``deblur``, ``depth``, ``motion`` or ``cycle``): the trainer passes
                 this model's modules in their distributed wrappers; default, this model's own modules that train.
@@ -240,7 +240,8 @@ class WorldFromBlur(nn.Module):
 
         if runs("deblur"):
             out["deblurred"] = modules["deblur"](batch["blurred"])
-            L, d = deblur_loss(out["deblurred"], batch["sharp"], batch.get("valid_blur"))
+            L, d = deblur_loss(out["deblurred"], batch["sharp"], batch.get("valid_blur"),
+                               loss.deblur_edges)
             total, details = total + L, {**details, **d}
         if runs("depth") or runs("motion"):
             reference = self._stage_reference(batch, out, loss.reference)

@@ -180,6 +180,9 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
         check_focal_range(cfg.data.focal_range)
     except ValueError as err:
         raise WfbError(f"{where}: data.{err}") from None
+    if not cfg.loss.deblur_edges >= 0:
+        raise WfbError(f"{where}: loss.deblur_edges must be 0 (off) or a positive weight, "
+                       f"got {cfg.loss.deblur_edges!r}")
     cfg.init = {k: v for k, v in (cfg.init or {}).items() if v is not None}
     unknown = sorted(set(cfg.pretrained) - {"deblur", "depth", "motion"})
     if unknown:
