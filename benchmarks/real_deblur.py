@@ -11,7 +11,9 @@ truth (:mod:`benchmarks.video`). ``--pairs DIR`` adds ready-made pairs, ``NAME.p
 sharp (that repository's ``data/level3/saved_images``). Each model (``shipped``, or ``NAME=PATH`` of a checkpoint, run
 folder or exported model) deblurs every blurred image at its own resolution by the multi-scale fusion of
 :func:`worldfromblur.reconstruct.fullres.deblur_full`; the table gives the mean PSNR and SSIM, the gain over the
-blurred input, how many images improved, and seconds per megapixel, in each ``--precision`` (the number format of the
+blurred input, how many images improved, the edge energy against the truth's
+(:func:`worldfromblur.evaluation.edge_energies`: 1 is as much fine detail as the sharp frame, below 1 softer), and
+seconds per megapixel, in each ``--precision`` (the number format of the
 network, as ``wfb reconstruct --precision``; default fp32). No training set of the package contains these frames.
 """
 
@@ -26,7 +28,7 @@ import torch
 
 from benchmarks.common import machine, table
 from benchmarks.video import read, video_arguments, video_frames, windows
-from worldfromblur.evaluation.metrics import image_metrics
+from worldfromblur.evaluation.metrics import edge_energies, image_metrics
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.fullres import deblur_full
@@ -57,6 +59,11 @@ def models(specs: list[str]) -> list[tuple[str, object]]:
     return out
 
 
+def scored(image: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
+    """PSNR, SSIM and edge energy of one image against its sharp truth."""
+    return {**image_metrics(image, sharp), "edges": edge_energies(image, sharp)[0]}
+
+
 @torch.no_grad()
 def main() -> None:
     ap = video_arguments(__doc__)
@@ -69,7 +76,7 @@ def main() -> None:
     scores: dict[tuple[str, str], list[dict]] = {}
     seconds: dict[str, float] = {}
     for source, blurred, sharp in data:
-        scores.setdefault((source, "blurred input"), []).append(image_metrics(blurred, sharp))
+        scores.setdefault((source, "blurred input"), []).append(scored(blurred, sharp))
     for (label, model), precision in itertools.product(models(args.models), args.precision):
         engine = Reconstructor(model, "cpu", precision=precision)
         name = label if args.precision == ["fp32"] else f"{label} {engine.precision}"
@@ -80,7 +87,7 @@ def main() -> None:
             t = time.perf_counter()
             out, _ = deblur_full(engine.deblur, blurred, work[0] * work[1])
             seconds[name] += (time.perf_counter() - t) / (H * W / 1e6)
-            scores.setdefault((source, name), []).append(image_metrics(out.clamp(0, 1), sharp))
+            scores.setdefault((source, name), []).append(scored(out.clamp(0, 1), sharp))
     rows = []
     for (source, name), v in scores.items():
         base = scores[(source, "blurred input")]
@@ -89,11 +96,12 @@ def main() -> None:
         better = sum(a["psnr"] > b["psnr"] for a, b in zip(v, base))
         per_mp = f"{seconds[name] / len(data):.2f}" if name in seconds else "-"
         rows.append([source, name, len(v), f"{p:.2f}", f"{statistics.mean(m['ssim'] for m in v):.4f}",
-                     f"{gain:+.2f}", f"{better}/{len(v)}", per_mp])
+                     f"{gain:+.2f}", f"{better}/{len(v)}", f"{statistics.mean(m['edges'] for m in v):.3f}", per_mp])
     sizes = sorted({f"{b.shape[-1]}x{b.shape[-2]}" for _, b, _ in data})
     print(f"real blur: {args.frames} (every {args.every}, lengths {args.lengths})"
           + (f" and pairs of {args.pairs}" if args.pairs else "") + f"; images {', '.join(sizes)}; {machine()}\n")
-    print(table(["data", "method", "images", "PSNR dB", "SSIM", "vs blurred", "improved", "s / MP"], rows))
+    print(table(["data", "method", "images", "PSNR dB", "SSIM", "vs blurred", "improved", "edge energy", "s / MP"],
+                rows))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,10 @@ between the measured and the reconstructed rotation axes up to sign (a blurred i
 runs; random axes score 57 degrees median), as :mod:`experiments.real_motion` does for motion-capture poses.
 ``--true-frame`` adds the default refinement started from the video's own sharp centre frame instead of the
 deblurring network's frame: what the fit does once the deblurring is perfect, which separates the deblurrer's share
-of the error from the motion model's.
+of the error from the motion model's. Each window also scores the frame the default refinement starts from against
+the true centre frame at the same size: PSNR, and edge energy (:func:`worldfromblur.evaluation.edge_energies`: 1 is
+as much fine detail as the truth, below 1 softer). A softer frame is re-blurred into the photo best by a smaller
+motion, so the edge energy, not the PSNR, is what tells a deblurrer that serves refinement.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ import torch
 from benchmarks.common import machine, table
 from benchmarks.video import read, video_arguments, video_frames
 from experiments.real_motion import engines_for, score_axes
+from worldfromblur.evaluation import edge_energies
+from worldfromblur.evaluation.metrics import image_psnrs
 from worldfromblur.evaluation.video import (
     axis_angle,
     axis_error_deg,
@@ -69,20 +74,44 @@ class TrueFrameReconstructor(Reconstructor):
         return resize(self.true_frame[None], (w, h)).clamp(0, 1)
 
 
-def summary_rows(measured: list[float], shares: list[float], errors: dict, least_share: float) -> list[list[str]]:
+class RecordingReconstructor(Reconstructor):
+    """``wfb reconstruct``'s engine that keeps the frame its refinement started from (:attr:`last_reference`,
+    (1, 3, h, w) at the working size)."""
+
+    last_reference: torch.Tensor | None = None
+
+    def reference(self, photo, K_full, w, h, deblurred):
+        self.last_reference = super().reference(photo, K_full, w, h, deblurred)
+        return self.last_reference
+
+
+def frame_scores(frame: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+    """PSNR (dB) and edge energy of refinement's frame (1, 3, h, w) against the true sharp frame (3, H, W), brought
+    to the frame's size the way refinement brings its own."""
+    h, w = frame.shape[-2:]
+    target = resize(truth[None], (w, h)).clamp(0, 1)
+    return image_psnrs(frame, target)[0], edge_energies(frame, target)[0]
+
+
+def summary_rows(measured: list[float], shares: list[float], errors: dict, least_share: float,
+                 frames: list[tuple[float, float]] | None = None) -> list[list[str]]:
     """Median measured rotation and, per engine, median axis error and windows within 15 degrees: over all windows
-    and over those whose camera share is at least ``least_share``."""
+    and over those whose camera share is at least ``least_share``; with ``frames`` (PSNR, edge energy of
+    refinement's frame per window), their medians too."""
     rows = []
     for label, keep in (("all windows", [True] * len(shares)),
                         (f"camera share >= {least_share:.0%}", [x >= least_share for x in shares])):
         picked = [k for k, ok in enumerate(keep) if ok]
         if not picked:
-            rows.append([label, "0"] + [""] * (1 + len(errors)))
+            rows.append([label, "0"] + [""] * (1 + len(errors) + 2 * bool(frames)))
             continue
         row = [label, str(len(picked)), f"{statistics.median(measured[k] for k in picked):.2f}"]
         for errs in errors.values():
             e = [errs[k] for k in picked]
             row.append(f"**{statistics.median(e):.1f}** ({sum(x <= 15 for x in e)} within 15)")
+        if frames:
+            row += [f"{statistics.median(frames[k][0] for k in picked):.2f}",
+                    f"{statistics.median(frames[k][1] for k in picked):.3f}"]
         rows.append(row)
     return rows
 
@@ -109,15 +138,16 @@ def main() -> None:
     work = working_size(W, H, model.cfg.input_size)
     # outputs at about the working size: only the trajectory is scored
     engines = engines_for(model, args.steps, max_pixels=work[0] * work[1])
+    options = {} if args.steps is None else {"refine_steps": args.steps}
+    engines["refined"] = RecordingReconstructor(model, "cpu", max_pixels=work[0] * work[1], **options)
     if args.true_frame:
-        options = {} if args.steps is None else {"refine_steps": args.steps}
         engines["true frame"] = TrueFrameReconstructor(model, "cpu", max_pixels=work[0] * work[1], **options)
     K_full = intrinsics_of(H, W)
     intrinsics = [float(K_full[0, 0]), float(K_full[1, 1]), float(K_full[0, 2]), float(K_full[1, 2])]
     measured = measure_windows(frames, args.every, args.lengths, args.min_deg)
     if not measured:
         raise SystemExit(f"{args.frames}: no window turns {args.min_deg:g} degrees or more; lower --min-deg")
-    rows, errors = [], {k: [] for k in engines}
+    rows, errors, frame_quality = [], {k: [] for k in engines}, []
     for w in measured:
         axis = np.asarray(w.axis)
         first, last = (read(frames[k])[None] for k in (w.start, w.start + w.frames - 1))
@@ -125,9 +155,12 @@ def main() -> None:
         reverse = axis_error_deg(axis, axis_angle(rotation_matrix(back))[0])
         row = [w.centre, w.frames, f"{w.rotation_deg:.2f}", f"{abs(axis[2]) ** 2 * 100:.0f} %",
                f"{w.error_before:.1f} -> {w.error_after:.1f}", f"{reverse:.1f}", f"{w.camera_share:.0%}"]
+        centre = read(frames[w.start + w.frames // 2])
         if "true frame" in engines:
-            engines["true frame"].true_frame = read(frames[w.start + w.frames // 2])
+            engines["true frame"].true_frame = centre
         row += score_axes(engines, blurred_photo(frames, w), intrinsics, axis, errors)
+        frame_quality.append(frame_scores(engines["refined"].last_reference, centre))
+        row += [f"{frame_quality[-1][0]:.2f}", f"{frame_quality[-1][1]:.3f}"]
         rows.append(row)
         print(row, flush=True)
     print(f"\n{len(rows)} blurred windows of {args.frames} (every {args.every}, {args.lengths} frames); "
@@ -135,12 +168,14 @@ def main() -> None:
     names = {"network": "network", "refined": "refined", "true frame": "refined from the true frame"}
     print(table(["centre frame", "frames", "measured rotation (deg)", "roll share", "alignment error (levels)",
                  "reverse check (deg)", "camera share"]
-                + [f"{h}, {names[k]} (deg)" for k in engines for h in ("axis error", "rotation")], rows))
+                + [f"{h}, {names[k]} (deg)" for k in engines for h in ("axis error", "rotation")]
+                + ["refinement's frame PSNR (dB)", "its edge energy (truth 1)"], rows))
     print()
     print(table(["windows", "count", "measured rotation (deg, median)"]
-                + [f"axis error, {names[k]} (deg, median)" for k in engines],
+                + [f"axis error, {names[k]} (deg, median)" for k in engines]
+                + ["refinement's frame PSNR (dB, median)", "its edge energy (median)"],
                 summary_rows([w.rotation_deg for w in measured], [w.camera_share for w in measured], errors,
-                             args.camera_share)))
+                             args.camera_share, frame_quality)))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from worldfromblur.evaluation import depth_metrics, image_metrics, motion_errors
+from worldfromblur.evaluation import (
+    depth_metrics,
+    edge_energies,
+    image_metrics,
+    motion_errors,
+)
 from worldfromblur.geometry import pose_from_uv
 
 
@@ -56,6 +61,23 @@ def test_psnr_by_hand():
     assert image_metrics(np.stack([a, a + 0.1]), np.stack([a, a]))["psnr"] == pytest.approx((60.0 + 20.0) / 2)
     with pytest.raises(ValueError, match="at least 11 x 11"):
         image_metrics(np.zeros((3, 8, 8)), np.zeros((3, 8, 8)))
+
+
+def test_edge_energy_sees_softness_that_psnr_barely_does():
+    rng = np.random.default_rng(0)
+    truth = rng.random((3, 32, 32))
+    # By hand: a single step of height 1 (4 rows x 1 edge); half its height gives a quarter of its energy.
+    step = np.zeros((1, 4, 4))
+    step[..., 2:] = 1.0
+    assert edge_energies(step * 0.5, step) == [0.25]
+    assert edge_energies(step, step) == [1.0]
+    # A box-blurred frame keeps less detail, added noise more; batches give one ratio per image.
+    soft = (truth + np.roll(truth, 1, -1) + np.roll(truth, -1, -1)) / 3
+    noisy = truth + rng.normal(0, 0.05, truth.shape)
+    ratios = edge_energies(np.stack([soft, noisy]), np.stack([truth, truth]))
+    assert ratios[0] < 0.6 and ratios[1] > 1.0
+    with pytest.raises(ValueError, match="constant image"):
+        edge_energies(truth, np.full_like(truth, 0.5))
 
 
 def test_ssim_and_psnr_agree_with_scikit_image():

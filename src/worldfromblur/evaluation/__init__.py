@@ -1,5 +1,5 @@
 """Evaluation: the paper's metrics as pure functions, and the reports of ``wfb evaluate``."""
 
-from .metrics import depth_metrics, image_metrics, motion_errors
+from .metrics import depth_metrics, edge_energies, image_metrics, motion_errors
 
-__all__ = ["depth_metrics", "image_metrics", "motion_errors"]
+__all__ = ["depth_metrics", "edge_energies", "image_metrics", "motion_errors"]
