@@ -45,8 +45,7 @@ import torch
 from benchmarks.common import machine, table
 from benchmarks.video import read, video_arguments, video_frames
 from experiments.real_motion import engines_for, score_axes
-from worldfromblur.evaluation import edge_energies
-from worldfromblur.evaluation.metrics import image_psnrs
+from worldfromblur.evaluation.metrics import edge_energies, image_psnrs
 from worldfromblur.evaluation.video import (
     axis_angle,
     axis_error_deg,

@@ -116,23 +116,19 @@ def path_loss(displacement: torch.Tensor, log_scale: torch.Tensor, poses_gt: tor
     return L, {"L_path": L.detach(), "path_px": px.detach(), "reversed": flipped.float().mean().detach()}
 
 
-def _differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differences of horizontally and vertically neighbouring pixels: (B, C, H, W-1) and (B, C, H-1, W)."""
-    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
-
-
 def deblur_loss(deblurred: torch.Tensor, sharp: torch.Tensor, valid: torch.Tensor | None = None,
                 edges: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Eq. 4: squared error between the deblurred image and the sharp reference frame (over ``valid`` pixels if given:
     the stream marks those whose blur it had to invent), plus ``edges`` times the squared error of the differences
     of neighbouring pixels (a difference counts where both of its pixels are valid; see ``LossConfig.deblur_edges``)."""
-    mask = None if valid is None else valid.to(deblurred.dtype)
-    L = _per_sample_sq(deblurred - sharp, mask).mean()
-    details = {"L_b": L.detach()}
     if edges < 0:
         raise ValueError(f"loss.deblur_edges must be >= 0, got {edges}")
+    mask = None if valid is None else valid.to(deblurred.dtype)
+    err = deblurred - sharp
+    L = _per_sample_sq(err, mask).mean()
+    details = {"L_b": L.detach()}
     if edges > 0:
-        err_x, err_y = _differences(deblurred - sharp)
+        err_x, err_y = err.diff(dim=-1), err.diff(dim=-2)  # differences of horizontal and vertical neighbours
         mask_x = mask_y = None
         if mask is not None:
             mask_x, mask_y = mask[..., :, 1:] * mask[..., :, :-1], mask[..., 1:, :] * mask[..., :-1, :]
