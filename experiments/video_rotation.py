@@ -67,9 +67,9 @@ class TrueFrameReconstructor(Reconstructor):
 
     true_frame: torch.Tensor | None = None
 
-    def reference(self, photo, K_full, w, h, deblurred):
+    def reference(self, photo, K_full, w, h, deblurred, **options):
         if self.true_frame is None:
-            return super().reference(photo, K_full, w, h, deblurred)
+            return super().reference(photo, K_full, w, h, deblurred, **options)
         return resize(self.true_frame[None], (w, h)).clamp(0, 1)
 
 
@@ -79,8 +79,8 @@ class RecordingReconstructor(Reconstructor):
 
     last_reference: torch.Tensor | None = None
 
-    def reference(self, photo, K_full, w, h, deblurred):
-        self.last_reference = super().reference(photo, K_full, w, h, deblurred)
+    def reference(self, photo, K_full, w, h, deblurred, **options):
+        self.last_reference = super().reference(photo, K_full, w, h, deblurred, **options)
         return self.last_reference
 
 

@@ -28,7 +28,7 @@ from ..viz import to_u8
 from .deconvolve import deconvolve
 from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, resize, upsample_depth
 from .photo import Photo, intrinsics_for
-from .refine import DEFAULT_STEPS, reblur_uv, refine
+from .refine import DEFAULT_STEPS, ROBUST, reblur_uv, refine
 
 DEFAULT_INPUT_SIZE = (320, 240)
 REFERENCE_SCALE = 3.0
@@ -36,9 +36,16 @@ REFERENCE_SCALE = 3.0
 size, brought back to the working size: the network sharpens the photo more there, and a sharper frame leaves the
 fit less room to explain the blur by a smaller motion. Measured on real blur (docs/reconstruct.md, "Refinement"):
 the median rotation-axis error went from 23.8 to 12.8 degrees on a hand-held 240 fps video no pool contains and
-from 29.4 to 13.2 on the 7-Scenes sample; at 1.5 and 2 times it helped less or not at all."""
+from 29.4 to 13.2 on the 7-Scenes sample; at 1.5 and 2 times it helped less or not at all. Long blur lowers it
+(:data:`MAX_REFERENCE_BLUR_PX`)."""
 MIN_REFERENCE_SCALE = 2.5
 """A photo smaller than this many times the working size keeps the networks' own deblurred frame for refinement."""
+MAX_REFERENCE_BLUR_PX = 20.0
+"""Long blur lowers the reference frame's scale: it is made at most at the size where the blur the networks see
+(their rotation from the exposure's first to its last instant, in pixels at the focal length) is this long, half the
+longest blur of the training stream (``max_blur_px`` 40; 71 % of its exposures are shorter). Beyond what it was
+trained on the network removes little, and a frame still blurred is re-blurred into the photo best by too small a
+motion (docs/reconstruct.md, "Refinement")."""
 PRECISIONS = ("auto", "fp32", "bf16")
 """Number formats of the deblurring network at the photo's size (``wfb reconstruct --precision``): ``auto`` is bf16
 where the hardware computes it natively (a CPU with AVX-512 BF16 or AMX, a CUDA GPU with bf16), fp32 elsewhere. On
@@ -155,6 +162,14 @@ def check_pixels(width: int, height: int) -> torch.Tensor | None:
     return torch.stack([x, y], dim=-1)
 
 
+def blur_length_px(u: torch.Tensor, v: torch.Tensor, K: torch.Tensor) -> float:
+    """How far a (1, 2n, 3) trajectory's rotation moves the image over the exposure: the angle between its first and
+    last instants' rotations times the focal length of ``K`` (pixels; the translation's share is left out)."""
+    R = pose_from_uv(u.double(), v.double())[0, :, :3, :3]
+    cos = float((((R[0].T @ R[-1]).trace() - 1) / 2).clamp(-1, 1))
+    return math.acos(cos) * float(K.reshape(-1, 3, 3)[0, 0, 0])
+
+
 def at_pixels(image: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, h, w): the values at :func:`check_pixels` (the image itself for None)."""
     return image if pixels is None else image[..., pixels[..., 1], pixels[..., 0]]
@@ -165,7 +180,7 @@ class Reconstructor:
 
     def __init__(self, model: WorldFromBlur, device: str = "cpu", refine_steps: int = DEFAULT_STEPS,
                  refine_sharp: bool = False,
-                 refine_motion: str = "smooth", refine_translation: bool = False,
+                 refine_motion: str = "smooth", refine_translation: bool = False, refine_robust: float | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE, deconvolve: bool = False,
                  precision: str = "auto"):
         if precision not in PRECISIONS:
@@ -180,6 +195,7 @@ class Reconstructor:
         self.refine_sharp = refine_sharp
         self.refine_motion = refine_motion
         self.refine_translation = refine_translation
+        self.refine_robust = ROBUST if refine_robust is None else float(refine_robust)
         self.max_pixels = max_pixels
         self.tile = tile
         self.deconvolve = deconvolve
@@ -191,7 +207,8 @@ class Reconstructor:
         """What refinement optimised, how many iterations (or Adam steps) it ran, how far it moved the rotation
         (degrees, the largest over the instants) and, when it kept the networks' trajectory, why."""
         return {"motion": self.refine_motion, "translation": self.refine_translation, "sharp": self.refine_sharp,
-                "iterations": r.steps, "moved_deg": round(r.moved_deg, 4), "fallback": r.fallback}
+                "robust": None if self.refine_sharp else self.refine_robust, "iterations": r.steps,
+                "moved_deg": round(r.moved_deg, 4), "fallback": r.fallback}
 
     @torch.no_grad()
     def networks(self, x: torch.Tensor, K: torch.Tensor) -> dict:
@@ -217,12 +234,13 @@ class Reconstructor:
         timings["networks_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        net["reference"] = self.reference(photo, K_full, x.shape[-1], x.shape[-2], net["deblurred"])
+        net["reference"] = self.reference(photo, K_full, x.shape[-1], x.shape[-2], net["deblurred"],
+                                          blur_px=blur_length_px(net["u"], net["v"], K))
         with torch.enable_grad():  # on the model's device; the results come back to the CPU
             inputs = [t_.to(self.device) for t_ in (x, net["reference"], net["depth"], net["u"], net["v"], K)]
             r = refine(*inputs, self.refine_steps,
                        averaging=self.averaging, optimize_sharp=self.refine_sharp, motion=self.refine_motion,
-                       translation=self.refine_translation)
+                       translation=self.refine_translation, robust=self.refine_robust)
             r.u, r.v, r.sharp, r.reblurred = (t_.cpu() for t_ in (r.u, r.v, r.sharp, r.reblurred))
         timings["refine_s"] = time.perf_counter() - t
         refined = self.refine_steps > 0
@@ -258,14 +276,21 @@ class Reconstructor:
         return reblurred, [frames[k] for k in sorted(frames)]
 
     @torch.no_grad()
-    def reference(self, photo: Photo, K_full: np.ndarray, w: int, h: int, deblurred: torch.Tensor) -> torch.Tensor:
+    def reference(self, photo: Photo, K_full: np.ndarray, w: int, h: int, deblurred: torch.Tensor,
+                  blur_px: float = 0.0) -> torch.Tensor:
         """The sharp frame refinement starts from, (1, 3, h, w): the deblurring network's output at
-        :data:`REFERENCE_SCALE` times the working size (at most the photo's, sides multiples of 8), resized to the
-        working size; the networks' own ``deblurred`` when refinement is off or the photo is smaller than
-        :data:`MIN_REFERENCE_SCALE` times the working size."""
+        :data:`REFERENCE_SCALE` times the working size (at most the photo's, and at most
+        ``MAX_REFERENCE_BLUR_PX / blur_px`` for the networks' blur length ``blur_px`` at the working size; sides
+        multiples of 8), resized to the working size; the networks' own ``deblurred`` when refinement is off, the photo
+        is smaller than :data:`MIN_REFERENCE_SCALE` times the working size, or the blur is so long that the scale
+        would be under 1.25."""
         W, H = photo.size
         scale = min(REFERENCE_SCALE, W / w, H / h)
         if self.refine_steps <= 0 or scale < MIN_REFERENCE_SCALE:
+            return deblurred
+        if blur_px > 0:
+            scale = min(scale, MAX_REFERENCE_BLUR_PX / blur_px)
+        if scale < 1.25:
             return deblurred
         size = (int(w * scale) // 8 * 8, int(h * scale) // 8 * 8)
         big, _ = resize_photo(photo, K_full, size)

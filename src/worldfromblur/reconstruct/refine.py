@@ -6,10 +6,10 @@ The networks predict a trajectory from what they learnt on training data; nothin
     E(u, v, S) = mean_pixels | reblur(S, D, T(u, v), K) - B |^2  +  lambda_S |S - S_0|^2,
 
 using a finer exposure model than the networks' training (up to ``subframes`` instants per frame interval, in linear
-light). Whatever happens, it never returns a worse fit than the networks': the answer is measured with the reporting
-exposure model (:data:`REFINE_SUBFRAMES` instants per interval, at the working size) and, if it is not finite or
-fits the photo worse than the networks' trajectory, the networks' trajectory is returned with the reason in
-``RefineResult.fallback``.
+light); the motion fit can replace the square by a Huber cost (below). Whatever happens, it never returns a worse
+fit than the networks': the answer is measured with the reporting exposure model (:data:`REFINE_SUBFRAMES`
+instants per interval, at the working size) and, if it is not finite or fits the photo worse than the networks'
+trajectory, the networks' trajectory is returned with the reason in ``RefineResult.fallback``.
 
 **The motion** (the default, ``optimize_sharp=False``) is fitted by Levenberg-Marquardt, coarse to fine. The unknowns
 are few (6 for a smooth rotation), so the Jacobian of the re-blur residual is taken by forward differences, all
@@ -37,6 +37,14 @@ What it optimises, by default:
   of it, which is what a hand-held camera does in a fifth of a second. The 2n rotation vectors are first
   projected on that model by least squares. It leaves 6 rotation unknowns instead of 6n and keeps the fit from
   bending single poses to explain texture; ``motion="free"`` optimises every pose on its own.
+
+- **Optionally, a robust fit** (``robust=K``; least squares by default): the motion fit minimises a Huber cost of
+  the re-blur residuals, quadratic up to K robust standard deviations of the residuals (1.4826 times their median
+  absolute value, measured at the start of each level) and linear beyond, by iteratively reweighted least squares
+  inside Levenberg-Marquardt. A photo's blur is the camera's only where the scene stood still; something that moved
+  by itself leaves residuals no camera rotation explains, and least squares bends the rotation towards them. The
+  Huber cost gives those pixels less say (tested on a synthetic mover); on real photos it did not lower the axis
+  error where the camera's motion dominates (docs/reconstruct.md), so it is not the default.
 
 What it never optimises: the depth scale. Scaling depth and every translation by the same factor gives exactly
 the same warps (``K (R sD K^-1 p + s t) ~ K (R D K^-1 p + t)``), so the blur carries no information about it; the
@@ -66,6 +74,9 @@ MIN_LEVEL_SIDE = 24
 """A coarse level is used only if its image keeps at least this many pixels a side."""
 
 MOTION_MODELS = ("smooth", "free")
+ROBUST = 0.0
+"""The motion fit's Huber threshold by default, in robust standard deviations of the re-blur residuals: 0, least
+squares (a Huber fit, e.g. 3, is an option: measured in docs/reconstruct.md, it did not help on real blur)."""
 
 
 def smooth_basis(n: int, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -169,7 +180,7 @@ def refine(
     blurred: torch.Tensor, sharp: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, K: torch.Tensor,
     steps: int, averaging: Averaging = "linear", optimize_sharp: bool = False, motion: str = "smooth",
     translation: bool = False, lr_rot: float = 2e-3, lr_trans: float = 2e-3, lr_sharp: float = 1e-2,
-    sharp_weight: float = 0.1, subframes: int = REFINE_SUBFRAMES,
+    sharp_weight: float = 0.1, subframes: int = REFINE_SUBFRAMES, robust: float | None = None,
 ) -> RefineResult:
     """Refine (u, v) (and the sharp frame when ``optimize_sharp``) of one image; see the module docstring.
 
@@ -186,11 +197,16 @@ def refine(
             (``optimize_sharp`` only).
         sharp_weight: lambda_S, how strongly the sharp frame stays near the network's (``optimize_sharp`` only).
         subframes: the most instants per frame interval the motion fit samples (at most :data:`REFINE_SUBFRAMES`).
+        robust: the motion fit's Huber threshold in robust standard deviations of the residuals (default
+            :data:`ROBUST`; 0 = least squares); ignored with ``optimize_sharp``.
     """
     if motion not in MOTION_MODELS:
         raise ValueError(f"motion must be one of {', '.join(MOTION_MODELS)}, got {motion!r}")
     if not 1 <= subframes <= REFINE_SUBFRAMES:
         raise ValueError(f"subframes must be 1 to {REFINE_SUBFRAMES}, got {subframes}")
+    robust = ROBUST if robust is None else float(robust)
+    if not robust >= 0:
+        raise ValueError(f"robust (the Huber threshold) must be 0 (least squares) or more, got {robust}")
     blurred, sharp, depth, K = blurred.detach().float(), sharp.detach().float(), depth.detach().float(), K.float()
     u0, v0 = u.detach().float().clone(), v.detach().float().clone()
     with torch.no_grad():
@@ -203,7 +219,7 @@ def refine(
                                                   translation, (lr_rot, lr_trans, lr_sharp), sharp_weight, start)
     else:
         (u1, v1), history, done = _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion,
-                                                 translation, subframes)
+                                                 translation, subframes, robust)
         s1 = sharp
     with torch.no_grad():
         final = reblur_uv(s1, depth, u1, v1, K, averaging)
@@ -295,7 +311,17 @@ def _iterations_per_level(steps: int, levels: int) -> list[int]:
     return out
 
 
-def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, translation, most_subframes):
+def _huber(r: torch.Tensor, c: float) -> tuple[float, torch.Tensor]:
+    """Twice the Huber cost of residuals ``r`` at threshold ``c`` (``inf`` = least squares), and the IRLS weights."""
+    a = r.abs()
+    if not math.isfinite(c):
+        return float(r @ r), torch.ones_like(r)
+    cost = torch.where(a <= c, a * a, 2 * c * a - c * c).sum()
+    return float(cost), (c / a.clamp_min(1e-12)).clamp(max=1.0)
+
+
+def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, translation, most_subframes,
+                   robust=0.0):
     """Levenberg-Marquardt on the motion, coarse to fine (module docstring): the trajectory, energies, iterations."""
     params = _MotionParams(u0, v0, depth, motion, translation)
     theta, eps = params.theta, 1e-3
@@ -316,26 +342,32 @@ def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, t
                          subframes=sub, averaging=averaging, validate=False)
             return (out - b).flatten(1)
 
-        def linearise(point: torch.Tensor):
-            """The residual at ``point``, its cost and the forward-difference Jacobian (P, N), in one batch."""
+        def linearise(point: torch.Tensor, c: float):
+            """The residual at ``point``, its Huber cost at threshold ``c``, the IRLS weights and the
+            forward-difference Jacobian (P, N), in one batch."""
             R = residuals(torch.cat([point[None], point[None] + probe]))
-            return R[0], float(R[0] @ R[0]), (R[1:] - R[0]) / eps
+            cost, w = _huber(R[0], c)
+            return R[0], cost, w, (R[1:] - R[0]) / eps
 
         with torch.no_grad():
-            r, cost, J = linearise(theta)
+            c = math.inf  # least squares, or the Huber threshold measured on this level's first residuals
+            r, cost, w, J = linearise(theta, c)
+            if robust > 0:
+                c = robust * 1.4826 * float(r.abs().median().clamp_min(1e-4))
+                cost, w = _huber(r, c)
             history.append(cost / r.numel())
             damping = 1e-3
             for _ in range(budget):
                 done += 1
-                JTJ, g = J @ J.T, J @ r
+                JTJ, g = (J * w) @ J.T, J @ (w * r)
                 diag = torch.diag(JTJ.diagonal().clamp_min(1e-12))
                 improved = False
                 while damping < 1e8:
                     trial = theta - torch.linalg.solve(JTJ + damping * diag, g)
-                    r_t, cost_t, J_t = linearise(trial)  # the Jacobian comes with the trial: used if it is accepted
+                    r_t, cost_t, w_t, J_t = linearise(trial, c)  # the trial's Jacobian, for use if accepted
                     if math.isfinite(cost_t) and cost_t < cost:
                         gain = (cost - cost_t) / cost
-                        theta, r, cost, J = trial, r_t, cost_t, J_t
+                        theta, r, cost, w, J = trial, r_t, cost_t, w_t, J_t
                         damping, improved = max(damping / 3, 1e-7), True
                         history.append(cost / r.numel())
                         break
