@@ -1,6 +1,6 @@
 """Rotation axes on real photos blurred by a fast-turning hand-held camera, with the truth from its gyroscope.
 
-    python -m experiments.gyro_rotation CAPTURE --intrinsics FX FY CX CY [--imu-to-camera 9 NUMBERS]
+    python -m experiments.gyro_rotation CAPTURE [--intrinsics FX FY CX CY] [--imu-to-camera 9 NUMBERS]
                                         [--readout SECONDS] [--offset SECONDS] [--steps 15] [--refine-robust K]
                                         [--checkpoint RUN]
 

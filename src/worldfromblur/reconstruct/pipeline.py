@@ -28,7 +28,7 @@ from ..viz import to_u8
 from .deconvolve import deconvolve
 from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, resize, upsample_depth
 from .photo import Photo, intrinsics_for
-from .refine import DEFAULT_STEPS, ROBUST, reblur_uv, refine
+from .refine import DEFAULT_STEPS, ROBUST, reblur_uv, refine, rotation_change_deg
 
 DEFAULT_INPUT_SIZE = (320, 240)
 REFERENCE_SCALE = 3.0
@@ -165,9 +165,9 @@ def check_pixels(width: int, height: int) -> torch.Tensor | None:
 def blur_length_px(u: torch.Tensor, v: torch.Tensor, K: torch.Tensor) -> float:
     """How far a (1, 2n, 3) trajectory's rotation moves the image over the exposure: the angle between its first and
     last instants' rotations times the focal length of ``K`` (pixels; the translation's share is left out)."""
-    R = pose_from_uv(u.double(), v.double())[0, :, :3, :3]
-    cos = float((((R[0].T @ R[-1]).trace() - 1) / 2).clamp(-1, 1))
-    return math.acos(cos) * float(K.reshape(-1, 3, 3)[0, 0, 0])
+    u, v = u.double(), v.double()  # float32's arccos near 1 would blur a short blur's length
+    angle = rotation_change_deg(u[:, :1], v[:, :1], u[:, -1:], v[:, -1:])
+    return math.radians(angle) * float(K.reshape(-1, 3, 3)[0, 0, 0])
 
 
 def at_pixels(image: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
