@@ -46,6 +46,9 @@ MAX_REFERENCE_BLUR_PX = 20.0
 longest blur of the training stream (``max_blur_px`` 40; 71 % of its exposures are shorter). Beyond what it was
 trained on the network removes little, and a frame still blurred is re-blurred into the photo best by too small a
 motion (docs/reconstruct.md, "Refinement")."""
+MIN_BLUR_LIMITED_SCALE = 1.25
+"""Where the blur limit brings the reference frame's scale below this, refinement starts from the networks' own
+frame at the working size instead."""
 PRECISIONS = ("auto", "fp32", "bf16")
 """Number formats of the deblurring network at the photo's size (``wfb reconstruct --precision``): ``auto`` is bf16
 where the hardware computes it natively (a CPU with AVX-512 BF16 or AMX, a CUDA GPU with bf16), fp32 elsewhere. On
@@ -283,14 +286,14 @@ class Reconstructor:
         ``MAX_REFERENCE_BLUR_PX / blur_px`` for the networks' blur length ``blur_px`` at the working size; sides
         multiples of 8), resized to the working size; the networks' own ``deblurred`` when refinement is off, the photo
         is smaller than :data:`MIN_REFERENCE_SCALE` times the working size, or the blur is so long that the scale
-        would be under 1.25."""
+        would be under :data:`MIN_BLUR_LIMITED_SCALE`."""
         W, H = photo.size
         scale = min(REFERENCE_SCALE, W / w, H / h)
         if self.refine_steps <= 0 or scale < MIN_REFERENCE_SCALE:
             return deblurred
         if blur_px > 0:
             scale = min(scale, MAX_REFERENCE_BLUR_PX / blur_px)
-        if scale < 1.25:
+        if scale < MIN_BLUR_LIMITED_SCALE:
             return deblurred
         size = (int(w * scale) // 8 * 8, int(h * scale) // 8 * 8)
         big, _ = resize_photo(photo, K_full, size)
