@@ -594,6 +594,25 @@ def test_deconvolution_with_the_true_motion_sharpens_towards_the_truth(tile):
     assert psnr(reblur_uv(out, depth, u, v, K), blurred) > psnr(reblur_uv(start, depth, u, v, K), blurred) + 3
 
 
+def test_deconvolution_stops_when_converged_instead_of_dividing_by_an_underflowed_curvature(monkeypatch):
+    """Conjugate gradients on a nearly sharp photo converge in a few iterations; iterating on, the search direction's
+    curvature p.(A^T A + lambda)p underflows to 0 in float32 (it did on a rendered room at 30 iterations) and the step
+    divided by it. An exposure that scales by 1e-20 makes that happen at once: the solve stops and keeps its start."""
+    from worldfromblur.reconstruct import deconvolve as dm
+
+    monkeypatch.setattr(dm, "exposure_sampler", lambda *a: (lambda x: 1e-20 * x))
+    init = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = dm._solve(torch.ones_like(init), init, torch.ones(1, 1, 8, 8), torch.eye(4).expand(1, 6, 4, 4),
+                    torch.eye(3)[None], weight=0.0, iterations=30, subframes=1)
+    assert torch.equal(out, init)
+    # and a converged solve ends early with the answer: zero motion, where A is the identity
+    blurred = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(dm, "exposure_sampler", lambda *a: (lambda x: x))
+    out = dm._solve(blurred, init, torch.ones(1, 1, 8, 8), torch.eye(4).expand(1, 6, 4, 4), torch.eye(3)[None],
+                    weight=0.5, iterations=500, subframes=1)
+    assert torch.allclose(out, (blurred + 0.5 * init) / 1.5, atol=1e-6)
+
+
 def test_deconvolve_option_is_recorded_and_fits_the_photo(tmp_path):
     out = tmp_path / "out"
     assert run_cli(EXAMPLE, "--out", out, "--deconvolve", "--quiet") == 0

@@ -33,6 +33,8 @@ DECONV_SUBFRAMES = 2
 """Instants per frame interval of the exposure the deconvolution inverts."""
 DECONV_OVERLAP = 128
 """Pixels two neighbouring tiles share."""
+CG_TOLERANCE = 1e-6
+"""Conjugate gradients stop early once the normal equations' residual is this fraction of the first one."""
 
 
 def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
@@ -55,11 +57,15 @@ def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses
     with torch.no_grad():
         r = adjoint(x, blurred - A(x))  # the residual of the normal equations at x = init (the prior term is 0)
     p, rr = r.clone(), float((r * r).sum())
+    stop = rr * CG_TOLERANCE**2
     for _ in range(iterations):
-        if rr == 0:
+        if not rr > stop:  # converged (a nearly sharp photo gets there in a few iterations), or nothing to do
             break
         q = normal(p)
-        alpha = rr / float((p * q).sum())
+        pq = float((p * q).sum())
+        if not pq > 0:  # p . q > 0 for the positive-definite normal operator: only underflow breaks it
+            break
+        alpha = rr / pq
         x = x + alpha * p
         r = r - alpha * q
         rr_new = float((r * r).sum())
