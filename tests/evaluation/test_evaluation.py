@@ -166,16 +166,27 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     assert err.count("\n") == 1 and "not a checkpoint" in err and not (tmp_path / "r2").exists()
     # --refine: the trajectory after wfb reconstruct's refinement beside each model's own; it refines the rotation
     # only, so the translation errors are the network's to the last digit while the rotation ones move.
+    # --deconvolve: and the frame deconvolved with that trajectory, beside the network's in Tables 2 and 2b.
     refined = tmp_path / "refined"
     assert main(["evaluate", "--checkpoint", f"cycle={tmp_path / 'run'}", "--data", str(data), "--out", str(refined),
-                 "--refine", "4", "--quiet"]) == 0
+                 "--refine", "4", "--deconvolve", "--quiet"]) == 0
     m = json.loads((refined / "metrics.json").read_text())["models"]["cycle"]
     net, ref = m["motion"], m["refined"]["motion"]  # in time order (up to reversal, the order chosen may differ)
     assert all(ref[k] == net[k] for k in ("tx", "ty", "tz")), (net, ref)
     assert any(abs(ref[k] - net[k]) > 1e-6 for k in ("yaw", "pitch", "roll")), (net, ref)
     assert set(m["refined"]["motion_up_to_reversal"]) == set(net)
-    assert "| Term | cycle | cycle + refinement | zero motion |" in (refined / "tables.md").read_text()
+    tables = (refined / "tables.md").read_text()
+    assert "| Term | cycle | cycle + refinement | zero motion |" in tables
+    assert "| Term | cycle | cycle + refinement + deconvolution | blurred input |" in tables
+    deconvolved, rows = m["refined"]["image"], m["refined"]["image_by_blur"]
+    assert set(deconvolved) == set(m["image"]) and abs(deconvolved["psnr"] - m["image"]["psnr"]) > 1e-4
+    assert sum(r["psnr"] * r["samples"] for r in rows if r["samples"]) / sum(r["samples"] for r in rows) == \
+        pytest.approx(deconvolved["psnr"], rel=1e-9)
     capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "r4"),
+                 "--deconvolve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give --refine too" in err and not (tmp_path / "r4").exists()
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "r3"),
                  "--refine", "-1"]) == 2
     assert "--refine must be 0" in capsys.readouterr().err and not (tmp_path / "r3").exists()

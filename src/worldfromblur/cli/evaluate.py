@@ -28,6 +28,9 @@ def register(sub) -> None:
                    help="also score each model's trajectory after wfb reconstruct's test-time refinement (STEPS "
                    "Gauss-Newton iterations, e.g. 15, its default; from the network's deblurred frame, as for a photo at "
                    "the model's size): a '+ refinement' column in Table 1 (default 0: not scored)")
+    p.add_argument("--deconvolve", action="store_true",
+                   help="with --refine, also score the sharp frame wfb reconstruct --deconvolve makes from the network's "
+                   "frame and the refined trajectory: a '+ refinement + deconvolution' column in Tables 2 and 2b")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -45,15 +48,25 @@ def parse_specs(values: list[str]) -> list[tuple[str, str]]:
 
 
 def run(args) -> int:
-    from ..evaluation.report import evaluate, refiner, tables_markdown, write_report
+    from ..evaluation.report import (
+        deconvolver,
+        evaluate,
+        refiner,
+        tables_markdown,
+        write_report,
+    )
 
     if (args.out / "metrics.json").exists() and not args.overwrite:
         raise WfbError(f"{args.out}: already holds a report; pass --overwrite or choose another --out")
     if args.refine < 0:
         raise WfbError(f"--refine must be 0 (off) or a number of iterations, got {args.refine}")
+    if args.deconvolve and args.refine == 0:
+        raise WfbError("--deconvolve scores the frame deconvolved with the refined trajectory: give --refine too "
+                       "(e.g. --refine 15)")
     device = resolve_device(args.device)
     report = evaluate(parse_specs(args.checkpoint), args.data, args.split, device, args.batch_size,
-                      args.figures, args.out, progress=not args.quiet, refine=refiner(args.refine))
+                      args.figures, args.out, progress=not args.quiet, refine=refiner(args.refine),
+                      deconvolve=deconvolver() if args.deconvolve else None)
     write_report(report, args.out)
     print(tables_markdown(report))
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'tables.md'}")

@@ -26,6 +26,8 @@ from ..data.exposure import choose_subframes
 from ..errors import WfbError
 from ..geometry import pose_from_uv
 from ..models.io import load_model
+from ..reconstruct.deconvolve import DEFAULT_WEIGHT as DECONV_WEIGHT
+from ..reconstruct.deconvolve import deconvolve as deconvolve_frame
 from ..reconstruct.refine import refine as refine_motion
 from .figures import figure_panel
 from .metrics import (
@@ -110,7 +112,7 @@ def dataset_median_depth(root: Path) -> float:
 def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Callable[[], Iterable[dict]],
                  reference_depth: float, device: str | torch.device = "cpu", progress: bool = True,
                  figures: int = 0, out: Path | None = None, total: int | None = None,
-                 refine: Callable | None = None) -> dict:
+                 refine: Callable | None = None, deconvolve: Callable | None = None) -> dict:
     """The evaluator: every model's cycle on every batch, scored by the paper's metrics, beside the reference
     columns. ``wfb evaluate`` and the held-out evaluation of ``wfb train-model`` both score through here.
 
@@ -123,6 +125,10 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
         refine: also score the trajectory after test-time refinement: ``refine(blurred, deblurred, depth, u, v, K,
             averaging)`` on one sample (each (1, ...)) returns the refined (u, v) (``wfb evaluate --refine`` passes
             ``wfb reconstruct``'s); the model's ``refined`` scores.
+        deconvolve: with ``refine``, also score the sharp frame that ``deconvolve(blurred, deblurred, depth, u, v,
+            K)`` makes from the network's frame and the refined trajectory (``wfb evaluate --deconvolve`` passes
+            :func:`deconvolver`, ``wfb reconstruct --deconvolve``'s at the data's size); the model's ``refined``
+            ``image`` and ``image_by_blur``.
 
     Returns:
         ``{"models": {label: {...}}, "references": {...}, "num_samples": N}``: per model the mean image, depth
@@ -133,10 +139,13 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
     report = {"models": {}, "references": {}, "num_samples": 0}
     ref_rows: dict[str, list] = {"image": [], "motion": [], "depth": [], "depth_aligned": [], "n": [], "blur": [],
                                  "psnr": []}
+    if deconvolve is not None and refine is None:
+        raise WfbError("deconvolution scores the frame made with the refined trajectory: give refine too")
     for label, model, sources in models:
         model.to(device).eval()
         rows: dict[str, list] = {"image": [], "depth": [], "depth_aligned": [], "motion": [], "motion_rev": [],
-                                 "reblur": [], "n": [], "refined": [], "refined_rev": [], "psnr": []}
+                                 "reblur": [], "n": [], "refined": [], "refined_rev": [], "psnr": [],
+                                 "deconvolved": [], "deconvolved_psnr": []}
         fig_done = 0
         for batch in tqdm(batches(), total=total, desc=f"evaluate {label}", unit="batch", file=sys.stderr,
                           disable=not progress):
@@ -153,9 +162,15 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
             rows["motion_rev"].append(motion_errors(outp["poses"], b["poses"], reversal="min"))
             rows["reblur"].append({"psnr": image_metrics(outp["reblurred"], b["blurred"])["psnr"]})
             if refine is not None:
-                poses = _refined_poses(refine, b, outp, model.cfg.averaging)
+                uv = _refined_trajectories(refine, b, outp, model.cfg.averaging)
+                poses = torch.cat([pose_from_uv(u, v) for u, v in uv]).to(b["poses"].device)
                 rows["refined"].append(motion_errors(poses, b["poses"]))
                 rows["refined_rev"].append(motion_errors(poses, b["poses"], reversal="min"))
+                if deconvolve is not None:
+                    frames = torch.cat([deconvolve(*_sample(i, b, outp), u, v, b["K"][i:i + 1])
+                                        for i, (u, v) in enumerate(uv)])
+                    rows["deconvolved"].append(image_metrics(frames, b["sharp"]))
+                    rows["deconvolved_psnr"] += image_psnrs(frames, b["sharp"])
             if not report["references"]:
                 ref_rows["n"].append(n)
                 ref_rows["image"].append(image_metrics(b["blurred"], b["sharp"]))
@@ -192,6 +207,9 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
         if refine is not None:
             report["models"][label]["refined"] = {"motion": _mean_dicts(rows["refined"], rows["n"]),
                                                   "motion_up_to_reversal": _mean_dicts(rows["refined_rev"], rows["n"])}
+        if deconvolve is not None:
+            report["models"][label]["refined"].update(image=_mean_dicts(rows["deconvolved"], rows["n"]),
+                                                      image_by_blur=by_blur(ref_rows["blur"], rows["deconvolved_psnr"]))
         model.to("cpu")
     return report
 
@@ -211,22 +229,36 @@ def refiner(steps: int) -> Callable | None:
     return run
 
 
-def _refined_poses(refine: Callable, b: dict, outp: dict, averaging: str) -> torch.Tensor:
-    """(B, 2n, 4, 4) the poses of each sample's trajectory after ``refine`` (see :func:`score_models`)."""
-    poses = []
+def deconvolver(weight: float = DECONV_WEIGHT) -> Callable:
+    """``wfb reconstruct --deconvolve``'s deconvolution at the model's size (one pass, no tiles), in the form
+    :func:`score_models` takes."""
+
+    def run(blurred, deblurred, depth, u, v, K):
+        return deconvolve_frame(blurred, deblurred, depth, u, v, K, weight=weight, tile=0)
+
+    return run
+
+
+def _sample(i: int, b: dict, outp: dict) -> list[torch.Tensor]:
+    """(blurred, deblurred, depth) of sample ``i`` of a batch and the model's output on it, each (1, ...)."""
+    return [b["blurred"][i:i + 1], outp["deblurred"][i:i + 1], outp["depth"][i:i + 1]]
+
+
+def _refined_trajectories(refine: Callable, b: dict, outp: dict, averaging: str) -> list[tuple]:
+    """Each sample's (u, v), each (1, 2n, 3), after ``refine`` (see :func:`score_models`)."""
+    out = []
     for i in range(b["blurred"].shape[0]):
-        one = [t[i:i + 1] for t in (b["blurred"], outp["deblurred"], outp["depth"], outp["u"], outp["v"], b["K"])]
         with torch.enable_grad():
-            u, v = refine(*one, averaging=averaging)
-        poses.append(pose_from_uv(u, v).to(b["poses"].device))
-    return torch.cat(poses)
+            out.append(refine(*_sample(i, b, outp), outp["u"][i:i + 1], outp["v"][i:i + 1], b["K"][i:i + 1],
+                              averaging=averaging))
+    return out
 
 
 def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", device: str = "cpu",
              batch_size: int = 4, figures: int = 0, out: Path | None = None, progress: bool = True,
-             refine: Callable | None = None) -> dict:
-    """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict (``refine``: see
-    :func:`score_models`)."""
+             refine: Callable | None = None, deconvolve: Callable | None = None) -> dict:
+    """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict (``refine``,
+    ``deconvolve``: see :func:`score_models`)."""
     try:
         ds = BlurDataset(data, split=split)
     except DatasetError as err:
@@ -237,7 +269,7 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
     median = dataset_median_depth(Path(data))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
     scores = score_models(models, lambda: loader, median, device, progress, figures, out, total=len(loader),
-                          refine=refine)
+                          refine=refine, deconvolve=deconvolve)
     return {"data": str(data), "split": split, "num_samples": len(ds), "median_train_depth_m": median,
             "models": scores["models"], "references": scores["references"]}
 
@@ -292,9 +324,16 @@ def tables_markdown(report: dict) -> str:
     rev_cols = with_refined("motion_up_to_reversal")
     parts.append(_table("Table 1b. Motion up to time reversal (each sample scored in its closer order)",
                         MOTION_ROWS, rev_cols, ".3f"))
-    image_cols = [(k, m["image"]) for k, m in models.items()] + [("blurred input", refs["blurred input"]["image"])]
+    deconvolved = {k: m["refined"] for k, m in models.items() if "image" in m.get("refined", {})}
+    image_cols, blur_cols = [], []
+    for k, m in models.items():
+        image_cols.append((k, m["image"]))
+        blur_cols.append((k, m.get("image_by_blur")))
+        if k in deconvolved:
+            image_cols.append((f"{k} + refinement + deconvolution", deconvolved[k]["image"]))
+            blur_cols.append((f"{k} + refinement + deconvolution", deconvolved[k]["image_by_blur"]))
+    image_cols.append(("blurred input", refs["blurred input"]["image"]))
     parts.append(_table("Table 2. Deblurring", [("PSNR (dB)", "psnr"), ("SSIM", "ssim")], image_cols, ".4g"))
-    blur_cols = [(k, m.get("image_by_blur")) for k, m in models.items()]
     blur_cols.append(("blurred input", refs["blurred input"].get("image_by_blur")))
     if all(rows for _, rows in blur_cols):  # reports written before Table 2b have none
         parts.append(_blur_table(blur_cols))
