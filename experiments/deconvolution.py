@@ -1,6 +1,6 @@
 """Full-resolution deconvolution with the refined motion, on real camera motion (high-frame-rate video).
 
-    python -m experiments.deconvolution FRAMES_DIR [--every 20] [--lengths 9 11 13] [--weights 0.03 0.1 0.3]
+    python -m experiments.deconvolution FRAMES_DIR [--every 20] [--lengths 9 11 13] [--weights 0.1 0.3 1]
 
 Blurred images are made as ``experiments/fullres_deblur.py`` makes them (consecutive sharp frames of 240 fps video
 averaged in linear light; the centre frame is the truth). Each is reconstructed by ``wfb reconstruct``'s engine with
@@ -33,7 +33,7 @@ from worldfromblur.reconstruct.photo import Photo
 
 def main() -> None:
     ap = video_arguments(__doc__)
-    ap.add_argument("--weights", type=float, nargs="+", default=[0.03, DEFAULT_WEIGHT, 0.3],
+    ap.add_argument("--weights", type=float, nargs="+", default=sorted({0.1, DEFAULT_WEIGHT, 1.0}),
                     help="deconvolution lambdas to compare")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N windows (0: all)")
     args = ap.parse_args()

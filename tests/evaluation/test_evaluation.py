@@ -187,6 +187,10 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
                  "--deconvolve"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "give --refine too" in err and not (tmp_path / "r4").exists()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "r4"),
+                 "--refine", "4", "--deconvolve", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--deconvolve LAMBDA must be above 0" in err and not (tmp_path / "r4").exists()
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "r3"),
                  "--refine", "-1"]) == 2
     assert "--refine must be 0" in capsys.readouterr().err and not (tmp_path / "r3").exists()

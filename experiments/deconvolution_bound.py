@@ -1,0 +1,79 @@
+"""How much deconvolution at the model's size could give, and what holds it back: the trajectory or the depth.
+
+    python -m experiments.deconvolution_bound DATASET [--num 40] [--weight 0.3] [--checkpoint CKPT]
+
+On the first ``--num`` test samples of a dataset built by ``wfb make-dataset`` (at the model's size), the network's
+deblurred frame is deconvolved (:func:`worldfromblur.reconstruct.deconvolve.deconvolve`, from that frame, at
+``--weight``) with the exposure made of
+
+* the refined trajectory and the network's depth (what ``wfb reconstruct --deconvolve`` does; ``wfb evaluate
+  --refine 15 --deconvolve`` scores it on a whole split);
+* the true trajectory and the network's depth (a perfect motion estimate);
+* the true trajectory and the true depth (where it is measured; the network's elsewhere): the ceiling.
+
+The true trajectory is taken in the time order closer to the refined one (a blur is the same either way). PSNR in
+dB against the sharp frame, mean over the samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from benchmarks.common import machine, table
+from worldfromblur.data.dataset import BlurDataset
+from worldfromblur.evaluation.metrics import psnr
+from worldfromblur.geometry import uv_from_pose
+from worldfromblur.models.io import load_model, shipped_model
+from worldfromblur.reconstruct.deconvolve import DEFAULT_WEIGHT, deconvolve
+from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path, help="a dataset built by wfb make-dataset, at the model's size")
+    ap.add_argument("--num", type=int, default=40, help="first N test samples (default 40)")
+    ap.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help="the deconvolution's lambda")
+    ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
+    args = ap.parse_args()
+    model = load_model(args.checkpoint or shipped_model())[0].eval()
+    ds = BlurDataset(args.data, split="test")
+    scores: dict[str, list[float]] = {}
+    t0 = time.perf_counter()
+    for i, s in enumerate(DataLoader(ds, batch_size=1)):
+        if i >= args.num:
+            break
+        B, K, sharp = s["blurred"], s["K"], s["sharp"]
+        with torch.no_grad():
+            o = model(B, K)
+        r = refine(B, o["deblurred"], o["depth"], o["u"], o["v"], K, DEFAULT_STEPS, averaging=model.cfg.averaging)
+        u, v = uv_from_pose(s["poses"])
+        if (u.flip(1) - r.u).norm() < (u - r.u).norm():
+            u, v = u.flip(1), v.flip(1)
+        true_depth = torch.where(s["valid_depth"] > 0, s["depth"], o["depth"])
+        frames = {
+            "blurred input": B,
+            "network": o["deblurred"],
+            "deconvolved: refined trajectory, network's depth": (r.u, r.v, o["depth"]),
+            "deconvolved: true trajectory, network's depth": (u, v, o["depth"]),
+            "deconvolved: true trajectory and depth": (u, v, true_depth),
+        }
+        for name, x in frames.items():
+            if isinstance(x, tuple):
+                x = deconvolve(B, o["deblurred"], x[2], x[0], x[1], K, weight=args.weight, tile=0)
+            scores.setdefault(name, []).append(psnr(x, sharp))
+    n = len(scores["network"])
+    base = float(np.mean(scores["blurred input"]))
+    rows = [[name, f"{np.mean(v):.2f}", f"{np.mean(v) - base:+.2f}"] for name, v in scores.items()]
+    print(f"{n} test samples of {args.data}, lambda {args.weight:g}; {machine()}, "
+          f"{time.perf_counter() - t0:.0f} s\n")
+    print(table(["frame", "PSNR dB", "vs blurred"], rows))
+
+
+if __name__ == "__main__":
+    main()
