@@ -1,6 +1,7 @@
 """How much deconvolution at the model's size could give, and what holds it back: the trajectory or the depth.
 
-    python -m experiments.deconvolution_bound DATASET [--num 40] [--weight 0.3] [--checkpoint CKPT]
+    python -m experiments.deconvolution_bound DATASET [--num 40] [--weight 0.3] [--iterations 8] [--subframes 2]
+                                                  [--checkpoint CKPT]
 
 On the first ``--num`` test samples of a dataset built by ``wfb make-dataset`` (at the model's size), the network's
 deblurred frame is deconvolved (:func:`worldfromblur.reconstruct.deconvolve.deconvolve`, from that frame, at
@@ -30,7 +31,12 @@ from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.geometry import uv_from_pose
 from worldfromblur.models.io import load_model, shipped_model
-from worldfromblur.reconstruct.deconvolve import DEFAULT_WEIGHT, deconvolve
+from worldfromblur.reconstruct.deconvolve import (
+    DECONV_SUBFRAMES,
+    DEFAULT_ITERATIONS,
+    DEFAULT_WEIGHT,
+    deconvolve,
+)
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
 
 
@@ -39,6 +45,8 @@ def main() -> None:
     ap.add_argument("data", type=Path, help="a dataset built by wfb make-dataset, at the model's size")
     ap.add_argument("--num", type=int, default=40, help="first N test samples (default 40)")
     ap.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help="the deconvolution's lambda")
+    ap.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="conjugate-gradient iterations")
+    ap.add_argument("--subframes", type=int, default=DECONV_SUBFRAMES, help="instants per frame interval")
     ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
@@ -65,12 +73,14 @@ def main() -> None:
         }
         for name, x in frames.items():
             if isinstance(x, tuple):
-                x = deconvolve(B, o["deblurred"], x[2], x[0], x[1], K, weight=args.weight, tile=0)
+                x = deconvolve(B, o["deblurred"], x[2], x[0], x[1], K, weight=args.weight,
+                               iterations=args.iterations, subframes=args.subframes, tile=0)
             scores.setdefault(name, []).append(psnr(x, sharp))
     n = len(scores["network"])
     base = float(np.mean(scores["blurred input"]))
     rows = [[name, f"{np.mean(v):.2f}", f"{np.mean(v) - base:+.2f}"] for name, v in scores.items()]
-    print(f"{n} test samples of {args.data}, lambda {args.weight:g}; {machine()}, "
+    print(f"{n} test samples of {args.data}, lambda {args.weight:g}, {args.iterations} iterations, "
+          f"{args.subframes} instants per interval; {machine()}, "
           f"{time.perf_counter() - t0:.0f} s\n")
     print(table(["frame", "PSNR dB", "vs blurred"], rows))
 
