@@ -32,7 +32,7 @@ from worldfromblur.evaluation.video import intrinsics_of, measure_rotation
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor
-from worldfromblur.reconstruct.deconvolve import DEFAULT_WEIGHT, deconvolve
+from worldfromblur.reconstruct.deconvolve import DEFAULT_WEIGHT, ROBUST, deconvolve
 from worldfromblur.reconstruct.photo import Photo
 
 
@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--weights", type=float, nargs="+", default=sorted({0.1, DEFAULT_WEIGHT, 1.0}),
                     help="deconvolution lambdas to compare")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N windows (0: all)")
+    ap.add_argument("--robust", type=float, default=ROBUST,
+                    help=f"the deconvolution's robust pass, Huber threshold (default {ROBUST:g}; 0: none)")
     ap.add_argument("--camera-share", type=float, default=0.5,
                     help="second table: the windows whose camera share is at least this (default 0.5)")
     args = ap.parse_args()
@@ -65,7 +67,8 @@ def main() -> None:
             view = rec.out
             for lam in (args.weights if not tag else [DEFAULT_WEIGHT]):
                 t = time.perf_counter()
-                x = deconvolve(view.blurred, view.deblurred, view.depth, rec.u, rec.v, view.K, weight=lam)
+                x = deconvolve(view.blurred, view.deblurred, view.depth, rec.u, rec.v, view.K, weight=lam,
+                               robust=args.robust)
                 results[f"network + deconvolution{tag}, lambda {lam:g}"] = (x, time.perf_counter() - t)
         for name, (x, dt) in results.items():
             scores.setdefault(name, []).append(psnr(x, sharp))

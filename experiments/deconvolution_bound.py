@@ -35,6 +35,7 @@ from worldfromblur.reconstruct.deconvolve import (
     DECONV_SUBFRAMES,
     DEFAULT_ITERATIONS,
     DEFAULT_WEIGHT,
+    ROBUST,
     deconvolve,
 )
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help="the deconvolution's lambda")
     ap.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="conjugate-gradient iterations")
     ap.add_argument("--subframes", type=int, default=DECONV_SUBFRAMES, help="instants per frame interval")
+    ap.add_argument("--robust", type=float, default=ROBUST, help="the robust pass's Huber threshold (0: none)")
     ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
@@ -74,13 +76,13 @@ def main() -> None:
         for name, x in frames.items():
             if isinstance(x, tuple):
                 x = deconvolve(B, o["deblurred"], x[2], x[0], x[1], K, weight=args.weight,
-                               iterations=args.iterations, subframes=args.subframes, tile=0)
+                               iterations=args.iterations, subframes=args.subframes, robust=args.robust, tile=0)
             scores.setdefault(name, []).append(psnr(x, sharp))
     n = len(scores["network"])
     base = float(np.mean(scores["blurred input"]))
     rows = [[name, f"{np.mean(v):.2f}", f"{np.mean(v) - base:+.2f}"] for name, v in scores.items()]
     print(f"{n} test samples of {args.data}, lambda {args.weight:g}, {args.iterations} iterations, "
-          f"{args.subframes} instants per interval; {machine()}, "
+          f"{args.subframes} instants per interval, robust {args.robust:g}; {machine()}, "
           f"{time.perf_counter() - t0:.0f} s\n")
     print(table(["frame", "PSNR dB", "vs blurred"], rows))
 

@@ -10,8 +10,10 @@ least-squares problem,
 with ``A`` the exposure, ``B`` the photo and ``S_0`` the network's frame (all in linear light). The second term is
 the prior that keeps noise and ringing down: where the blur leaves a frequency unseen, S stays the network's. It is
 solved by conjugate gradients on the normal equations ``(A^T A + lambda) S = A^T B + lambda S_0`` (``A^T`` by
-autograd), starting from ``S_0``, a few iterations, in overlapping tiles (the photo's blur crosses a tile's border
-by at most its length; tiles overlap by :data:`DECONV_OVERLAP` pixels and are cross-faded).
+autograd), starting from ``S_0``, a few iterations, then (``robust`` > 0, the default) as many again on the same
+energy with each pixel's error weighted by Huber's weight (pixels no camera motion explains, something that moved by
+itself, weigh less), in overlapping tiles (the photo's blur crosses a tile's border by at most its length; tiles
+overlap by :data:`DECONV_OVERLAP` pixels and are cross-faded).
 
 It is only as good as the trajectory: with a wrong motion it sharpens the wrong way. docs/reconstruct.md has what it
 does on real blurred/sharp pairs.
@@ -37,27 +39,13 @@ DECONV_OVERLAP = 128
 """Pixels two neighbouring tiles share."""
 CG_TOLERANCE = 1e-6
 """Conjugate gradients stop early once the normal equations' residual is this fraction of the first one."""
+ROBUST = 2.0
+"""The second pass's Huber threshold, in robust standard deviations (1.4826 x the median absolute value) of the first
+pass's per-pixel re-blur residual; 0: one least-squares pass."""
 
 
-def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
-           weight: float, iterations: int, subframes: int) -> torch.Tensor:
-    """The deconvolution of one (1, 3, H, W) image in linear light (no tiling): conjugate gradients from ``init``."""
-    A = exposure_sampler(depth, poses, K, subframes)
-
-    def adjoint(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """A^T y, the gradient of <A x, y> (A is linear, so x only fixes the shapes)."""
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            return torch.autograd.grad(A(x), x, grad_outputs=y)[0]
-
-    def normal(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            ax = A(x)
-        return adjoint(x, ax) + weight * x
-
-    x = init.clone()
-    with torch.no_grad():
-        r = adjoint(x, blurred - A(x))  # the residual of the normal equations at x = init (the prior term is 0)
+def _conjugate_gradients(normal, x: torch.Tensor, r: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Conjugate gradients for ``normal(x) = rhs`` from ``x``, whose residual ``rhs - normal(x)`` is ``r``."""
     p, rr = r.clone(), float((r * r).sum())
     stop = rr * CG_TOLERANCE**2
     for _ in range(iterations):
@@ -75,10 +63,41 @@ def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses
     return x
 
 
+def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
+           weight: float, iterations: int, subframes: int, robust: float = 0.0) -> torch.Tensor:
+    """The deconvolution of one (1, 3, H, W) image in linear light (no tiling): conjugate gradients from ``init``;
+    with ``robust`` > 0, a second, weighted pass (see :func:`deconvolve`)."""
+    A = exposure_sampler(depth, poses, K, subframes)
+
+    def adjoint(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """A^T y, the gradient of <A x, y> (A is linear, so x only fixes the shapes)."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            return torch.autograd.grad(A(x), x, grad_outputs=y)[0]
+
+    def normal(x: torch.Tensor, w: torch.Tensor | float = 1.0) -> torch.Tensor:
+        with torch.no_grad():
+            ax = A(x)
+        return adjoint(x, w * ax) + weight * x
+
+    x = init.clone()
+    with torch.no_grad():
+        r = adjoint(x, blurred - A(x))  # the residual of the normal equations at x = init (the prior term is 0)
+    x = _conjugate_gradients(normal, x, r, iterations)
+    if robust > 0:
+        with torch.no_grad():
+            e = (A(x) - blurred).abs().mean(1, keepdim=True)  # per pixel, over the colours
+            c = robust * 1.4826 * float(e.median().clamp_min(1e-5))
+            w = (c / e.clamp_min(1e-12)).clamp(max=1.0)  # Huber's weights: 1 up to c, then c / |e|
+            r = adjoint(x, w * (blurred - A(x))) + weight * (init - x)
+        x = _conjugate_gradients(lambda z: normal(z, w), x, r, iterations)
+    return x
+
+
 @torch.no_grad()
 def deconvolve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
                K: torch.Tensor, weight: float = DEFAULT_WEIGHT, iterations: int = DEFAULT_ITERATIONS,
-               subframes: int = DECONV_SUBFRAMES, tile: int = DEFAULT_TILE) -> torch.Tensor:
+               subframes: int = DECONV_SUBFRAMES, tile: int = DEFAULT_TILE, robust: float = ROBUST) -> torch.Tensor:
     """The sharp frame (1, 3, H, W), sRGB in [0, 1], that re-blurs into ``blurred`` with the trajectory (u, v).
 
     Args:
@@ -90,6 +109,10 @@ def deconvolve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, u
         weight: lambda of the module docstring.
         iterations: conjugate-gradient iterations (0 returns ``init``).
         tile: longest tile side (0: one pass).
+        robust: after the least-squares solve, a second pass of ``iterations`` on the same energy with each pixel's
+            re-blur error weighted by Huber's weight at ``robust`` robust standard deviations of the first pass's
+            residuals: pixels no camera motion explains (something that moved by itself) weigh less. 0: no second
+            pass (half the time).
     """
     if iterations <= 0:
         return init
@@ -104,11 +127,11 @@ def deconvolve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, u
         K_t = K.clone()
         K_t[:, 0, 2] -= x0
         K_t[:, 1, 2] -= y0
-        return _solve(t[:, :3], t[:, 3:6], t[:, 6:7], poses, K_t, weight, iterations, subframes)
+        return _solve(t[:, :3], t[:, 3:6], t[:, 6:7], poses, K_t, weight, iterations, subframes, robust)
 
     tile = tile if tile <= 0 or tile > 2 * DECONV_OVERLAP else 2 * DECONV_OVERLAP + 8
     out = tiled(one_tile, stack, tile, DECONV_OVERLAP)
     return linear_to_srgb(out.clamp(0, 1))
 
 
-__all__ = ["deconvolve", "DEFAULT_WEIGHT", "DEFAULT_ITERATIONS"]
+__all__ = ["deconvolve", "DEFAULT_WEIGHT", "DEFAULT_ITERATIONS", "ROBUST"]
