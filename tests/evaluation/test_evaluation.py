@@ -194,3 +194,14 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "r3"),
                  "--refine", "-1"]) == 2
     assert "--refine must be 0" in capsys.readouterr().err and not (tmp_path / "r3").exists()
+
+
+def test_evaluate_help_states_the_deconvolution_default(capsys):
+    """The help names the default lambda as a literal (the command registers without importing the solver): it must
+    be the solver's."""
+    from worldfromblur.cli.main import main
+    from worldfromblur.reconstruct.deconvolve import DEFAULT_WEIGHT
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert f"default {DEFAULT_WEIGHT:g})" in " ".join(capsys.readouterr().out.split())

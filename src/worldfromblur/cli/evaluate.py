@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..devices import resolve_device
 from ..errors import WfbError
-from ..reconstruct.deconvolve import DEFAULT_WEIGHT as DECONV_WEIGHT
 
 
 def register(sub) -> None:
@@ -29,10 +28,10 @@ def register(sub) -> None:
                    help="also score each model's trajectory after wfb reconstruct's test-time refinement (STEPS "
                    "Gauss-Newton iterations, e.g. 15, its default; from the network's deblurred frame, as for a photo at "
                    "the model's size): a '+ refinement' column in Table 1 (default 0: not scored)")
-    p.add_argument("--deconvolve", type=float, nargs="?", const=DECONV_WEIGHT, default=None, metavar="LAMBDA",
+    p.add_argument("--deconvolve", type=float, nargs="?", const=True, default=False, metavar="LAMBDA",
                    help="with --refine, also score the sharp frame wfb reconstruct --deconvolve makes from the network's "
-                   f"frame and the refined trajectory (LAMBDA: how strongly it stays near the network's frame, default "
-                   f"{DECONV_WEIGHT:g}): a '+ refinement + deconvolution' column in Tables 2 and 2b")
+                   "frame and the refined trajectory (LAMBDA: how strongly it stays near the network's frame, default "
+                   "0.3): a '+ refinement + deconvolution' column in Tables 2 and 2b")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -57,20 +56,25 @@ def run(args) -> int:
         tables_markdown,
         write_report,
     )
+    from ..reconstruct.deconvolve import DEFAULT_WEIGHT
+
+    # --deconvolve: absent False, bare True (the default lambda), or a lambda; the default is read here, not at
+    # start-up, so that registering the command imports nothing heavy
+    lam = DEFAULT_WEIGHT if args.deconvolve is True else (None if args.deconvolve is False else args.deconvolve)
 
     if (args.out / "metrics.json").exists() and not args.overwrite:
         raise WfbError(f"{args.out}: already holds a report; pass --overwrite or choose another --out")
     if args.refine < 0:
         raise WfbError(f"--refine must be 0 (off) or a number of iterations, got {args.refine}")
-    if args.deconvolve is not None and args.refine == 0:
+    if lam is not None and args.refine == 0:
         raise WfbError("--deconvolve scores the frame deconvolved with the refined trajectory: give --refine too "
                        "(e.g. --refine 15)")
-    if args.deconvolve is not None and not args.deconvolve > 0:
-        raise WfbError(f"--deconvolve LAMBDA must be above 0 (e.g. {DECONV_WEIGHT:g}), got {args.deconvolve:g}")
+    if lam is not None and not lam > 0:
+        raise WfbError(f"--deconvolve LAMBDA must be above 0 (e.g. {DEFAULT_WEIGHT:g}), got {lam:g}")
     device = resolve_device(args.device)
     report = evaluate(parse_specs(args.checkpoint), args.data, args.split, device, args.batch_size,
                       args.figures, args.out, progress=not args.quiet, refine=refiner(args.refine),
-                      deconvolve=None if args.deconvolve is None else deconvolver(args.deconvolve))
+                      deconvolve=None if lam is None else deconvolver(lam))
     write_report(report, args.out)
     print(tables_markdown(report))
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'tables.md'}")
