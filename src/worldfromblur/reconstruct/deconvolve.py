@@ -86,10 +86,11 @@ def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses
     x = _conjugate_gradients(normal, x, r, iterations)
     if robust > 0:
         with torch.no_grad():
-            e = (A(x) - blurred).abs().mean(1, keepdim=True)  # per pixel, over the colours
+            res = blurred - A(x)
+            e = res.abs().mean(1, keepdim=True)  # per pixel, over the colours
             c = robust * 1.4826 * float(e.median().clamp_min(1e-5))
             w = (c / e.clamp_min(1e-12)).clamp(max=1.0)  # Huber's weights: 1 up to c, then c / |e|
-            r = adjoint(x, w * (blurred - A(x))) + weight * (init - x)
+            r = adjoint(x, w * res) + weight * (init - x)
         x = _conjugate_gradients(lambda z: normal(z, w), x, r, iterations)
     return x
 
