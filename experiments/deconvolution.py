@@ -28,7 +28,12 @@ import torch
 from benchmarks.common import machine, table
 from benchmarks.video import read, video_arguments, video_frames, windows
 from worldfromblur.evaluation.metrics import psnr
-from worldfromblur.evaluation.video import intrinsics_of, measure_rotation
+from worldfromblur.evaluation.video import (
+    CAMERA_SHARE,
+    camera_share_of,
+    intrinsics_of,
+    measure_rotation,
+)
 from worldfromblur.imaging import blur_frames
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor
@@ -43,8 +48,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N windows (0: all)")
     ap.add_argument("--robust", type=float, default=ROBUST,
                     help=f"the deconvolution's robust pass, Huber threshold (default {ROBUST:g}; 0: none)")
-    ap.add_argument("--camera-share", type=float, default=0.5,
-                    help="second table: the windows whose camera share is at least this (default 0.5)")
+    ap.add_argument("--camera-share", type=float, default=CAMERA_SHARE,
+                    help=f"second table: the windows whose camera share is at least this (default {CAMERA_SHARE:g})")
     args = ap.parse_args()
     frames = video_frames(args)
     model = load_model(args.checkpoint or shipped_model())[0].eval()
@@ -56,7 +61,7 @@ def main() -> None:
     for c, n in todo[:args.limit or None]:
         stack = torch.stack([read(p) for p in frames[c - n // 2:c + n // 2 + 1]])
         _, before, after = measure_rotation(stack[:1], stack[-1:], intrinsics_of(*stack.shape[-2:]))
-        shares.append(1 - after / max(before, 1e-9))
+        shares.append(camera_share_of(before, after))
         blurred, sharp = blur_frames(stack, 0)[None], stack[n // 2][None]
         photo = Photo(path=frames[c], rgb=blurred[0].permute(1, 2, 0).numpy(), mode="RGB")
         results = {"blurred": (blurred, 0.0)}

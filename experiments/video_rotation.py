@@ -47,6 +47,7 @@ from benchmarks.video import read, video_arguments, video_frames
 from experiments.real_motion import engines_for, score_axes
 from worldfromblur.evaluation.metrics import edge_energies, image_psnrs
 from worldfromblur.evaluation.video import (
+    CAMERA_SHARE,
     axis_angle,
     axis_error_deg,
     blurred_photo,
@@ -120,8 +121,9 @@ def main() -> None:
     ap.set_defaults(lengths=[13])
     ap.add_argument("--min-deg", type=float, default=0.3, help="skip windows that turn less (default 0.3 degrees)")
     ap.add_argument("--steps", type=int, default=None, help="refinement iterations (default: wfb reconstruct's)")
-    ap.add_argument("--camera-share", type=float, default=0.5,
-                    help="also give the medians over windows whose camera share is at least this (default 0.5)")
+    ap.add_argument("--camera-share", type=float, default=CAMERA_SHARE,
+                    help=f"also give the medians over windows whose camera share is at least this (default "
+                    f"{CAMERA_SHARE:g})")
     ap.add_argument("--true-frame", action="store_true",
                     help="also refine from the video's sharp centre frame instead of the network's deblurred frame")
     ap.add_argument("--reference-scale", type=float, default=None,

@@ -179,6 +179,12 @@ def measure_rotation(first: torch.Tensor, last: torch.Tensor, K: torch.Tensor, w
     return u.numpy(), before, after
 
 
+def camera_share_of(error_before: float, error_after: float) -> float:
+    """How much of two frames' difference the rotation measured between them removes: ``1 - after / before`` (the
+    grey errors of :func:`measure_rotation`)."""
+    return 1 - error_after / max(error_before, 1e-9)
+
+
 @dataclass
 class Window:
     """One blurred window of a video and its measured truth."""
@@ -193,8 +199,8 @@ class Window:
 
     @property
     def camera_share(self) -> float:
-        """How much of the frames' difference the measured rotation removes: ``1 - after / before``."""
-        return 1 - self.error_after / max(self.error_before, 1e-9)
+        """How much of the frames' difference the measured rotation removes (:func:`camera_share_of`)."""
+        return camera_share_of(self.error_before, self.error_after)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"camera_share": self.camera_share}
@@ -286,6 +292,6 @@ def compare_video(new: dict, old: dict, tolerance: float = VIDEO_TOLERANCE, refi
             "beats_shipped": bool(better) and not worse}
 
 
-__all__ = ["Window", "axis_angle", "axis_error_deg", "axis_errors", "compare_video", "evaluate_video", "frame_paths",
-           "judged_median", "measure_rotation", "measure_windows", "read_frame", "reconstructed_rotation",
-           "rotation_matrix", "video_windows", "warp_by_rotation"]
+__all__ = ["Window", "axis_angle", "axis_error_deg", "axis_errors", "camera_share_of", "compare_video",
+           "evaluate_video", "frame_paths", "judged_median", "measure_rotation", "measure_windows", "read_frame",
+           "reconstructed_rotation", "rotation_matrix", "video_windows", "warp_by_rotation"]
