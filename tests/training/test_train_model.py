@@ -66,6 +66,50 @@ def test_a_time_budget_sets_and_keeps_max_steps(pool_dir, tmp_path):
     assert [p.name for p in (run / "checkpoints").iterdir()] == [f"step-{steps:06d}"]
 
 
+def _paced_run(monkeypatch, pace, minutes=10.0, max_steps=10**6, fixed=False):
+    """Steps of a Budget run on a fake clock, ``pace(step)`` seconds each, until max_steps; (end time, budget)."""
+    from worldfromblur.training import trainer
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: clock[0])
+    cfg = config_from_dict({"minutes": minutes, "max_steps": max_steps})
+    budget = trainer.Budget(cfg, 0, fixed, t0=0.0)
+    step = 0
+    while step < cfg.max_steps or budget.active:
+        step += 1
+        clock[0] += pace(step)
+        budget.update(step)
+        assert step < 10**5
+    return clock[0], budget
+
+
+def test_a_time_budget_follows_the_pace_after_calibrating(monkeypatch):
+    # one second a step, and twice that from step 100 on (another job starts on the machine)
+    end, budget = _paced_run(monkeypatch, lambda step: 1.0 if step < 100 else 2.0)
+    assert 600 - 2 * 0.05 * 600 <= end <= 600 + 2.0  # the first estimate alone would run 600 + 500 s
+    # and half a second a step after the first fifty: the budget is used, not left idle
+    end, _ = _paced_run(monkeypatch, lambda step: 1.0 if step < 50 else 0.5)
+    assert 600 - 2 * 0.05 * 600 <= end <= 600 + 1.0
+    # a resumed run keeps the max_steps its checkpoint holds, whatever the pace
+    end, budget = _paced_run(monkeypatch, lambda step: 2.0, max_steps=50, fixed=True)
+    assert end == 100.0 and not budget.tracking
+
+
+def test_the_evaluation_reserve_grows_when_scoring_has_one_thread(monkeypatch):
+    from worldfromblur.training import recipe as recipes
+
+    monkeypatch.setattr(recipes, "_render_workers", lambda: 2)
+    recipe = read_recipe("compact", ["evaluate.unseen_rooms=100", "evaluate.refine=0", "evaluate.rooms=[]",
+                                     "evaluate.videos=[]"])
+    reserve = {}
+    for threads in (1, 2, 8):
+        monkeypatch.setattr(recipes.torch, "get_num_threads", lambda t=threads: t)
+        reserve[threads] = recipes.eval_reserve_s(recipe)
+    render = recipes.EVAL_RESERVE_S + 100 * recipes.UNSEEN_RENDER_CORE_S / 2
+    assert reserve[2] == pytest.approx(render + 100 * recipes.UNSEEN_SCORE_S) == reserve[8]
+    assert reserve[1] == pytest.approx(render + 2 * 100 * recipes.UNSEEN_SCORE_S)
+
+
 def test_stream_config_errors_are_one_line(pool_dir, tmp_path):
     with pytest.raises(WfbError, match="data.source"):
         config_from_dict({"data": {"source": "web"}})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from worldfromblur.data.build import run_build
@@ -162,16 +163,22 @@ def test_config_errors_are_clear(tmp_path):
     assert load_config("compact-deblur", ["loss.deblur_edges=2"]).loss.deblur_edges == 2.0
 
 
-def test_torchrun_two_processes_on_cpu(fixed, tmp_path):
-    """DistributedDataParallel over Gloo: two ranks train, each on its own samples, and end with the same weights."""
+@pytest.mark.parametrize("budget", [[], ["minutes=0.2", "max_steps=1000000", "ckpt_every=1000000"]],
+                         ids=["steps", "minutes"])
+def test_torchrun_two_processes_on_cpu(fixed, tmp_path, budget):
+    """DistributedDataParallel over Gloo: two ranks train, each on its own samples, and end with the same weights;
+    under a time budget both take rank 0's step count, or one would wait for the other for ever."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "worldfromblur.cli.main", "train", "compact-deblur", f"data.root={fixed}", "data.workers=0",
-           "max_steps=3", "ckpt_every=3", "batch_size=1", "image_every=0", "save_all_ranks=true", f"out={out}", "--quiet"]
+           "max_steps=3", "ckpt_every=3", "batch_size=1", "image_every=0", "save_all_ranks=true", f"out={out}", "--quiet",
+           *budget]
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
-    assert (out / "checkpoints" / "step-000003" / "model.safetensors").is_file() and losses(out)
-    r0 = load_file(str(out / "rank0" / "checkpoints" / "step-000003" / "model.safetensors"))
-    r1 = load_file(str(out / "rank1" / "checkpoints" / "step-000003" / "model.safetensors"))
+    steps = yaml.safe_load((out / "config.yaml").read_text())["max_steps"]
+    assert steps == 3 if not budget else 12 <= steps < 1000000
+    assert (out / "checkpoints" / f"step-{steps:06d}" / "model.safetensors").is_file() and losses(out)
+    r0 = load_file(str(out / "rank0" / "checkpoints" / f"step-{steps:06d}" / "model.safetensors"))
+    r1 = load_file(str(out / "rank1" / "checkpoints" / f"step-{steps:06d}" / "model.safetensors"))
     trained = [k for k in r0 if k.startswith("deblur.") and "running" not in k and "num_batches" not in k]
     assert trained and all(torch.equal(r0[k], r1[k]) for k in trained)
 

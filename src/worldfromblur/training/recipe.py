@@ -349,13 +349,15 @@ def _render_workers() -> int:
 
 
 def eval_reserve_s(recipe: Recipe) -> float:
-    """Seconds a time budget keeps for the evaluations after training."""
+    """Seconds a time budget keeps for the evaluations after training. The per-sample figures were measured with
+    PyTorch on 2 threads; a run held to one (OMP_NUM_THREADS=1, two runs side by side) scores at about half speed."""
     rooms = sum(_room_samples(r) for r in recipe.evaluate.rooms)
     ev = recipe.evaluate
     windows = sum(len(frame_paths(Path(str(v)))) // WINDOW_EVERY for v in ev.videos)
-    return (EVAL_RESERVE_S + ev.unseen_rooms * (UNSEEN_RENDER_CORE_S / _render_workers() + UNSEEN_SCORE_S)
-            + rooms * UNSEEN_SCORE_S + (ev.unseen_rooms + rooms) * ev.refine * REFINE_STEP_S
-            + windows * VIDEO_WINDOW_S)
+    slower = 2 / min(max(torch.get_num_threads(), 1), 2)
+    return (EVAL_RESERVE_S + ev.unseen_rooms * UNSEEN_RENDER_CORE_S / _render_workers()
+            + slower * ((ev.unseen_rooms + rooms) * (UNSEEN_SCORE_S + ev.refine * REFINE_STEP_S)
+                        + windows * VIDEO_WINDOW_S))
 
 
 def _room_samples(root) -> int:

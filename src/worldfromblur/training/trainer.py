@@ -142,33 +142,51 @@ def _log_images(writer, step: int, batch: dict, out: dict) -> None:
 
 
 class Budget:
-    """Fits a run into ``cfg.minutes`` counted from ``t0``: times the steps after the first two (which pay for one-off
-    set-up) until ``calibrate`` steps or a tenth of the budget have passed, then sets ``cfg.max_steps`` to the step
-    that the remaining time reaches."""
+    """Fits a run into ``cfg.minutes`` counted from ``t0``.
 
-    def __init__(self, cfg: TrainConfig, start: int, fixed: bool, t0: float, calibrate: int = 10):
+    Calibration times the steps after the first two (which pay for one-off set-up) until ``calibrate`` steps or, in
+    one process, a tenth of the budget have passed, and sets ``cfg.max_steps`` to the step that the remaining time
+    reaches. Tracking then sets it again every ``recheck`` of the budget from the pace since the previous check, so a
+    run that slows down (another job on the machine, checkpoints) still ends on time and one that speeds up (kernels
+    tuned, caches warm) uses its time. Under torchrun every rank takes rank 0's figures, at steps all ranks reach."""
+
+    def __init__(self, cfg: TrainConfig, start: int, fixed: bool, t0: float, calibrate: int = 10,
+                 recheck: float = 0.05, world: int = 1, device: torch.device | None = None):
         self.cfg, self.start, self.calibrate, self.t0 = cfg, start, calibrate, t0
-        self.active = cfg.minutes > 0 and not fixed
-        self.t_mark = None
+        self.recheck, self.world, self.device = recheck, world, device
+        self.active = cfg.minutes > 0 and not fixed  # calibrating: max_steps is not the budget's yet
+        self.tracking = False
+        self.mark: tuple[int, float] | None = None  # (step, time) of the last measurement
+        self.every = 0  # steps between checks while tracking
 
     def update(self, step: int) -> bool:
-        """Call after each step; True when ``cfg.max_steps`` has just been set."""
-        if not self.active:
+        """Call after each step; True when ``cfg.max_steps`` has just been set to a new value."""
+        if not (self.active or self.tracking):
             return False
         now = time.perf_counter()
-        if step == self.start + 2:
-            self.t_mark = now
+        if self.mark is None:
+            if step == self.start + 2:
+                self.mark = (step, now)
             return False
-        if self.t_mark is None:
+        total = self.cfg.minutes * 60
+        done = step - self.mark[0]
+        if self.active:
+            if done < self.calibrate and (self.world > 1 or now - self.mark[1] < 0.1 * total):
+                return False
+            self.active, self.tracking = False, True
+        elif done < self.every:
             return False
-        done = step - self.start - 2
-        if done >= self.calibrate or now - self.t_mark >= 0.1 * self.cfg.minutes * 60:
-            per_step = (now - self.t_mark) / done
-            left = self.cfg.minutes * 60 - (now - self.t0)
-            self.cfg.max_steps = step + max(int(left / per_step), 0)
-            self.active = False
-            return True
-        return False
+        per_step = (now - self.mark[1]) / done
+        left = total - (now - self.t0)
+        steps, every = step + max(int(left / per_step), 0), max(int(self.recheck * total / per_step), 1)
+        if self.world > 1:  # ranks that stopped at different steps would wait for each other for ever
+            figures = torch.tensor([steps, every], dtype=torch.int64, device=self.device)
+            dist.broadcast(figures, src=0)
+            steps, every = (int(v) for v in figures.tolist())
+        self.mark, self.every = (step, now), every
+        changed = steps != self.cfg.max_steps
+        self.cfg.max_steps = steps
+        return changed
 
 
 def _prepare_modules(cfg: TrainConfig, model: WorldFromBlur, world: int, device: torch.device):
@@ -233,7 +251,7 @@ class Trainer:
         if resume:
             self.step, fixed_budget = _resume(cfg, self.run_dir, self.model, self.optimizer, self.scheduler, self.rank)
         self.done = self.step >= cfg.max_steps and (cfg.minutes <= 0 or fixed_budget)
-        self.budget = Budget(cfg, self.step, fixed_budget, t_start)
+        self.budget = Budget(cfg, self.step, fixed_budget, t_start, world=self.world, device=self.device)
         self.use_bf16 = self.device.type == "cuda" and cfg.amp in ("auto", "bf16")
         if cfg.amp == "bf16" and self.device.type != "cuda":
             raise WfbError("amp=bf16 needs a CUDA device; use amp=auto or amp=off on CPU")
