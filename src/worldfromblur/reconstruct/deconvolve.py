@@ -26,6 +26,7 @@ import torch
 from ..geometry import exposure_sampler, pose_from_uv
 from ..imaging import linear_to_srgb, srgb_to_linear
 from .fullres import DEFAULT_TILE, tiled
+from .refine import huber_threshold, huber_weights
 
 DEFAULT_WEIGHT = 0.3
 """lambda: how strongly the solution stays near the network's frame (relative to the re-blur error). Measured in
@@ -88,8 +89,7 @@ def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses
         with torch.no_grad():
             res = blurred - A(x)
             e = res.abs().mean(1, keepdim=True)  # per pixel, over the colours
-            c = robust * 1.4826 * float(e.median().clamp_min(1e-5))
-            w = (c / e.clamp_min(1e-12)).clamp(max=1.0)  # Huber's weights: 1 up to c, then c / |e|
+            w = huber_weights(e, huber_threshold(e, robust, 1e-5))
             r = adjoint(x, w * res) + weight * (init - x)
         x = _conjugate_gradients(lambda z: normal(z, w), x, r, iterations)
     return x

@@ -311,13 +311,23 @@ def _iterations_per_level(steps: int, levels: int) -> list[int]:
     return out
 
 
+def huber_threshold(size: torch.Tensor, k: float, floor: float) -> float:
+    """``k`` robust standard deviations (1.4826 x the median, at least ``floor``) of residual sizes ``size`` >= 0."""
+    return k * 1.4826 * float(size.median().clamp_min(floor))
+
+
+def huber_weights(size: torch.Tensor, c: float) -> torch.Tensor:
+    """Huber's IRLS weights of residual sizes ``size`` >= 0 at threshold ``c``: 1 up to ``c``, then ``c / size``."""
+    return (c / size.clamp_min(1e-12)).clamp(max=1.0)
+
+
 def _huber(r: torch.Tensor, c: float) -> tuple[float, torch.Tensor]:
     """Twice the Huber cost of residuals ``r`` at threshold ``c`` (``inf`` = least squares), and the IRLS weights."""
     a = r.abs()
     if not math.isfinite(c):
         return float(r @ r), torch.ones_like(r)
     cost = torch.where(a <= c, a * a, 2 * c * a - c * c).sum()
-    return float(cost), (c / a.clamp_min(1e-12)).clamp(max=1.0)
+    return float(cost), huber_weights(a, c)
 
 
 def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, translation, most_subframes,
@@ -353,7 +363,7 @@ def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, t
             c = math.inf  # least squares, or the Huber threshold measured on this level's first residuals
             r, cost, w, J = linearise(theta, c)
             if robust > 0:
-                c = robust * 1.4826 * float(r.abs().median().clamp_min(1e-4))
+                c = huber_threshold(r.abs(), robust, 1e-4)
                 cost, w = _huber(r, c)
             history.append(cost / r.numel())
             damping = 1e-3
