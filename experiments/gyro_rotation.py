@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="refinement iterations (default: wfb reconstruct's)")
     ap.add_argument("--refine-robust", type=float, default=None, help="Huber threshold of the refinement (default: "
                     "wfb reconstruct's)")
+    ap.add_argument("--refine-roll-prior", type=float, default=None, metavar="W",
+                    help="weight of the refinement's roll prior (default: wfb reconstruct's)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     cap = read_capture(args.capture)
@@ -66,6 +68,8 @@ def main() -> None:
     photos = [load_photo(p) for p in cap.photos]
     model = load_model(args.checkpoint or shipped_model())[0].eval()
     options = {} if args.refine_robust is None else {"refine_robust": args.refine_robust}
+    if args.refine_roll_prior is not None:
+        options["refine_roll_prior"] = args.refine_roll_prior
     engines = engines_for(model, args.steps, **options)
     rows, errors, checks = [], {k: [] for k in engines}, []
     for i, (path, photo) in enumerate(zip(cap.photos, photos)):

@@ -44,7 +44,7 @@ def errors(poses: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
     return e["tx"] + e["ty"] + e["tz"], e["pitch"] + e["yaw"] + e["roll"]
 
 
-def shipped_examples(model, steps: int) -> None:
+def shipped_examples(model, steps: int, roll_prior: float | None = None) -> None:
     rows = []
     for path in sorted(EXAMPLES.glob("*.png")):
         gt = read_sample(EXAMPLES / "ground-truth" / "samples" / path.stem)
@@ -52,7 +52,7 @@ def shipped_examples(model, steps: int) -> None:
         photo = load_photo(path)
         base = Reconstructor(model, "cpu", refine_steps=0)(photo)
         t = time.perf_counter()
-        ref = Reconstructor(model, "cpu", refine_steps=steps)(photo)
+        ref = Reconstructor(model, "cpu", refine_steps=steps, refine_roll_prior=roll_prior)(photo)
         dt = time.perf_counter() - t
         zero = errors(torch.eye(4).expand_as(gt_poses), gt_poses)
         (tb, rb), (ta, ra) = errors(base.poses, gt_poses), errors(ref.poses, gt_poses)
@@ -99,9 +99,11 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--data", type=Path, default=None, help="a dataset whose test split to compare the modes on")
     ap.add_argument("--num", type=int, default=24, help="test samples to use with --data")
+    ap.add_argument("--refine-roll-prior", type=float, default=None, metavar="W",
+                    help="weight of the default refinement's roll prior on the examples (default: wfb reconstruct's)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
-    shipped_examples(model, args.steps)
+    shipped_examples(model, args.steps, args.refine_roll_prior)
     if args.data is not None:
         test_split(model, args.data, args.num, args.steps)
 

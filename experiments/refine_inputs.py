@@ -12,7 +12,8 @@ and is given
 * no translation; the true translation (in the time order of the networks' rotation); the true translation and depth;
 * the true sharp frame; the true sharp frame, depth and translation;
 * the networks' frame deconvolved with the refined trajectory (``--deconvolve``'s solve), refined again from the
-  networks' rotation: what the pipeline's own sharper frame buys.
+  networks' rotation: what the pipeline's own sharper frame buys;
+* with ``--target-blur``, the networks' inputs fitted to the photo blurred by a Gaussian.
 
 Rotation errors up to reversal (``wfb evaluate``'s per-axis means, degrees) beside the networks' own and zero
 motion's.
@@ -21,11 +22,13 @@ motion's.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.transforms.functional import gaussian_blur
 
 from benchmarks.common import machine, table
 from worldfromblur.data.dataset import BlurDataset
@@ -46,7 +49,7 @@ def _orient(truth: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return reverse if near[1] < near[0] else truth
 
 
-def _rotations(model, s: dict) -> dict[str, torch.Tensor]:
+def _rotations(model, s: dict, target_blur: list[float], roll_prior: float | None) -> dict[str, torch.Tensor]:
     """Every row's (1, 2n, 4, 4) poses for one test sample ``s`` (each tensor (1, ...)), and the truth (``"truth"``)
     in the time order of the networks' rotation."""
     B, K = s["blurred"], s["K"]
@@ -56,8 +59,9 @@ def _rotations(model, s: dict) -> dict[str, torch.Tensor]:
     _, v_true = uv_from_pose(truth)
     depth_true = torch.where(s["valid_depth"] > 0, s["depth"], o["depth"])  # holes: the network's depth
 
-    def refined(frame: torch.Tensor, depth: torch.Tensor, v: torch.Tensor) -> RefineResult:
-        return refine(B, frame, depth, o["u"], v, K, DEFAULT_STEPS, averaging=model.cfg.averaging)
+    def refined(frame: torch.Tensor, depth: torch.Tensor, v: torch.Tensor, photo: torch.Tensor = B) -> RefineResult:
+        return refine(photo, frame, depth, o["u"], v, K, DEFAULT_STEPS, averaging=model.cfg.averaging,
+                      roll_prior=roll_prior)
 
     r = refined(o["deblurred"], o["depth"], o["v"])
     rows = {"zero motion": (torch.zeros_like(o["u"]), torch.zeros_like(o["v"])), "networks": (o["u"], o["v"]),
@@ -72,6 +76,10 @@ def _rotations(model, s: dict) -> dict[str, torch.Tensor]:
     frame = deconvolve(B, o["deblurred"], o["depth"], r.u, r.v, K, tile=0)
     r2 = refined(frame, o["depth"], o["v"])
     rows["refined: deconvolved frame, then refined again"] = (r2.u, r2.v)
+    for sigma in target_blur:
+        target = gaussian_blur(B, [2 * math.ceil(3 * sigma) + 1] * 2, [sigma, sigma])
+        r2 = refined(o["deblurred"], o["depth"], o["v"], target)
+        rows[f"refined to the photo blurred by a {sigma:g} px Gaussian"] = (r2.u, r2.v)
     return {name: pose_from_uv(u, v).detach() for name, (u, v) in rows.items()} | {"truth": truth}
 
 
@@ -80,6 +88,12 @@ def main() -> None:
     ap.add_argument("data", type=Path, help="a dataset built by wfb make-dataset, at the model's size")
     ap.add_argument("--num", type=int, default=60, help="test samples, spread evenly over the split (default 60)")
     ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
+    ap.add_argument("--target-blur", type=float, nargs="*", default=[], metavar="SIGMA",
+                    help="also fit to the photo blurred by a Gaussian of each SIGMA pixels (a uniform residual blur "
+                         "of the frame would be matched by one)")
+    ap.add_argument("--roll-prior", type=float, default=None, metavar="W",
+                    help="the refinement's roll-prior weight (default: wfb reconstruct's; the tables of "
+                         "docs/reconstruct.md were made with 0)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
     ds = BlurDataset(args.data, split="test")
@@ -87,7 +101,8 @@ def main() -> None:
     scores: dict[str, list[list[float]]] = {}
     t0 = time.perf_counter()
     for i in picks:
-        poses = _rotations(model, {k: x[None] for k, x in ds[int(i)].items() if torch.is_tensor(x)})
+        poses = _rotations(model, {k: x[None] for k, x in ds[int(i)].items() if torch.is_tensor(x)},
+                          args.target_blur, args.roll_prior)
         truth = poses.pop("truth")
         for name, P in poses.items():
             m = motion_errors(P, truth, reversal="min")

@@ -130,6 +130,8 @@ def main() -> None:
                     help="the size, in working sizes, at which the deblurring network makes refinement's frame "
                          f"(default: wfb reconstruct's, {pipeline.REFERENCE_SCALE:g}; below "
                          f"{pipeline.MIN_REFERENCE_SCALE:g} the networks' working-size frame)")
+    ap.add_argument("--refine-roll-prior", type=float, default=None, metavar="W",
+                    help="weight of the refinement's roll prior (default: wfb reconstruct's)")
     args = ap.parse_args()
     if args.reference_scale is not None:
         pipeline.REFERENCE_SCALE = args.reference_scale
@@ -138,8 +140,9 @@ def main() -> None:
     H, W = read(frames[0]).shape[-2:]
     work = working_size(W, H, model.cfg.input_size)
     # outputs at about the working size: only the trajectory is scored
-    engines = engines_for(model, args.steps, max_pixels=work[0] * work[1])
-    options = {} if args.steps is None else {"refine_steps": args.steps}
+    prior = {} if args.refine_roll_prior is None else {"refine_roll_prior": args.refine_roll_prior}
+    engines = engines_for(model, args.steps, max_pixels=work[0] * work[1], **prior)
+    options = prior | ({} if args.steps is None else {"refine_steps": args.steps})
     engines["refined"] = RecordingReconstructor(model, "cpu", max_pixels=work[0] * work[1], **options)
     if args.true_frame:
         engines["true frame"] = TrueFrameReconstructor(model, "cpu", max_pixels=work[0] * work[1], **options)

@@ -194,6 +194,23 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "r3"),
                  "--refine", "-1"]) == 2
     assert "--refine must be 0" in capsys.readouterr().err and not (tmp_path / "r3").exists()
+    for flags in (["--refine-roll-prior", "0.1"], ["--refine", "4", "--refine-roll-prior", "-1"]):
+        assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out",
+                     str(tmp_path / "r5"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--refine-roll-prior must be 0" in err and not (tmp_path / "r5").exists()
+
+
+def test_the_evaluation_refiner_passes_its_roll_prior(monkeypatch):
+    from worldfromblur.evaluation import report
+
+    seen = []
+    monkeypatch.setattr(report, "refine_motion", lambda *a, **k: seen.append(k["roll_prior"]) or
+                        type("R", (), {"u": a[3], "v": a[4]})())
+    x = torch.zeros(1, 3, 4, 4)
+    report.refiner(3)(x, x, x[:, :1], x[:, :2, :3], x[:, :2, :3], torch.eye(3)[None], "linear")
+    report.refiner(3, 0.5)(x, x, x[:, :1], x[:, :2, :3], x[:, :2, :3], torch.eye(3)[None], "linear")
+    assert seen == [None, 0.5] and report.refiner(0, 0.5) is None
 
 
 def test_evaluate_help_states_the_deconvolution_default(capsys):

@@ -28,6 +28,9 @@ def register(sub) -> None:
                    help="also score each model's trajectory after wfb reconstruct's test-time refinement (STEPS "
                    "Gauss-Newton iterations, e.g. 15, its default; from the network's deblurred frame, as for a photo at "
                    "the model's size): a '+ refinement' column in Table 1 (default 0: not scored)")
+    p.add_argument("--refine-roll-prior", type=float, default=None, metavar="W",
+                   help="with --refine, the weight of the refinement's roll prior (default: wfb reconstruct's, 0.03; "
+                   "0: none)")
     p.add_argument("--deconvolve", type=float, nargs="?", const=True, default=False, metavar="LAMBDA",
                    help="with --refine, also score the sharp frame wfb reconstruct --deconvolve makes from the network's "
                    "frame and the refined trajectory (LAMBDA: how strongly it stays near the network's frame, default "
@@ -66,6 +69,9 @@ def run(args) -> int:
         raise WfbError(f"{args.out}: already holds a report; pass --overwrite or choose another --out")
     if args.refine < 0:
         raise WfbError(f"--refine must be 0 (off) or a number of iterations, got {args.refine}")
+    if args.refine_roll_prior is not None and not (args.refine_roll_prior >= 0 and args.refine > 0):
+        raise WfbError(f"--refine-roll-prior must be 0 (none) or more and needs --refine, got {args.refine_roll_prior}"
+                       f" with --refine {args.refine}")
     if lam is not None and args.refine == 0:
         raise WfbError("--deconvolve scores the frame deconvolved with the refined trajectory: give --refine too "
                        "(e.g. --refine 15)")
@@ -73,7 +79,7 @@ def run(args) -> int:
         raise WfbError(f"--deconvolve LAMBDA must be above 0 (e.g. {DEFAULT_WEIGHT:g}), got {lam:g}")
     device = resolve_device(args.device)
     report = evaluate(parse_specs(args.checkpoint), args.data, args.split, device, args.batch_size,
-                      args.figures, args.out, progress=not args.quiet, refine=refiner(args.refine),
+                      args.figures, args.out, progress=not args.quiet, refine=refiner(args.refine, args.refine_roll_prior),
                       deconvolve=None if lam is None else deconvolver(lam))
     write_report(report, args.out)
     print(tables_markdown(report))

@@ -43,6 +43,10 @@ def register(sub) -> None:
                    help="Huber threshold of the motion fit, in robust standard deviations of the re-blur residual: "
                    "pixels that fit worse (something that moved by itself) weigh less; e.g. 3 (default 0: least "
                    "squares; see docs/reconstruct.md)")
+    p.add_argument("--refine-roll-prior", type=float, default=None, metavar="W",
+                   help="how strongly the motion fit keeps roll (rotation about the optical axis, which moves the "
+                   "image least) small: a roll of 1 degree costs W times the starting misfit (default 0.03; "
+                   "0: none; see docs/reconstruct.md)")
     p.add_argument("--deconvolve", action="store_true",
                    help="solve for the sharp frame at the output size so that its re-blur with the (refined) "
                    "trajectory matches the photo, kept near the network's frame; slower, and off by default because "
@@ -83,9 +87,14 @@ def _check_options(args) -> None:
         raise WfbError(f"--refine-robust must be 0 (least squares) or more, got {args.refine_robust}")
     if args.refine_robust is not None and args.refine_sharp:
         raise WfbError("--refine-robust applies to the motion fit, which --refine-sharp replaces; give one of them")
+    if args.refine_roll_prior is not None and not args.refine_roll_prior >= 0:
+        raise WfbError(f"--refine-roll-prior must be 0 (none) or more, got {args.refine_roll_prior}")
+    if args.refine_roll_prior is not None and args.refine_sharp:
+        raise WfbError("--refine-roll-prior applies to the motion fit, which --refine-sharp replaces; give one of them")
     for flag, used in (("--refine-sharp", args.refine_sharp), ("--refine-translation", args.refine_translation),
                        ("--refine-motion", args.refine_motion != "smooth"),
-                       ("--refine-robust", args.refine_robust is not None)):
+                       ("--refine-robust", args.refine_robust is not None),
+                       ("--refine-roll-prior", args.refine_roll_prior is not None)):
         if used and not args.refine:
             raise WfbError(f"{flag} needs refinement; drop --fast / --refine 0")
     if args.tile is not None and (args.tile < 0 or 0 < args.tile < 128):
@@ -121,7 +130,7 @@ def _engine(args):
         raise WfbError(f"the shipped model is missing from {checkpoint}; reinstall world-from-blur or pass --checkpoint")
     model, _ = load_model(checkpoint)
     engine = Reconstructor(model, device, args.refine, args.refine_sharp, args.refine_motion, args.refine_translation,
-                           refine_robust=args.refine_robust,
+                           refine_robust=args.refine_robust, refine_roll_prior=args.refine_roll_prior,
                            max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
                            tile=DEFAULT_TILE if args.tile is None else args.tile, deconvolve=args.deconvolve,
                            precision=args.precision)

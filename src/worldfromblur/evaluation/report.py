@@ -214,16 +214,16 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
     return report
 
 
-def refiner(steps: int) -> Callable | None:
-    """``wfb reconstruct``'s test-time refinement of the motion with ``steps`` iterations, in the form
-    :func:`score_models` takes (None for 0: the network's own trajectory only)."""
+def refiner(steps: int, roll_prior: float | None = None) -> Callable | None:
+    """``wfb reconstruct``'s test-time refinement of the motion with ``steps`` iterations (and its roll prior, or
+    ``roll_prior``), in the form :func:`score_models` takes (None for 0: the network's own trajectory only)."""
     if steps < 0:
         raise WfbError(f"refinement steps must be 0 (off) or a number of iterations, got {steps}")
     if steps == 0:
         return None
 
     def run(blurred, sharp, depth, u, v, K, averaging):
-        r = refine_motion(blurred, sharp, depth, u, v, K, steps, averaging=averaging)
+        r = refine_motion(blurred, sharp, depth, u, v, K, steps, averaging=averaging, roll_prior=roll_prior)
         return r.u, r.v
 
     return run

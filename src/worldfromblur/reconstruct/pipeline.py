@@ -28,7 +28,7 @@ from ..viz import to_u8
 from .deconvolve import deconvolve
 from .fullres import DEFAULT_MAX_PIXELS, DEFAULT_TILE, deblur_full, output_size, resize, upsample_depth
 from .photo import Photo, intrinsics_for
-from .refine import DEFAULT_STEPS, ROBUST, reblur_uv, refine, rotation_change_deg
+from .refine import DEFAULT_STEPS, ROBUST, ROLL_PRIOR, reblur_uv, refine, rotation_change_deg
 
 DEFAULT_INPUT_SIZE = (320, 240)
 REFERENCE_SCALE = 3.0
@@ -184,6 +184,7 @@ class Reconstructor:
     def __init__(self, model: WorldFromBlur, device: str = "cpu", refine_steps: int = DEFAULT_STEPS,
                  refine_sharp: bool = False,
                  refine_motion: str = "smooth", refine_translation: bool = False, refine_robust: float | None = None,
+                 refine_roll_prior: float | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE, deconvolve: bool = False,
                  precision: str = "auto"):
         if precision not in PRECISIONS:
@@ -199,6 +200,7 @@ class Reconstructor:
         self.refine_motion = refine_motion
         self.refine_translation = refine_translation
         self.refine_robust = ROBUST if refine_robust is None else float(refine_robust)
+        self.refine_roll_prior = ROLL_PRIOR if refine_roll_prior is None else float(refine_roll_prior)
         self.max_pixels = max_pixels
         self.tile = tile
         self.deconvolve = deconvolve
@@ -210,7 +212,8 @@ class Reconstructor:
         """What refinement optimised, how many iterations (or Adam steps) it ran, how far it moved the rotation
         (degrees, the largest over the instants) and, when it kept the networks' trajectory, why."""
         return {"motion": self.refine_motion, "translation": self.refine_translation, "sharp": self.refine_sharp,
-                "robust": None if self.refine_sharp else self.refine_robust, "iterations": r.steps,
+                "robust": None if self.refine_sharp else self.refine_robust,
+                "roll_prior": None if self.refine_sharp else self.refine_roll_prior, "iterations": r.steps,
                 "moved_deg": round(r.moved_deg, 4), "fallback": r.fallback}
 
     @torch.no_grad()
@@ -243,7 +246,8 @@ class Reconstructor:
             inputs = [t_.to(self.device) for t_ in (x, net["reference"], net["depth"], net["u"], net["v"], K)]
             r = refine(*inputs, self.refine_steps,
                        averaging=self.averaging, optimize_sharp=self.refine_sharp, motion=self.refine_motion,
-                       translation=self.refine_translation, robust=self.refine_robust)
+                       translation=self.refine_translation, robust=self.refine_robust,
+                       roll_prior=self.refine_roll_prior)
             r.u, r.v, r.sharp, r.reblurred = (t_.cpu() for t_ in (r.u, r.v, r.sharp, r.reblurred))
         timings["refine_s"] = time.perf_counter() - t
         refined = self.refine_steps > 0

@@ -38,6 +38,11 @@ What it optimises, by default:
   projected on that model by least squares. It leaves 6 rotation unknowns instead of 6n and keeps the fit from
   bending single poses to explain texture; ``motion="free"`` optimises every pose on its own.
 
+- **A prior on roll** (``roll_prior``, default :data:`ROLL_PRIOR`): the cost gains ``mu theta_roll^2``, weighted
+  so that a roll of :data:`ROLL_PRIOR_DEG` at the exposure's ends costs ``roll_prior`` times the level's starting
+  misfit. Roll moves the image least, and a deblurred frame that is still wrong is otherwise fitted with roll the
+  camera did not make (measured per axis in docs/reconstruct.md).
+
 - **Optionally, a robust fit** (``robust=K``; least squares by default): the motion fit minimises a Huber cost of
   the re-blur residuals, quadratic up to K robust standard deviations of the residuals (1.4826 times their median
   absolute value, measured at the start of each level) and linear beyond, by iteratively reweighted least squares
@@ -74,6 +79,13 @@ MIN_LEVEL_SIDE = 24
 """A coarse level is used only if its image keeps at least this many pixels a side."""
 
 MOTION_MODELS = ("smooth", "free")
+ROLL_PRIOR = 0.03
+"""The motion fit's roll prior by default: a roll of :data:`ROLL_PRIOR_DEG` at the exposure's ends costs this many
+times a level's starting misfit (0: none). Roll moves the image least, and a deblurred frame that is still wrong is
+fitted with roll the camera did not make (docs/reconstruct.md measures it per axis and chooses this weight)."""
+ROLL_PRIOR_DEG = 1.0
+"""The roll, in degrees at the exposure's ends, whose prior cost is ``roll_prior`` times a level's starting
+misfit."""
 ROBUST = 0.0
 """The motion fit's Huber threshold by default, in robust standard deviations of the re-blur residuals: 0, least
 squares (a Huber fit, e.g. 3, is an option: measured in docs/reconstruct.md, it did not help on real blur)."""
@@ -181,6 +193,7 @@ def refine(
     steps: int, averaging: Averaging = "linear", optimize_sharp: bool = False, motion: str = "smooth",
     translation: bool = False, lr_rot: float = 2e-3, lr_trans: float = 2e-3, lr_sharp: float = 1e-2,
     sharp_weight: float = 0.1, subframes: int = REFINE_SUBFRAMES, robust: float | None = None,
+    roll_prior: float | None = None,
 ) -> RefineResult:
     """Refine (u, v) (and the sharp frame when ``optimize_sharp``) of one image; see the module docstring.
 
@@ -205,6 +218,7 @@ def refine(
     if not 1 <= subframes <= REFINE_SUBFRAMES:
         raise ValueError(f"subframes must be 1 to {REFINE_SUBFRAMES}, got {subframes}")
     robust = ROBUST if robust is None else float(robust)
+    roll_prior = ROLL_PRIOR if roll_prior is None else float(roll_prior)
     if not robust >= 0:
         raise ValueError(f"robust (the Huber threshold) must be 0 (least squares) or more, got {robust}")
     blurred, sharp, depth, K = blurred.detach().float(), sharp.detach().float(), depth.detach().float(), K.float()
@@ -219,7 +233,7 @@ def refine(
                                                   translation, (lr_rot, lr_trans, lr_sharp), sharp_weight, start)
     else:
         (u1, v1), history, done = _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion,
-                                                 translation, subframes, robust)
+                                                 translation, subframes, robust, roll_prior)
         s1 = sharp
     with torch.no_grad():
         final = reblur_uv(s1, depth, u1, v1, K, averaging)
@@ -331,10 +345,12 @@ def _huber(r: torch.Tensor, c: float) -> tuple[float, torch.Tensor]:
 
 
 def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, translation, most_subframes,
-                   robust=0.0):
+                   robust=0.0, roll_prior=0.0):
     """Levenberg-Marquardt on the motion, coarse to fine (module docstring): the trajectory, energies, iterations."""
     params = _MotionParams(u0, v0, depth, motion, translation)
     theta, eps = params.theta, 1e-3
+    is_roll = torch.zeros_like(theta, dtype=torch.bool)
+    is_roll[2:params.size:3] = True  # the rotation unknowns are (..., x, y, z) triples; z is roll
     probe = torch.eye(theta.numel(), dtype=theta.dtype, device=theta.device) * eps
     history, done = [], 0
     levels = _levels(blurred, sharp, depth, K)
@@ -366,15 +382,20 @@ def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, t
                 c = huber_threshold(r.abs(), robust, 1e-4)
                 cost, w = _huber(r, c)
             history.append(cost / r.numel())
+            # the roll prior: mu * theta_roll^2 added to the cost, a roll of ROLL_PRIOR_DEG costing roll_prior
+            # times this level's starting misfit
+            mu = is_roll * (roll_prior * cost / math.radians(ROLL_PRIOR_DEG) ** 2)
+            cost += float((mu * theta * theta).sum())
             damping = 1e-3
             for _ in range(budget):
                 done += 1
-                JTJ, g = (J * w) @ J.T, J @ (w * r)
+                JTJ, g = (J * w) @ J.T + torch.diag(mu), J @ (w * r) + mu * theta
                 diag = torch.diag(JTJ.diagonal().clamp_min(1e-12))
                 improved = False
                 while damping < 1e8:
                     trial = theta - torch.linalg.solve(JTJ + damping * diag, g)
                     r_t, cost_t, w_t, J_t = linearise(trial, c)  # the trial's Jacobian, for use if accepted
+                    cost_t += float((mu * trial * trial).sum())
                     if math.isfinite(cost_t) and cost_t < cost:
                         gain = (cost - cost_t) / cost
                         theta, r, cost, w, J = trial, r_t, cost_t, w_t, J_t
