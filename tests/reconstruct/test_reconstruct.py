@@ -531,7 +531,8 @@ def test_robust_refinement_ignores_an_independently_moving_object():
     """A fifth of the photo is an object that moved by itself during the exposure (blurred by a 5 times larger
     yaw): least squares (the default) bends the camera's rotation to explain it, the Huber fit at 3 robust standard
     deviations down-weights its residuals and finds the camera's rotation (measured: 1.01 against 0.16 degrees of
-    error, of 2.2)."""
+    error, of 2.2). Without the roll prior, whose weight scales with the starting misfit the object inflates (with
+    the default prior: 1.40 against 0.70 degrees)."""
     from worldfromblur.reconstruct.refine import (
         ROBUST,
         eval_smooth,
@@ -549,7 +550,7 @@ def test_robust_refinement_ignores_an_independently_moving_object():
     photo = reblur_uv(sharp, depth, u_true, v, K) * (1 - mover) + reblur_uv(sharp, depth, u_object, v, K) * mover
 
     def error(robust: float) -> float:
-        r = refine(photo, sharp, depth, torch.zeros_like(u_true), v, K, 30, robust=robust)
+        r = refine(photo, sharp, depth, torch.zeros_like(u_true), v, K, 30, robust=robust, roll_prior=0.0)
         assert r.fallback is None and r.psnr_after > r.psnr_before + 1
         return min(rotation_change_deg(u_true, v, r.u, r.v), rotation_change_deg(u_true.flip(1), v, r.u, r.v))
 

@@ -117,7 +117,7 @@ class RefineResult:
     psnr_after: float
     reblurred: torch.Tensor  # (1, 3, H, W) the returned trajectory's re-blur, whose PSNR is psnr_after
     steps: int  # Gauss-Newton iterations (motion) or Adam steps (with the sharp frame) actually run
-    history: list[float]  # the energy at the start and after each accepted step (at each one's level)
+    history: list[float]  # the energy (roll prior included) at the start and after each accepted step, per level
     fallback: str | None = None  # why the starting trajectory was kept, when refinement could not improve on it
     moved_deg: float = 0.0  # the largest angle between the starting and the returned rotation, over the instants
 
@@ -381,11 +381,11 @@ def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, t
             if robust > 0:
                 c = huber_threshold(r.abs(), robust, 1e-4)
                 cost, w = _huber(r, c)
-            history.append(cost / r.numel())
             # the roll prior: mu * theta_roll^2 added to the cost, a roll of ROLL_PRIOR_DEG costing roll_prior
             # times this level's starting misfit
             mu = is_roll * (roll_prior * cost / math.radians(ROLL_PRIOR_DEG) ** 2)
             cost += float((mu * theta * theta).sum())
+            history.append(cost / r.numel())
             damping = 1e-3
             for _ in range(budget):
                 done += 1
