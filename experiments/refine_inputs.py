@@ -41,6 +41,14 @@ from worldfromblur.reconstruct.refine import DEFAULT_STEPS, RefineResult, refine
 AXES = ("yaw", "pitch", "roll")
 
 
+def spread_samples(data: Path, num: int):
+    """(count, iterator of samples) of ``num`` test samples spread evenly over the test split of ``data``, each
+    tensor with a batch dimension of 1."""
+    ds = BlurDataset(data, split="test")
+    picks = np.unique(np.linspace(0, len(ds) - 1, min(num, len(ds))).round().astype(int))
+    return len(picks), ({k: x[None] for k, x in ds[int(i)].items() if torch.is_tensor(x)} for i in picks)
+
+
 def _orient(truth: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``truth`` (1, 2n, 4, 4) in the time order whose rotations are nearer to ``u`` (1, 2n, 3): a blurred photo is
     the same either way, so a true translation must be given in the order of the rotation it joins."""
@@ -96,19 +104,17 @@ def main() -> None:
                          "docs/reconstruct.md were made with 0)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
-    ds = BlurDataset(args.data, split="test")
-    picks = np.unique(np.linspace(0, len(ds) - 1, min(args.num, len(ds))).round().astype(int))
+    count, samples = spread_samples(args.data, args.num)
     scores: dict[str, list[list[float]]] = {}
     t0 = time.perf_counter()
-    for i in picks:
-        poses = _rotations(model, {k: x[None] for k, x in ds[int(i)].items() if torch.is_tensor(x)},
-                          args.target_blur, args.roll_prior)
+    for s in samples:
+        poses = _rotations(model, s, args.target_blur, args.roll_prior)
         truth = poses.pop("truth")
         for name, P in poses.items():
             m = motion_errors(P, truth, reversal="min")
             scores.setdefault(name, []).append([m[k] for k in AXES])
     rows = [[name, *(f"{x:.3f}" for x in np.mean(v, axis=0))] for name, v in scores.items()]
-    print(f"{len(picks)} test samples of {args.data}; {machine()}, {time.perf_counter() - t0:.0f} s\n")
+    print(f"{count} test samples of {args.data}; {machine()}, {time.perf_counter() - t0:.0f} s\n")
     print(table(["rotation from", *(f"{a} (°)" for a in AXES)], rows))
 
 

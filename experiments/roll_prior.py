@@ -20,13 +20,11 @@ import numpy as np
 import torch
 
 from benchmarks.common import machine, table
-from worldfromblur.data.dataset import BlurDataset
+from experiments.refine_inputs import AXES, spread_samples
 from worldfromblur.evaluation.metrics import motion_errors
 from worldfromblur.geometry import pose_from_uv
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
-
-AXES = ("yaw", "pitch", "roll")
 
 
 def main() -> None:
@@ -37,13 +35,11 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
-    ds = BlurDataset(args.data, split="test")
-    picks = np.unique(np.linspace(0, len(ds) - 1, min(args.num, len(ds))).round().astype(int))
+    count, samples = spread_samples(args.data, args.num)
     rows = {w: {"errors": [], "psnr": [], "kept": 0} for w in args.weights}
     zero = []
     t0 = time.perf_counter()
-    for i in picks:
-        s = {k: x[None] for k, x in ds[int(i)].items() if torch.is_tensor(x)}
+    for s in samples:
         with torch.no_grad():
             o = model(s["blurred"], s["K"])
         m = motion_errors(torch.eye(4).expand_as(s["poses"]), s["poses"], reversal="min")
@@ -58,7 +54,7 @@ def main() -> None:
     out = [["zero motion", *(f"{x:.3f}" for x in np.mean(zero, axis=0)), "", ""]]
     out += [[f"refined, roll prior {w:g}", *(f"{x:.3f}" for x in np.mean(row["errors"], axis=0)),
              f"{np.mean(row['psnr']):.2f}", str(row["kept"])] for w, row in rows.items()]
-    print(f"{len(picks)} test samples of {args.data}; {machine()}, {time.perf_counter() - t0:.0f} s\n")
+    print(f"{count} test samples of {args.data}; {machine()}, {time.perf_counter() - t0:.0f} s\n")
     print(table(["rotation from", *(f"{a} (°)" for a in AXES), "re-blur PSNR (dB)", "networks' kept"], out))
 
 

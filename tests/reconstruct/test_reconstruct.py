@@ -363,7 +363,8 @@ def test_refinement_options_need_refinement(tmp_path, capsys, flag, off):
 @pytest.mark.parametrize("flags, message", [(["--refine-robust", "-1"], "--refine-robust must be 0"),
                                             (["--refine-robust", "3", "--refine-sharp"], "--refine-sharp replaces"),
                                             (["--refine-roll-prior", "-1"], "--refine-roll-prior must be 0"),
-                                            (["--refine-roll-prior", "1", "--refine-sharp"], "--refine-sharp replaces")])
+                                            (["--refine-roll-prior", "1", "--refine-sharp"],
+                                             "--refine-sharp replaces")])
 def test_bad_robust_refinement_is_refused_before_anything_is_written(tmp_path, capsys, flags, message):
     code = run_cli(EXAMPLE, "--out", tmp_path / "out", *flags)
     err = capsys.readouterr().err
@@ -602,13 +603,15 @@ def test_huber_cost_and_weights_by_hand():
     assert cost == pytest.approx(float(r @ r)) and torch.equal(w, torch.ones(4))
 
 
-def test_refine_rejects_a_negative_huber_threshold(refined_examples):
+def test_refine_rejects_a_negative_huber_threshold_or_roll_prior(refined_examples):
     from worldfromblur.reconstruct import refine
 
     plain, _, _ = refined_examples["room-2"]
     w = plain.work
     with pytest.raises(ValueError, match="robust"):
         refine(w.blurred, w.deblurred, w.depth, plain.u, plain.v, w.K, 1, robust=-1.0)
+    with pytest.raises(ValueError, match="roll_prior must be 0"):
+        refine(w.blurred, w.deblurred, w.depth, plain.u, plain.v, w.K, 1, roll_prior=-0.1)
 
 
 @pytest.mark.parametrize("tile", [0, 272])

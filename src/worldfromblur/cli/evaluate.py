@@ -79,7 +79,8 @@ def run(args) -> int:
         raise WfbError(f"--deconvolve LAMBDA must be above 0 (e.g. {DEFAULT_WEIGHT:g}), got {lam:g}")
     device = resolve_device(args.device)
     report = evaluate(parse_specs(args.checkpoint), args.data, args.split, device, args.batch_size,
-                      args.figures, args.out, progress=not args.quiet, refine=refiner(args.refine, args.refine_roll_prior),
+                      args.figures, args.out, progress=not args.quiet,
+                      refine=refiner(args.refine, args.refine_roll_prior),
                       deconvolve=None if lam is None else deconvolver(lam))
     write_report(report, args.out)
     print(tables_markdown(report))

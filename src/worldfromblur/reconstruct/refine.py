@@ -221,6 +221,8 @@ def refine(
     roll_prior = ROLL_PRIOR if roll_prior is None else float(roll_prior)
     if not robust >= 0:
         raise ValueError(f"robust (the Huber threshold) must be 0 (least squares) or more, got {robust}")
+    if not roll_prior >= 0:
+        raise ValueError(f"roll_prior must be 0 (none) or more, got {roll_prior}")
     blurred, sharp, depth, K = blurred.detach().float(), sharp.detach().float(), depth.detach().float(), K.float()
     u0, v0 = u.detach().float().clone(), v.detach().float().clone()
     with torch.no_grad():
