@@ -29,7 +29,7 @@ def register(sub) -> None:
                    "Gauss-Newton iterations, e.g. 15, its default; from the network's deblurred frame, as for a photo at "
                    "the model's size): a '+ refinement' column in Table 1 (default 0: not scored)")
     p.add_argument("--refine-roll-prior", type=float, default=None, metavar="W",
-                   help="with --refine, the weight of the refinement's roll prior (default: wfb reconstruct's, 0.03; "
+                   help="with --refine, the weight of the refinement's roll prior (default: wfb reconstruct's, 0.06; "
                    "0: none)")
     p.add_argument("--deconvolve", type=float, nargs="?", const=True, default=False, metavar="LAMBDA",
                    help="with --refine, also score the sharp frame wfb reconstruct --deconvolve makes from the network's "

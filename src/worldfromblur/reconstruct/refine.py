@@ -39,8 +39,8 @@ What it optimises, by default:
   bending single poses to explain texture; ``motion="free"`` optimises every pose on its own.
 
 - **A prior on roll** (``roll_prior``, default :data:`ROLL_PRIOR`): the cost gains ``mu theta_roll^2``, weighted
-  so that a roll of :data:`ROLL_PRIOR_DEG` at the exposure's ends costs ``roll_prior`` times the level's starting
-  misfit. Roll moves the image least, and a deblurred frame that is still wrong is otherwise fitted with roll the
+  so that a roll of :data:`ROLL_PRIOR_DEG` at the exposure's ends, or :data:`ROLL_PRIOR_SHARE` of the yaw and pitch
+  there where that is more, costs ``roll_prior`` times the level's starting misfit. Roll moves the image least, and a deblurred frame that is still wrong is otherwise fitted with roll the
   camera did not make (measured per axis in docs/reconstruct.md).
 
 - **Optionally, a robust fit** (``robust=K``; least squares by default): the motion fit minimises a Huber cost of
@@ -79,13 +79,18 @@ MIN_LEVEL_SIDE = 24
 """A coarse level is used only if its image keeps at least this many pixels a side."""
 
 MOTION_MODELS = ("smooth", "free")
-ROLL_PRIOR = 0.03
-"""The motion fit's roll prior by default: a roll of :data:`ROLL_PRIOR_DEG` at the exposure's ends costs this many
-times a level's starting misfit (0: none). Roll moves the image least, and a deblurred frame that is still wrong is
-fitted with roll the camera did not make (docs/reconstruct.md measures it per axis and chooses this weight)."""
+ROLL_PRIOR = 0.06
+"""The motion fit's roll prior by default: a roll of :data:`ROLL_PRIOR_DEG` at the exposure's ends (more for a
+larger yaw and pitch, :data:`ROLL_PRIOR_SHARE`) costs this many times a level's starting misfit (0: none). Roll moves
+the image least, and a deblurred frame that is still wrong is fitted with roll the camera did not make
+(docs/reconstruct.md measures it per axis and chooses this weight)."""
 ROLL_PRIOR_DEG = 1.0
-"""The roll, in degrees at the exposure's ends, whose prior cost is ``roll_prior`` times a level's starting
-misfit."""
+"""The roll, in degrees at the exposure's ends, whose prior cost is ``roll_prior`` times a level's starting misfit,
+for motions whose yaw and pitch stay under twice this."""
+ROLL_PRIOR_SHARE = 0.5
+"""For a larger motion the prior's roll grows with it: this share of the yaw and pitch rotation at the exposure's
+ends (the largest over the instants, at the level's start). A hand-held camera that turns fast rolls more too, and a
+fixed prior would hold long exposures' roll back most."""
 ROBUST = 0.0
 """The motion fit's Huber threshold by default, in robust standard deviations of the re-blur residuals: 0, least
 squares (a Huber fit, e.g. 3, is an option: measured in docs/reconstruct.md, it did not help on real blur)."""
@@ -383,9 +388,10 @@ def _refine_motion(blurred, sharp, depth, u0, v0, K, steps, averaging, motion, t
             if robust > 0:
                 c = huber_threshold(r.abs(), robust, 1e-4)
                 cost, w = _huber(r, c)
-            # the roll prior: mu * theta_roll^2 added to the cost, a roll of ROLL_PRIOR_DEG costing roll_prior
-            # times this level's starting misfit
-            mu = is_roll * (roll_prior * cost / math.radians(ROLL_PRIOR_DEG) ** 2)
+            # the roll prior: mu * theta_roll^2 added to the cost, a roll of ROLL_PRIOR_DEG, or ROLL_PRIOR_SHARE of
+            # the yaw and pitch at this level's start where that is more, costing roll_prior times its starting misfit
+            spread = max(math.radians(ROLL_PRIOR_DEG), ROLL_PRIOR_SHARE * float(u[0, :, :2].norm(dim=-1).max()))
+            mu = is_roll * (roll_prior * cost / spread ** 2)
             cost += float((mu * theta * theta).sum())
             history.append(cost / r.numel())
             damping = 1e-3
