@@ -45,8 +45,8 @@ def register(sub) -> None:
                    "squares; see docs/reconstruct.md)")
     p.add_argument("--refine-roll-prior", type=float, default=None, metavar="W",
                    help="how strongly the motion fit keeps roll (rotation about the optical axis, which moves the "
-                   "image least) small: a roll of 1 degree (or half the yaw and pitch, if more) costs W times the starting "
-                   "misfit (default 0.06; 0: none; see docs/reconstruct.md)")
+                   "image least) small: a roll of 1 degree (or half the yaw and pitch, if more) costs W times the "
+                   "starting misfit (default 0.06; 0: none; see docs/reconstruct.md)")
     p.add_argument("--deconvolve", action="store_true",
                    help="solve for the sharp frame at the output size so that its re-blur with the (refined) "
                    "trajectory matches the photo, kept near the network's frame; slower, and off by default because "

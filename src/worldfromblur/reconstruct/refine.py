@@ -40,8 +40,9 @@ What it optimises, by default:
 
 - **A prior on roll** (``roll_prior``, default :data:`ROLL_PRIOR`): the cost gains ``mu theta_roll^2``, weighted
   so that a roll of :data:`ROLL_PRIOR_DEG` at the exposure's ends, or :data:`ROLL_PRIOR_SHARE` of the yaw and pitch
-  there where that is more, costs ``roll_prior`` times the level's starting misfit. Roll moves the image least, and a deblurred frame that is still wrong is otherwise fitted with roll the
-  camera did not make (measured per axis in docs/reconstruct.md).
+  there where that is more, costs ``roll_prior`` times the level's starting misfit. Roll moves the image least, and
+  a deblurred frame that is still wrong is otherwise fitted with roll the camera did not make (measured per axis in
+  docs/reconstruct.md).
 
 - **Optionally, a robust fit** (``robust=K``; least squares by default): the motion fit minimises a Huber cost of
   the re-blur residuals, quadratic up to K robust standard deviations of the residuals (1.4826 times their median
