@@ -109,15 +109,7 @@ class WorldFromBlur(nn.Module):
     ``forward(blurred, K)`` runs the cycle: deblur, estimate depth and motion from the deblurred frame, warp it to
     every instant and average (the paper's B-hat). Stage-1 training calls the modules directly (``deblur``,
     ``depth``, ``motion``) with clean inputs.
-
-    In evaluation mode the depth is the mean of the depth module's map of the frame and the mirrored map of the
-    mirrored frame (``depth_flip``, on by default; a second pass of the depth module at the working size): the two
-    err differently, and their mean is closer to the truth on every set measured (docs/models.md). Training (train
-    mode) uses one pass.
     """
-
-    depth_flip: bool = True
-    """Average the depth of the frame with that of its mirror image, in evaluation mode."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -187,13 +179,10 @@ class WorldFromBlur(nn.Module):
 
         The per-pixel path head (``motion: paths``) solves its poses from its paths, the depth and ``K`` (required
         then) and adds ``displacement``, ``paths`` (B, 2n, 2, H, W), ``log_scale`` (B, 1, H, W) and ``degenerate``
-        (B, 2n), the poses the scene does not determine (see :mod:`worldfromblur.pose_solve`). In evaluation mode the
-        depth is averaged with the mirrored depth of the mirrored frame (:attr:`depth_flip`).
+        (B, 2n), the poses the scene does not determine (see :mod:`worldfromblur.pose_solve`).
         """
         deblurred = self.deblur(blurred)
         depth = self.metric_depth(deblurred, K)
-        if self.depth_flip and not self.training:
-            depth = 0.5 * (depth + self.metric_depth(deblurred.flip(-1), K).flip(-1))
         motion = self.motion(blurred, deblurred if reference is None else reference)
         return {"deblurred": deblurred, "depth": depth, **self.motion.estimate(motion, depth, K).as_dict()}
 
