@@ -83,14 +83,12 @@ def _check_options(args) -> None:
         args.refine = 0 if args.fast else DEFAULT_STEPS
     if args.refine < 0:
         raise WfbError(f"--refine must be 0 or more steps, got {args.refine}")
-    if args.refine_robust is not None and not args.refine_robust >= 0:
-        raise WfbError(f"--refine-robust must be 0 (least squares) or more, got {args.refine_robust}")
-    if args.refine_robust is not None and args.refine_sharp:
-        raise WfbError("--refine-robust applies to the motion fit, which --refine-sharp replaces; give one of them")
-    if args.refine_roll_prior is not None and not args.refine_roll_prior >= 0:
-        raise WfbError(f"--refine-roll-prior must be 0 (none) or more, got {args.refine_roll_prior}")
-    if args.refine_roll_prior is not None and args.refine_sharp:
-        raise WfbError("--refine-roll-prior applies to the motion fit, which --refine-sharp replaces; give one of them")
+    for flag, value, zero in (("--refine-robust", args.refine_robust, "least squares"),
+                              ("--refine-roll-prior", args.refine_roll_prior, "none")):  # the motion fit's options
+        if value is not None and not value >= 0:
+            raise WfbError(f"{flag} must be 0 ({zero}) or more, got {value}")
+        if value is not None and args.refine_sharp:
+            raise WfbError(f"{flag} applies to the motion fit, which --refine-sharp replaces; give one of them")
     for flag, used in (("--refine-sharp", args.refine_sharp), ("--refine-translation", args.refine_translation),
                        ("--refine-motion", args.refine_motion != "smooth"),
                        ("--refine-robust", args.refine_robust is not None),

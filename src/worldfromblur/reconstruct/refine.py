@@ -218,6 +218,8 @@ def refine(
         subframes: the most instants per frame interval the motion fit samples (at most :data:`REFINE_SUBFRAMES`).
         robust: the motion fit's Huber threshold in robust standard deviations of the residuals (default
             :data:`ROBUST`; 0 = least squares); ignored with ``optimize_sharp``.
+        roll_prior: the motion fit's roll-prior weight (default :data:`ROLL_PRIOR`; 0 = none; see the module
+            docstring); ignored with ``optimize_sharp``.
     """
     if motion not in MOTION_MODELS:
         raise ValueError(f"motion must be one of {', '.join(MOTION_MODELS)}, got {motion!r}")
