@@ -197,7 +197,7 @@ def test_cycle_geometry_stays_float32_under_bf16_autocast():
         ref = model(b["blurred"], b["K"])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(b["blurred"], b["K"])
-            re, _ = model.reblur(ref["deblurred"], ref["depth"], ref["u"], ref["v"], b["K"])
+            re, _ = model.reblur(ref["deblurred"], ref["motion_depth"], ref["u"], ref["v"], b["K"])
     assert out["reblurred"].dtype == torch.float32 and re.dtype == torch.float32
     assert torch.allclose(re, ref["reblurred"], atol=1e-5)  # the geometry itself ran in float32
 
@@ -367,7 +367,8 @@ def test_a_canonical_focal_length_makes_depth_follow_the_camera_and_trains_throu
         near = focal.metric_depth(b["sharp"], b["K"])
         assert torch.allclose(near, raw * 51.2 / 40) and torch.allclose(focal.metric_depth(b["sharp"], longer), 2 * near)
         out = focal.predict(b["blurred"], b["K"])
-        assert torch.allclose(out["depth"], focal.metric_depth(out["deblurred"], b["K"]))
+        mirrored = focal.metric_depth(out["deblurred"].flip(-1), b["K"]).flip(-1)  # evaluation averages the two
+        assert torch.allclose(out["depth"], 0.5 * (focal.metric_depth(out["deblurred"], b["K"]) + mirrored))
     with pytest.raises(WfbError, match="needs the camera's intrinsics K"):
         focal.metric_depth(b["sharp"])
 
@@ -387,3 +388,38 @@ def test_a_canonical_focal_length_makes_depth_follow_the_camera_and_trains_throu
     for bad in (0, -3, "wide", float("inf")):
         with pytest.raises(WfbError, match="model.depth_focal must be a focal length in pixels"):
             WorldFromBlur(ModelConfig(depth_focal=bad))
+
+
+def test_evaluation_depth_averages_the_frame_and_its_mirror_image_and_the_motion_reads_one_pass():
+    """In evaluation mode ``predict``'s depth is the mean of the depth module's map and the mirrored map of the
+    mirrored frame; in train mode, or with ``depth_flip`` off, it is one pass. The mirrored frame's depth differs from
+    the mirrored depth (an untrained module is not symmetric), so the mean is a different map. The motion is solved
+    with the single pass (``motion_depth``) either way: the same poses with the mean on or off."""
+    torch.manual_seed(0)
+    model = WorldFromBlur(preset("compact")).eval()
+    b = batch(1, 48, 64)
+    with torch.no_grad():
+        deblurred = model.deblur(b["blurred"])
+        once = model.metric_depth(deblurred, b["K"])
+        mirrored = model.metric_depth(deblurred.flip(-1), b["K"]).flip(-1)
+        averaged = model.predict(b["blurred"], b["K"])["depth"]
+        model.depth_flip = False
+        plain = model.predict(b["blurred"], b["K"])["depth"]
+        model.depth_flip = True
+        model.train()
+        training = model.predict(b["blurred"], b["K"])["depth"]
+        one_pass = model.metric_depth(model.deblur(b["blurred"]), b["K"])
+    assert float((once - mirrored).abs().max()) > 1e-3
+    assert torch.allclose(averaged, 0.5 * (once + mirrored), atol=1e-6)
+    assert torch.equal(plain, once)
+    assert WorldFromBlur.depth_flip is True and torch.allclose(training, one_pass, atol=1e-6)
+    # the motion is solved with the single pass, whatever the output's depth (the path head solves with depth)
+    torch.manual_seed(0)
+    model = WorldFromBlur(ModelConfig(motion="paths")).eval()
+    with torch.no_grad():
+        on = model.predict(b["blurred"], b["K"])
+        model.depth_flip = False
+        off = model.predict(b["blurred"], b["K"])
+        model.depth_flip = True
+    assert torch.equal(on["motion_depth"], off["depth"]) and torch.equal(off["motion_depth"], off["depth"])
+    assert torch.equal(on["u"], off["u"]) and torch.equal(on["v"], off["v"])

@@ -25,6 +25,7 @@ from worldfromblur.evaluation.metrics import motion_errors
 from worldfromblur.geometry import backproject, invert_pose, trajectory_with_reference
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor, intrinsics_for, load_photo, working_size, write_outputs
+from worldfromblur.reconstruct.pipeline import resize_photo
 from worldfromblur.data.rgbd.readers import read_trajectory
 from worldfromblur.reconstruct.photo import FULL_FRAME_DIAGONAL_MM, DEFAULT_HFOV_DEG, PhotoError
 
@@ -390,6 +391,26 @@ def test_refinement_is_on_by_default_and_fast_turns_it_off(tmp_path):
     assert on["reblur_psnr_db"] > on["reblur_psnr_network_db"] == off["reblur_psnr_db"] == off["reblur_psnr_network_db"]
     assert off["refine_steps"] == 0 and off["refine"] == {}
     assert on["deconvolved"] is off["deconvolved"] is False
+
+
+def test_the_output_depth_is_the_mirror_mean_and_refinement_fits_with_one_pass(model):
+    """The depth written is the mean of the depth of the frame and of its mirror image; the trajectory is refined
+    with the single pass, so it is the same with the mean on or off, and the depth with it off is that pass."""
+    photo = load_photo(EXAMPLE)
+    engine = Reconstructor(model, "cpu", refine_steps=3, max_pixels=160 * 120)
+    on = engine(photo)
+    x, K = resize_photo(photo, intrinsics_for(photo, None)[0], on.work.size)
+    model.depth_flip = False
+    try:
+        off = engine(photo)
+    finally:
+        model.depth_flip = True
+    with torch.no_grad():
+        deblurred = model.deblur(x)
+        mirrored = model.metric_depth(deblurred.flip(-1), K).flip(-1)
+    assert torch.equal(on.u, off.u) and torch.equal(on.v, off.v)
+    assert torch.allclose(on.work.depth, 0.5 * (off.work.depth + mirrored), atol=1e-5)
+    assert float((on.work.depth - off.work.depth).abs().mean()) > 1e-3
 
 
 def test_refinement_options_are_recorded_in_the_summary(tmp_path):

@@ -167,7 +167,7 @@ def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Calla
                 rows["refined"].append(motion_errors(poses, b["poses"]))
                 rows["refined_rev"].append(motion_errors(poses, b["poses"], reversal="min"))
                 if deconvolve is not None:
-                    frames = torch.cat([deconvolve(*_sample(i, b, outp), u, v, b["K"][i:i + 1])
+                    frames = torch.cat([deconvolve(*_sample(i, b, outp, "depth"), u, v, b["K"][i:i + 1])
                                         for i, (u, v) in enumerate(uv)])
                     rows["deconvolved"].append(image_metrics(frames, b["sharp"]))
                     rows["deconvolved_psnr"] += image_psnrs(frames, b["sharp"])
@@ -239,9 +239,11 @@ def deconvolver(weight: float = DECONV_WEIGHT) -> Callable:
     return run
 
 
-def _sample(i: int, b: dict, outp: dict) -> list[torch.Tensor]:
-    """(blurred, deblurred, depth) of sample ``i`` of a batch and the model's output on it, each (1, ...)."""
-    return [b["blurred"][i:i + 1], outp["deblurred"][i:i + 1], outp["depth"][i:i + 1]]
+def _sample(i: int, b: dict, outp: dict, depth: str = "motion_depth") -> list[torch.Tensor]:
+    """(blurred, deblurred, depth) of sample ``i`` of a batch and the model's output on it, each (1, ...). As in
+    ``wfb reconstruct``, refinement reads the depth the motion was solved with (``motion_depth``) and deconvolution
+    the output's (``depth``)."""
+    return [b["blurred"][i:i + 1], outp["deblurred"][i:i + 1], outp[depth][i:i + 1]]
 
 
 def _refined_trajectories(refine: Callable, b: dict, outp: dict, averaging: str) -> list[tuple]:

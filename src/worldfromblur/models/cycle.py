@@ -109,7 +109,16 @@ class WorldFromBlur(nn.Module):
     ``forward(blurred, K)`` runs the cycle: deblur, estimate depth and motion from the deblurred frame, warp it to
     every instant and average (the paper's B-hat). Stage-1 training calls the modules directly (``deblur``,
     ``depth``, ``motion``) with clean inputs.
+
+    In evaluation mode the depth it returns is the mean of the depth module's map of the frame and the mirrored map
+    of the mirrored frame (:attr:`depth_flip`; one more pass of the depth module): the two err differently and their
+    mean is closer to the truth on every set measured. The motion is solved, re-blurred and refined with the single
+    pass (``motion_depth``): refinement with the mean loses real rotation (docs/models.md, "Averaging over mirror
+    images"). Training (train mode) makes one pass, and the two are the same tensor.
     """
+
+    depth_flip: bool = True
+    """In evaluation mode, return the mean of the frame's depth and the mirrored depth of its mirror image."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -169,12 +178,14 @@ class WorldFromBlur(nn.Module):
             (B, 1, H, W), where every instant of the re-blur had a source pixel.
         """
         out = self.predict(blurred, K, reference)
-        reblurred, valid = self.reblur(out["deblurred"], out["depth"], out["u"], out["v"], K)
+        reblurred, valid = self.reblur(out["deblurred"], out["motion_depth"], out["u"], out["v"], K)
         return {**out, "poses": pose_from_uv(out["u"], out["v"]), "reblurred": reblurred, "valid": valid}
 
     def predict(self, blurred: torch.Tensor, K: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> dict:
-        """The three networks alone (no re-blur): ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres, and the
-        motion head's :class:`~worldfromblur.models.motion.MotionOutput` fields: at least ``u`` and ``v``
+        """The three networks alone (no re-blur): ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres (the
+        mirror-image mean in evaluation mode, see :attr:`depth_flip`), ``motion_depth`` (B, 1, H, W), the single
+        pass that the motion is solved with and that refinement and the re-blur use (``depth`` itself in train mode or
+        without the mean), and the motion head's :class:`~worldfromblur.models.motion.MotionOutput` fields: at least ``u`` and ``v``
         (B, 2n, 3), read from the blurred image against the deblurred (or a given) frame.
 
         The per-pixel path head (``motion: paths``) solves its poses from its paths, the depth and ``K`` (required
@@ -182,9 +193,13 @@ class WorldFromBlur(nn.Module):
         (B, 2n), the poses the scene does not determine (see :mod:`worldfromblur.pose_solve`).
         """
         deblurred = self.deblur(blurred)
-        depth = self.metric_depth(deblurred, K)
+        single = self.metric_depth(deblurred, K)
+        depth = single
+        if self.depth_flip and not self.training:
+            depth = 0.5 * (single + self.metric_depth(deblurred.flip(-1), K).flip(-1))
         motion = self.motion(blurred, deblurred if reference is None else reference)
-        return {"deblurred": deblurred, "depth": depth, **self.motion.estimate(motion, depth, K).as_dict()}
+        return {"deblurred": deblurred, "depth": depth, "motion_depth": single,
+                **self.motion.estimate(motion, single, K).as_dict()}
 
     def stage_modules(self, stage: str) -> dict[str, str | None]:
         """What a training stage calls, by the name :meth:`stage_loss` looks it up under, and the attribute it is

@@ -218,9 +218,11 @@ class Reconstructor:
 
     @torch.no_grad()
     def networks(self, x: torch.Tensor, K: torch.Tensor) -> dict:
-        """The three networks on a (1, 3, h, w) image at the working size: deblurred, depth, u, v (float, CPU)."""
+        """The three networks on a (1, 3, h, w) image at the working size: deblurred, depth (the output's),
+        motion_depth (the one the motion is solved and refined with; see ``WorldFromBlur.depth_flip``), u, v (float,
+        CPU)."""
         out = self.model.predict(x.to(self.device), K=K.to(self.device))
-        return {k: out[k].float().cpu() for k in ("deblurred", "depth", "u", "v")} | (
+        return {k: out[k].float().cpu() for k in ("deblurred", "depth", "motion_depth", "u", "v")} | (
             {"degenerate": out["degenerate"].cpu()} if "degenerate" in out else {})
 
     def __call__(self, photo: Photo, intrinsics: list[float] | None = None) -> Reconstruction:
@@ -243,7 +245,7 @@ class Reconstructor:
         net["reference"] = self.reference(photo, K_full, x.shape[-1], x.shape[-2], net["deblurred"],
                                           blur_px=blur_length_px(net["u"], net["v"], K))
         with torch.enable_grad():  # on the model's device; the results come back to the CPU
-            inputs = [t_.to(self.device) for t_ in (x, net["reference"], net["depth"], net["u"], net["v"], K)]
+            inputs = [t_.to(self.device) for t_ in (x, net["reference"], net["motion_depth"], net["u"], net["v"], K)]
             r = refine(*inputs, self.refine_steps,
                        averaging=self.averaging, optimize_sharp=self.refine_sharp, motion=self.refine_motion,
                        translation=self.refine_translation, robust=self.refine_robust,
