@@ -865,6 +865,30 @@ def test_refinement_starts_from_the_network_run_at_three_times_the_working_size(
     assert engine.reference(big, K, w, h, own, blur_px=MAX_REFERENCE_BLUR_PX) is own  # scale 1: the networks' own
 
 
+def test_the_depth_written_reads_the_reference_frame_when_it_is_made_larger(model, tmp_path):
+    """Where refinement's reference frame is made at a larger scale, the depth written is the mirror-image mean of
+    that frame's depth; the motion keeps the networks' single pass. With refinement off it is the networks' frame's."""
+    from worldfromblur.reconstruct.photo import Photo
+    from worldfromblur.reconstruct.pipeline import blur_length_px
+
+    rng = np.random.default_rng(1)
+    rgb = np.asarray(Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).resize((640, 480), Image.BICUBIC))
+    big = Photo(path=tmp_path / "big.png", rgb=rgb.astype(np.float32) / 255, mode="RGB")
+    w, h = working_size(640, 480, model.cfg.input_size)
+    engine = Reconstructor(model, "cpu", refine_steps=2, max_pixels=w * h, precision="fp32")
+    off = Reconstructor(model, "cpu", refine_steps=0, max_pixels=w * h, precision="fp32")
+    rec, fast = engine(big), off(big)
+    K_full, _ = intrinsics_for(big, None)
+    net = engine.networks(rec.work.blurred, rec.work.K)
+    ref = engine.reference(big, K_full, w, h, net["deblurred"], blur_px=blur_length_px(net["u"], net["v"], rec.work.K))
+    assert not torch.equal(ref, net["deblurred"])  # made larger
+    with torch.no_grad():
+        expected = model.output_depth(ref, rec.work.K)
+    assert torch.allclose(rec.work.depth, expected, atol=1e-5)
+    assert float((rec.work.depth - net["depth"]).abs().mean()) > 1e-3
+    assert torch.equal(fast.work.depth, net["depth"])  # refinement off: no reference frame, the networks' depth
+
+
 def test_blur_length_of_a_trajectory_is_its_end_to_end_rotation_at_the_focal_length():
     from worldfromblur.reconstruct.pipeline import blur_length_px
     from worldfromblur.reconstruct.refine import eval_smooth

@@ -165,6 +165,16 @@ class WorldFromBlur(nn.Module):
             raise WfbError("this model's depth needs the camera's intrinsics K (model.depth_focal is set)")
         return depth * (K[:, 0, 0].to(depth.dtype) / f_c).view(-1, 1, 1, 1)
 
+    def output_depth(self, image: torch.Tensor, K: torch.Tensor | None = None,
+                     single: torch.Tensor | None = None) -> torch.Tensor:
+        """The depth returned for a sharp image (B, 3, H, W): in evaluation mode with :attr:`depth_flip`, the mean of
+        :meth:`metric_depth` of the image and the mirrored depth of its mirror image; else the single pass (``single``
+        when it is given, already computed)."""
+        single = self.metric_depth(image, K) if single is None else single
+        if not self.depth_flip or self.training:
+            return single
+        return 0.5 * (single + self.metric_depth(image.flip(-1), K).flip(-1))
+
     def forward(self, blurred: torch.Tensor, K: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
         """Run the cycle.
 
@@ -194,9 +204,7 @@ class WorldFromBlur(nn.Module):
         """
         deblurred = self.deblur(blurred)
         single = self.metric_depth(deblurred, K)
-        depth = single
-        if self.depth_flip and not self.training:
-            depth = 0.5 * (single + self.metric_depth(deblurred.flip(-1), K).flip(-1))
+        depth = self.output_depth(deblurred, K, single)
         motion = self.motion(blurred, deblurred if reference is None else reference)
         return {"deblurred": deblurred, "depth": depth, "motion_depth": single,
                 **self.motion.estimate(motion, single, K).as_dict()}

@@ -38,6 +38,13 @@ fit less room to explain the blur by a smaller motion. Measured on real blur (do
 the median rotation-axis error went from 23.8 to 12.8 degrees on a hand-held 240 fps video no pool contains and
 from 29.4 to 13.2 on the 7-Scenes sample; at 1.5 and 2 times it helped less or not at all. Long blur lowers it
 (:data:`MAX_REFERENCE_BLUR_PX`)."""
+DEPTH_FROM_REFERENCE = True
+"""Where refinement's reference frame is made at a larger scale, the depth written is read from it rather than from
+the networks' working-size frame (the motion keeps the networks' single pass; see ``WorldFromBlur.depth_flip``):
+that frame is sharper, and depth from it is closer to the truth. Measured on blur rendered at 480 x 360 (working
+size 160 x 120; docs/reconstruct.md, "Full resolution"): Abs Rel 0.312 -> 0.304 and delta < 1.25 0.397 -> 0.459
+on 60 procedural rooms no pool contains, 0.212 -> 0.201 and 0.585 -> 0.620 in the held-out ICL-NUIM room, 0.141 ->
+0.129 and 0.790 -> 0.828 on the 7-Scenes test frames (``python -m experiments.reference_depth``)."""
 MIN_REFERENCE_SCALE = 2.5
 """A photo smaller than this many times the working size keeps the networks' own deblurred frame for refinement."""
 MAX_REFERENCE_BLUR_PX = 20.0
@@ -244,6 +251,9 @@ class Reconstructor:
         t = time.perf_counter()
         net["reference"] = self.reference(photo, K_full, x.shape[-1], x.shape[-2], net["deblurred"],
                                           blur_px=blur_length_px(net["u"], net["v"], K))
+        if DEPTH_FROM_REFERENCE and net["reference"] is not net["deblurred"]:  # the depth written reads the sharper frame
+            with torch.no_grad():
+                net["depth"] = self.model.output_depth(net["reference"].to(self.device), K.to(self.device)).float().cpu()
         with torch.enable_grad():  # on the model's device; the results come back to the CPU
             inputs = [t_.to(self.device) for t_ in (x, net["reference"], net["motion_depth"], net["u"], net["v"], K)]
             r = refine(*inputs, self.refine_steps,
