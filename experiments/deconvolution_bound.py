@@ -61,7 +61,8 @@ def main() -> None:
         B, K, sharp = s["blurred"], s["K"], s["sharp"]
         with torch.no_grad():
             o = model(B, K)
-        r = refine(B, o["deblurred"], o["depth"], o["u"], o["v"], K, DEFAULT_STEPS, averaging=model.cfg.averaging)
+        r = refine(B, o["deblurred"], o["motion_depth"], o["u"], o["v"], K, DEFAULT_STEPS,
+                   averaging=model.cfg.averaging)
         u, v = uv_from_pose(s["poses"])
         if (u.flip(1) - r.u).norm() < (u - r.u).norm():
             u, v = u.flip(1), v.flip(1)

@@ -46,7 +46,8 @@ def main() -> None:
         B, K = s["blurred"], s["K"]
         with torch.no_grad():
             o = model(B, K)
-        r = refine(B, o["deblurred"], o["depth"], o["u"], o["v"], K, DEFAULT_STEPS, averaging=model.cfg.averaging)
+        r = refine(B, o["deblurred"], o["motion_depth"], o["u"], o["v"], K, DEFAULT_STEPS,
+                   averaging=model.cfg.averaging)
         frames = {"blurred input": B, "network's deblurred frame (the pipeline)": o["deblurred"],
                   "deconvolved with the refined trajectory": deconvolve(B, o["deblurred"], o["depth"], r.u, r.v, K,
                                                                         tile=0),

@@ -33,7 +33,7 @@ from worldfromblur.reconstruct.pipeline import resize_photo, working_size
 def conditions(model, x: torch.Tensor, K: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(whole-motion conditions, rotation conditions), one per instant, of the model on one working-size image."""
     out = model.predict(x, K=K)
-    sol = model.motion.solve(out["paths"], out["depth"], K, model.motion.confidence(out["log_scale"]))
+    sol = model.motion.solve(out["paths"], out["motion_depth"], K, model.motion.confidence(out["log_scale"]))
     return sol.condition[0].numpy(), sol.rotation_condition[0].numpy()
 
 

@@ -65,7 +65,7 @@ def main() -> None:
         out_p = paths.predict(b["blurred"], K=K)
         if "paths" in out_l or "paths" not in out_p:
             raise SystemExit("--lstm needs a checkpoint with the LSTM head and --paths one with the path head")
-        depth_p = out_p["depth"].float()
+        depth_p = out_p["motion_depth"].float()
         grid = pixel_grid(*depth_p.shape[-2:], depth_p)[0].permute(2, 0, 1)
         conf = paths.motion.confidence(out_p["log_scale"])
         epe["no motion"].append(path_epe(torch.zeros_like(gt_flow), gt_flow, mask))

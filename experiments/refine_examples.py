@@ -74,7 +74,7 @@ def test_split(model, data: Path, num: int, steps: int) -> None:
         out = engine.networks(x, K)
         u, v = out["u"], out["v"]
         results["network"].append((*errors(pose_from_uv(u, v), gt), np.nan, np.nan))
-        frames = (("network frame", (out["deblurred"], out["depth"])),
+        frames = (("network frame", (out["deblurred"], out["motion_depth"])),
                   ("true frame", (item["sharp"][None], item["depth"][None])))
         for source, (s, d) in frames:
             for name, opts in MODES.items():

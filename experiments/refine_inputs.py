@@ -65,19 +65,19 @@ def _rotations(model, s: dict, target_blur: list[float], roll_prior: float | Non
         o = model(B, K)
     truth = _orient(s["poses"], o["u"])  # the networks may have answered in reverse time order
     _, v_true = uv_from_pose(truth)
-    depth_true = torch.where(s["valid_depth"] > 0, s["depth"], o["depth"])  # holes: the network's depth
+    depth_true = torch.where(s["valid_depth"] > 0, s["depth"], o["motion_depth"])  # holes: the network's depth
 
     def refined(frame: torch.Tensor, depth: torch.Tensor, v: torch.Tensor, photo: torch.Tensor = B) -> RefineResult:
         return refine(photo, frame, depth, o["u"], v, K, DEFAULT_STEPS, averaging=model.cfg.averaging,
                       roll_prior=roll_prior)
 
-    r = refined(o["deblurred"], o["depth"], o["v"])
+    r = refined(o["deblurred"], o["motion_depth"], o["v"])
     rows = {"zero motion": (torch.zeros_like(o["u"]), torch.zeros_like(o["v"])), "networks": (o["u"], o["v"]),
             "refined: networks' frame, depth, translation (the pipeline)": (r.u, r.v)}
-    for name, frame, depth, v in (("zero translation", o["deblurred"], o["depth"], torch.zeros_like(o["v"])),
-                                  ("true translation", o["deblurred"], o["depth"], v_true),
+    for name, frame, depth, v in (("zero translation", o["deblurred"], o["motion_depth"], torch.zeros_like(o["v"])),
+                                  ("true translation", o["deblurred"], o["motion_depth"], v_true),
                                   ("true translation and depth", o["deblurred"], depth_true, v_true),
-                                  ("true sharp frame", s["sharp"], o["depth"], o["v"]),
+                                  ("true sharp frame", s["sharp"], o["motion_depth"], o["v"]),
                                   ("true sharp frame, depth, translation", s["sharp"], depth_true, v_true)):
         r2 = refined(frame, depth, v)
         rows[f"refined: {name}"] = (r2.u, r2.v)

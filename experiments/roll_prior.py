@@ -45,7 +45,7 @@ def main() -> None:
         m = motion_errors(torch.eye(4).expand_as(s["poses"]), s["poses"], reversal="min")
         zero.append([m[k] for k in AXES])
         for w, row in rows.items():
-            r = refine(s["blurred"], o["deblurred"], o["depth"], o["u"], o["v"], s["K"], DEFAULT_STEPS,
+            r = refine(s["blurred"], o["deblurred"], o["motion_depth"], o["u"], o["v"], s["K"], DEFAULT_STEPS,
                        averaging=model.cfg.averaging, roll_prior=w)
             m = motion_errors(pose_from_uv(r.u, r.v).detach(), s["poses"], reversal="min")
             row["errors"].append([m[k] for k in AXES])
