@@ -390,6 +390,7 @@ def test_refinement_is_on_by_default_and_fast_turns_it_off(tmp_path):
     assert on["refine"]["fallback"] is None and on["refine"]["moved_deg"] > 0
     assert on["reblur_psnr_db"] > on["reblur_psnr_network_db"] == off["reblur_psnr_db"] == off["reblur_psnr_network_db"]
     assert off["refine_steps"] == 0 and off["refine"] == {}
+    assert on["depth_source"] == off["depth_source"] == "networks"  # 320 x 240: under 2.5 times the working size
     assert on["deconvolved"] is off["deconvolved"] is False
 
 
@@ -887,6 +888,7 @@ def test_the_depth_written_reads_the_reference_frame_when_it_is_made_larger(mode
     assert torch.allclose(rec.work.depth, expected, atol=1e-5)
     assert float((rec.work.depth - net["depth"]).abs().mean()) > 1e-3
     assert torch.equal(fast.work.depth, net["depth"])  # refinement off: no reference frame, the networks' depth
+    assert (rec.depth_source, fast.depth_source) == ("reference", "networks")
 
 
 def test_blur_length_of_a_trajectory_is_its_end_to_end_rotation_at_the_focal_length():

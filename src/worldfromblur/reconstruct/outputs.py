@@ -80,6 +80,7 @@ def summary_dict(rec: Reconstruction, files: list[str], points: int) -> dict:
         "motion_degenerate": rec.degenerate,
         "refine_steps": rec.refine_steps,
         "refine": rec.refine_options,
+        "depth_source": rec.depth_source,
         "depth_m": {"min": round(float(d.min()), 4), "median": round(float(d.median()), 4), "max": round(float(d.max()), 4)},
         "points": points,
         "timings_s": {k: round(v, 4) for k, v in rec.timings.items()},

@@ -135,6 +135,7 @@ class Reconstruction:
     deconvolved: bool = False  # the output's sharp frame was deconvolved with the trajectory (see .deconvolve)
     precision: str = "fp32"  # number format of the deblurring network at the photo's size (see PRECISIONS)
     degenerate: list = field(default_factory=list)  # per instant, poses the scene does not determine (path head only)
+    depth_source: str = "networks"  # the frame the depth written was read from: "networks" or "reference" (larger)
     timings: dict = field(default_factory=dict)
 
     @property
@@ -251,9 +252,11 @@ class Reconstructor:
         t = time.perf_counter()
         net["reference"] = self.reference(photo, K_full, x.shape[-1], x.shape[-2], net["deblurred"],
                                           blur_px=blur_length_px(net["u"], net["v"], K))
+        depth_source = "networks"
         if DEPTH_FROM_REFERENCE and net["reference"] is not net["deblurred"]:  # the depth written reads the sharper frame
             with torch.no_grad():
                 net["depth"] = self.model.output_depth(net["reference"].to(self.device), K.to(self.device)).float().cpu()
+            depth_source = "reference"
         with torch.enable_grad():  # on the model's device; the results come back to the CPU
             inputs = [t_.to(self.device) for t_ in (x, net["reference"], net["motion_depth"], net["u"], net["v"], K)]
             r = refine(*inputs, self.refine_steps,
@@ -268,7 +271,7 @@ class Reconstructor:
                              psnr_network=r.psnr_before, psnr=r.psnr_after, refine_steps=self.refine_steps,
                              refine_options=self._refine_options(r) if refined else {},
                              averaging=self.averaging, timings=timings, precision=self.precision,
-                             degenerate=[] if degenerate is None else degenerate[0].tolist())
+                             degenerate=[] if degenerate is None else degenerate[0].tolist(), depth_source=depth_source)
         if out_size != work.size:
             t = time.perf_counter()
             self._upscale(rec, photo, K_full, out_size, net)
