@@ -873,7 +873,8 @@ def test_the_depth_written_reads_the_reference_frame_when_it_is_made_larger(mode
     from worldfromblur.reconstruct.pipeline import blur_length_px
 
     rng = np.random.default_rng(1)
-    rgb = np.asarray(Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).resize((640, 480), Image.BICUBIC))
+    small = Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8))
+    rgb = np.asarray(small.resize((640, 480), Image.BICUBIC))
     big = Photo(path=tmp_path / "big.png", rgb=rgb.astype(np.float32) / 255, mode="RGB")
     w, h = working_size(640, 480, model.cfg.input_size)
     engine = Reconstructor(model, "cpu", refine_steps=2, max_pixels=w * h, precision="fp32")

@@ -195,8 +195,8 @@ class WorldFromBlur(nn.Module):
         """The three networks alone (no re-blur): ``deblurred`` (B, 3, H, W), ``depth`` (B, 1, H, W) metres (the
         mirror-image mean in evaluation mode, see :attr:`depth_flip`), ``motion_depth`` (B, 1, H, W), the single
         pass that the motion is solved with and that refinement and the re-blur use (``depth`` itself in train mode or
-        without the mean), and the motion head's :class:`~worldfromblur.models.motion.MotionOutput` fields: at least ``u`` and ``v``
-        (B, 2n, 3), read from the blurred image against the deblurred (or a given) frame.
+        without the mean), and the motion head's :class:`~worldfromblur.models.motion.MotionOutput` fields: at least
+        ``u`` and ``v`` (B, 2n, 3), read from the blurred image against the deblurred (or a given) frame.
 
         The per-pixel path head (``motion: paths``) solves its poses from its paths, the depth and ``K`` (required
         then) and adds ``displacement``, ``paths`` (B, 2n, 2, H, W), ``log_scale`` (B, 1, H, W) and ``degenerate``

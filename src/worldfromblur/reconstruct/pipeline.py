@@ -253,9 +253,10 @@ class Reconstructor:
         net["reference"] = self.reference(photo, K_full, x.shape[-1], x.shape[-2], net["deblurred"],
                                           blur_px=blur_length_px(net["u"], net["v"], K))
         depth_source = "networks"
-        if DEPTH_FROM_REFERENCE and net["reference"] is not net["deblurred"]:  # the depth written reads the sharper frame
+        if DEPTH_FROM_REFERENCE and net["reference"] is not net["deblurred"]:  # the depth written: the sharper frame's
             with torch.no_grad():
-                net["depth"] = self.model.output_depth(net["reference"].to(self.device), K.to(self.device)).float().cpu()
+                depth = self.model.output_depth(net["reference"].to(self.device), K.to(self.device))
+            net["depth"] = depth.float().cpu()
             depth_source = "reference"
         with torch.enable_grad():  # on the model's device; the results come back to the CPU
             inputs = [t_.to(self.device) for t_ in (x, net["reference"], net["motion_depth"], net["u"], net["v"], K)]
