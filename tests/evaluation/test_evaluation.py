@@ -156,7 +156,15 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     assert "Table 2b. Deblurring PSNR (dB) by blur length" in tables
     assert "| 0-3 px |" in tables and "| 16+ px |" in tables
     assert (report / "figures" / "cycle-0000.png").is_file()
-    capsys.readouterr()
+    assert "wfb: warning" not in capsys.readouterr().err  # the run's model works at the data's 64x48
+    # A model that works at another size is scored at the data's, and the command says so, once per model.
+    from worldfromblur.models.io import shipped_model
+
+    shipped = main(["evaluate", "--checkpoint", f"shipped={shipped_model()}", "--checkpoint",
+                    f"cycle={tmp_path / 'run'}", "--data", str(data), "--out", str(tmp_path / "r-size"), "--quiet"])
+    err = capsys.readouterr().err
+    assert shipped == 0 and err.count("wfb: warning") == 1, err
+    assert "its samples are 64x48, but 'shipped' works at 160x120" in err and "--size 160x120" in err
     # No silent overwrite; a bad checkpoint is one line naming it.
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(report)]) == 2
     assert "already holds a report" in capsys.readouterr().err

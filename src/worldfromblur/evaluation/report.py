@@ -256,6 +256,21 @@ def _refined_trajectories(refine: Callable, b: dict, outp: dict, averaging: str)
     return out
 
 
+def size_warnings(models: list[tuple], width: int, height: int, data: Path) -> list[str]:
+    """One line per model whose working size (``input_size``) is not the data's ``width`` x ``height``: ``wfb
+    evaluate`` runs the networks at the data's size, where ``wfb reconstruct`` would resize a photo to the model's
+    size first (and, for a photo 2.5 times larger, read the depth from a larger deblurred frame), so its scores are
+    not those of a reconstruction."""
+    lines = []
+    for label, model, *_ in models:
+        size = model.cfg.input_size
+        if size and (int(size[0]), int(size[1])) != (width, height):
+            lines.append(f"{data}: its samples are {width}x{height}, but {label!r} works at {size[0]}x{size[1]}; wfb "
+                         "evaluate runs the networks at the data's size, wfb reconstruct at the model's: build the data "
+                         f"with --size {size[0]}x{size[1]} to score what wfb reconstruct does (docs/evaluation.md)")
+    return lines
+
+
 def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", device: str = "cpu",
              batch_size: int = 4, figures: int = 0, out: Path | None = None, progress: bool = True,
              refine: Callable | None = None, deconvolve: Callable | None = None) -> dict:
@@ -268,6 +283,8 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
     if len(ds) == 0:
         raise WfbError(f"{data}: split {split!r} has no samples; choose another --split")
     models = [(label, *load_model(spec)) for label, spec in specs]  # fail on a bad checkpoint before any work
+    for line in size_warnings(models, ds[0]["blurred"].shape[-1], ds[0]["blurred"].shape[-2], data):
+        print(f"wfb: warning: {line}", file=sys.stderr)
     median = dataset_median_depth(Path(data))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
     scores = score_models(models, lambda: loader, median, device, progress, figures, out, total=len(loader),
