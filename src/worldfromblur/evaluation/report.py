@@ -283,7 +283,8 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
     if len(ds) == 0:
         raise WfbError(f"{data}: split {split!r} has no samples; choose another --split")
     models = [(label, *load_model(spec)) for label, spec in specs]  # fail on a bad checkpoint before any work
-    for line in size_warnings(models, ds[0]["blurred"].shape[-1], ds[0]["blurred"].shape[-2], data):
+    height, width = ds.record(0).blurred.shape[:2]
+    for line in size_warnings(models, width, height, data):
         print(f"wfb: warning: {line}", file=sys.stderr)
     median = dataset_median_depth(Path(data))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
