@@ -5,10 +5,10 @@
 ``DATASET`` is built by ``wfb make-dataset`` at a size of about three times the model's (480 x 360 for the shipped
 160 x 120 model), so that ``wfb reconstruct`` makes refinement's reference frame at a larger scale, as it does for
 a photo. Each test sample goes through :class:`~worldfromblur.reconstruct.Reconstructor` with its true K and the
-outputs kept at the working size (``max_pixels`` = the working size's pixels), once with the depth read from the
-networks' working-size frame and once from the reference frame (:data:`~worldfromblur.reconstruct.pipeline.
-DEPTH_FROM_REFERENCE`); beside them, the depth of the true sharp frame brought to the working size, the bound a
-perfect deblurrer would reach. Depth is scored against the ground truth sampled at the working size (nearest
+outputs kept at the working size (``max_pixels`` = the working size's pixels): the depth it writes, read from the
+reference frame where that was made larger (``depth_source``), beside the depth the networks return from their own
+working-size frame (what it wrote before, and still writes with refinement off) and the depth of the true sharp
+frame brought to the working size, the bound a perfect deblurrer would reach. Depth is scored against the ground truth sampled at the working size (nearest
 pixel centres) by ``wfb evaluate``'s metrics; the two frames' PSNR against the sharp frame at that size says how
 much sharper the reference is.
 """
@@ -16,7 +16,6 @@ much sharper the reference is.
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,7 @@ from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct import Reconstructor
 from worldfromblur.reconstruct.fullres import resize
 from worldfromblur.reconstruct.photo import Photo
-
-pipeline = importlib.import_module("worldfromblur.reconstruct.pipeline")
+from worldfromblur.reconstruct.pipeline import working_size
 
 
 def main() -> None:
@@ -51,25 +49,20 @@ def main() -> None:
                       mode="RGB")
         K = b["K"][0].double().numpy()
         given = [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]
-        size = pipeline.working_size(W, H, model.cfg.input_size)
+        size = working_size(W, H, model.cfg.input_size)
         engine = Reconstructor(model, "cpu", max_pixels=size[0] * size[1])
-        recs = {}
-        for name, on in (("networks' frame", False), ("reference frame", True)):
-            pipeline.DEPTH_FROM_REFERENCE = on
-            recs[name] = engine(photo, given)
-        pipeline.DEPTH_FROM_REFERENCE = True
-        rec = recs["reference frame"]
+        rec = engine(photo, given)
         if rec.work.size != size:
             raise SystemExit(f"{args.data}: the outputs came back at {rec.work.size}, not the working size {size}")
         gt = F.interpolate(b["depth"], size=size[::-1], mode="nearest-exact")
         sharp = resize(b["sharp"], size).clamp(0, 1)
-        net = engine.networks(rec.work.blurred, rec.work.K)
+        net = engine.networks(rec.work.blurred, rec.work.K)  # the networks' own frame and its depth
         with torch.no_grad():
             bound = model.output_depth(sharp, rec.work.K)
-        larger += int(not torch.equal(recs["networks' frame"].work.depth, rec.work.depth))
-        for name, depth in ((n, r.work.depth) for n, r in recs.items()):
+        larger += int(rec.depth_source == "reference")
+        for name, depth in (("networks' frame", net["depth"]), ("reference frame", rec.work.depth),
+                            ("true sharp frame (bound)", bound)):
             rows[name].append(depth_metrics(depth, gt, gt > 0))
-        rows["true sharp frame (bound)"].append(depth_metrics(bound, gt, gt > 0))
         psnrs["networks' frame"].append(image_metrics(net["deblurred"], sharp)["psnr"])
         psnrs["reference frame"].append(image_metrics(rec.work.deblurred, sharp)["psnr"])
     print(f"{args.data}: {count} test samples at {W}x{H}, working size {size[0]}x{size[1]}; the reference frame was "
