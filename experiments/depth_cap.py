@@ -4,7 +4,9 @@
 
 The module's last layer is a 3x3 convolution of ReLU features (all >= 0) followed by softplus. When every weight of
 that convolution is negative, as in release 5's, its output can only fall below its bias: the depth can never
-exceed softplus(bias) + min_depth, whatever the image. This prints that bound, the signs of the weights, and per
+exceed softplus(bias) + min_depth, whatever the image (unless ``out_signed``, which reads the same block before
+its ReLU, is non-zero: then there is no such bound, and the bound printed is only the ReLU branch's). This prints
+that bound, the signs of the weights, and per
 dataset (``--num`` test samples spread over the split, the depth the model returns): the share of pixels predicted
 within 1 % of the bound, the share whose true depth lies beyond it, and Abs Rel where the truth is within the bound
 and where it is beyond.
@@ -37,7 +39,10 @@ def main() -> None:
     w = out.weight.detach()
     bound = float(F.softplus(out.bias.detach()).max()) + model.depth.min_depth
     signs = f"{int((w > 0).sum())} positive, {int((w < 0).sum())} negative of {w.numel()}"
-    capped = f"{bound:.3f} m" if (w <= 0).all() else "none (some weight > 0)"
+    signed = getattr(model.depth, "out_signed", None)
+    lifted = signed is not None and bool(signed.weight.detach().abs().max() > 0)
+    capped = ("none (out_signed reads the features before their ReLU)" if lifted
+              else f"{bound:.3f} m" if (w <= 0).all() else "none (some weight > 0)")
     print(f"last layer: {signs}; depth bound {capped}. {machine()}\n")
     rows = []
     for data in args.data:
@@ -58,7 +63,7 @@ def main() -> None:
         far = f"{np.mean(far_err):.3f} ({len(far_err)} samples)" if far_err else "-"
         rows.append([f"{data} ({count})", f"{np.mean(at):.2f}", f"{np.mean(beyond):.2f}", f"{np.mean(near_err):.3f}",
                      far])
-    print(table(["dataset (samples)", "pixels predicted at the bound", "true depth beyond it",
+    print(table(["dataset (samples)", "pixels predicted at or above the bound", "true depth beyond it",
                  "Abs Rel, truth within", "Abs Rel, truth beyond"], rows))
 
 

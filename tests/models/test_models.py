@@ -181,6 +181,20 @@ def test_frozen_modules_get_no_gradient_and_keep_their_statistics():
     assert all(torch.equal(v, model.depth.state_dict()[k]) for k, v in before.items())
 
 
+def test_train_may_name_a_part_of_a_module_and_that_module_keeps_its_statistics():
+    from worldfromblur.errors import WfbError
+
+    model = WorldFromBlur(ModelConfig(depth="effnet_lite0", train=["depth.out_signed", "motion"])).train()
+    grads = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in grads if n.startswith("depth.")} == {"depth.out_signed.weight"}
+    assert grads - {"depth.out_signed.weight"} == {n for n, _ in model.motion.named_parameters(prefix="motion")}
+    assert not model.depth.training and model.motion.training and not model.deblur.training
+    with pytest.raises(WfbError, match="depth.out_sign is not a part of this model's depth module"):
+        WorldFromBlur(ModelConfig(depth="effnet_lite0", train=["depth.out_sign"]))
+    with pytest.raises(WfbError, match="unknown module.*: warp"):
+        WorldFromBlur(ModelConfig(train=["warp"]))
+
+
 def test_eigen_depth_trains_in_the_cycle():
     torch.manual_seed(0)
     model = WorldFromBlur(ModelConfig(depth="eigen")).train()
@@ -344,6 +358,43 @@ def test_the_efficientnet_depth_module_gives_positive_depth_at_any_size():
         for H, W in ((120, 160), (50, 70)):
             d = depth(torch.rand(2, 3, H, W))
             assert d.shape == (2, 1, H, W) and bool((d > 0.2).all()) and float(d.mean()) == pytest.approx(2.5, rel=1e-4)
+
+
+def test_the_signed_depth_output_lifts_the_relu_ceiling_and_old_checkpoints_load_unchanged():
+    """With every weight of ``out`` negative (release 5) depth cannot pass softplus(bias) + min_depth, wherever it
+    looks; ``out_signed`` reads the last block before its ReLU and can. A state dict saved without ``out_signed``
+    loads with it at zero: the same depth as before, to the bit."""
+    import torch.nn.functional as F
+
+    from worldfromblur.models.cycle import build_depth
+
+    torch.manual_seed(0)
+    depth = build_depth(ModelConfig(depth="effnet_lite0"))
+    images = torch.rand(4, 3, 64, 96)
+    for m in depth.modules():  # normalisation statistics of real features, so that they vary as a trained net's
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        depth(images)
+        depth.eval()
+        depth.out.weight.copy_(-depth.out.weight.abs() - 0.05)
+    ceiling = float(F.softplus(depth.out.bias)) + depth.min_depth
+    with torch.no_grad():
+        before = depth(images)
+    assert float(before.max()) <= ceiling + 1e-5 and float(before.std()) > 1e-3
+
+    old = {k: v for k, v in depth.state_dict().items() if not k.startswith("out_signed.")}
+    reloaded = build_depth(ModelConfig(depth="effnet_lite0")).eval()
+    with torch.no_grad():
+        reloaded.out_signed.weight.fill_(1.0)  # must be reset by the load
+    reloaded.load_state_dict(old)
+    assert float(reloaded.out_signed.weight.abs().max()) == 0.0
+    with torch.no_grad():
+        assert torch.equal(reloaded(images), before)
+        depth.out_signed.weight.fill_(-0.05)  # negative pre-activations (the ReLU's zeros) now push depth up
+        after = depth(images)
+    assert float(after.max()) > ceiling + 0.1
 
 
 def test_a_canonical_focal_length_makes_depth_follow_the_camera_and_trains_through_it(tmp_path):

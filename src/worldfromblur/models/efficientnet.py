@@ -112,7 +112,14 @@ class EfficientNetLite0Encoder(nn.Module):
 
 class EfficientDepth(nn.Module):
     """image (B, 3, H, W) in [0, 1] -> metric z-depth (B, 1, H, W) > ``min_depth``: the EfficientNet-Lite0 encoder
-    and a small U-Net decoder (upsample, concatenate the encoder's feature of that scale, two 3x3 convolutions)."""
+    and a small U-Net decoder (upsample, concatenate the encoder's feature of that scale, two 3x3 convolutions).
+
+    The output reads the last decoder block twice: ``out`` after its ReLU and ``out_signed`` before it. Through
+    ``out`` alone depth can only fall from where the bias puts it, once training has made its weights negative:
+    where every ReLU feature is zero the depth sits at one ceiling (release 5: all 216 weights negative, depth at
+    most 2.66 m). The pre-activation features are signed, so ``out_signed`` can move depth both ways. It starts at
+    zero, and checkpoints saved before it existed load with it at zero, i.e. unchanged.
+    """
 
     def __init__(self, min_depth: float = 0.1, init_depth: float = 2.5, decoder: tuple[int, ...] = (128, 64, 48, 32, 24)):
         super().__init__()
@@ -126,9 +133,18 @@ class EfficientDepth(nn.Module):
             c = width
         self.decoder = nn.ModuleList(layers)
         self.out = nn.Conv2d(c, 1, 3, padding=1)
+        self.out_signed = nn.Conv2d(c, 1, 3, padding=1, bias=False)
         self.min_depth = min_depth
         nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out_signed.weight)
         nn.init.constant_(self.out.bias, float(torch.log(torch.expm1(torch.tensor(init_depth - min_depth)))))
+        self._register_load_state_dict_pre_hook(self._signed_head_default)
+
+    def _signed_head_default(self, state_dict, prefix, *args) -> None:
+        """A checkpoint from before ``out_signed`` existed: that head at zero, so the depth is the saved model's."""
+        key = prefix + "out_signed.weight"
+        if key not in state_dict and prefix + "out.weight" in state_dict:
+            state_dict[key] = torch.zeros_like(self.out_signed.weight)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         H, W = image.shape[-2:]
@@ -137,9 +153,16 @@ class EfficientDepth(nn.Module):
         x = F.pad(image, (0, pw, 0, ph), mode="replicate") if ph or pw else image
         features = self.encoder(x)[::-1]
         y = features[0]
+        last = len(self.decoder) - 1
         for i, layer in enumerate(self.decoder):
             skip = features[i + 1] if i + 1 < len(features) else None
             y = F.interpolate(y, size=skip.shape[-2:] if skip is not None else x.shape[-2:], mode="bilinear",
                               align_corners=False)
-            y = layer(torch.cat([y, skip], 1) if skip is not None else y)
-        return F.softplus(self.out(y)[..., :H, :W]) + self.min_depth
+            y = torch.cat([y, skip], 1) if skip is not None else y
+            if i < last:
+                y = layer(y)
+            else:  # keep the last block's pre-activation for out_signed
+                pre = layer[:-1](y)
+                y = F.relu(pre)
+        logit = self.out(y) + self.out_signed(pre)
+        return F.softplus(logit[..., :H, :W]) + self.min_depth
