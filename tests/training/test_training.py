@@ -71,6 +71,15 @@ def test_every_config_trains_a_few_steps(name, tiny, tmp_path):
     assert len(values) == 2 and all(torch.isfinite(torch.tensor(values)))
 
 
+def test_a_stage_trains_only_the_part_model_train_names(tiny, tmp_path):
+    cfg = quick("compact-depth", tiny, tmp_path / "run", "max_steps=2", "batch_size=2", "ckpt_every=1",
+                "model.depth=effnet_lite0", "model.train=[depth.out_signed]", "optim.warmup_steps=0")
+    run = train(cfg, progress=False)
+    one, two = (load_file(run / "checkpoints" / f"step-00000{i}" / "model.safetensors") for i in (1, 2))
+    changed = {k for k, v in two.items() if not torch.equal(v, one[k])}
+    assert changed == {"depth.out_signed.weight"}  # batch-norm statistics included: they stay as they were
+
+
 def check_loss_falls(name, data, out, steps=30):
     cfg = quick(name, data, out, f"max_steps={steps}", "batch_size=4", "optim.warmup_steps=0", "optim.schedule=constant",
                 "optim.lr=1e-3", f"ckpt_every={steps}")

@@ -56,7 +56,9 @@ class ModelConfig:
     backbone_weights: dict = field(default_factory=dict)
     """Optional local ImageNet weights per backbone, e.g. {"resnet152": "path.pth", "vgg16": "path.pth"}."""
     train: list = field(default_factory=lambda: ["deblur", "depth", "motion"])
-    """Modules whose weights train; the others are frozen (weights fixed, batch-norm statistics kept)."""
+    """Modules whose weights train; the others are frozen (weights fixed, batch-norm statistics kept). An entry may
+    name a part of a module (``depth.out_signed``, ``depth.decoder.4``): only that part's weights train, and the
+    module keeps its batch-norm statistics, e.g. to fit a new output layer to features that stay as they are."""
     use_torchvision_cache: bool = True
     """Use ImageNet weights for the paper's backbones when torchvision's cache already holds them (never downloads)."""
     input_size: list | None = None

@@ -126,14 +126,22 @@ class WorldFromBlur(nn.Module):
         self.deblur = build_deblur(cfg)
         self.depth = build_depth(cfg)
         self.motion = build_motion(cfg)
-        unknown = sorted(set(cfg.train) - {"deblur", "depth", "motion"})
+        unknown = sorted({str(t) for t in cfg.train if str(t).split(".")[0] not in ("deblur", "depth", "motion")})
         if unknown:
-            raise WfbError(f"unknown module(s) in train: {', '.join(unknown)}; choose from deblur, depth, motion")
-        for name in ("deblur", "depth", "motion"):
-            getattr(self, name).requires_grad_(name in cfg.train)
+            raise WfbError(f"unknown module(s) in train: {', '.join(unknown)}; choose from deblur, depth, motion, or "
+                           "a part of one such as depth.out_signed")
+        self.requires_grad_(False)
+        for entry in cfg.train:
+            try:
+                part = self.get_submodule(str(entry))
+            except AttributeError:
+                raise WfbError(f"train: {entry} is not a part of this model's {str(entry).split('.')[0]} module "
+                               f"(its parts: {', '.join(n for n, _ in getattr(self, str(entry).split('.')[0]).named_children())})") from None
+            part.requires_grad_(True)
 
     def train(self, mode: bool = True) -> "WorldFromBlur":
-        """Train mode for the modules that train; frozen modules stay in eval mode (fixed batch-norm statistics)."""
+        """Train mode for the modules that train whole; frozen modules, and modules of which ``model.train`` names
+        only parts (e.g. ``depth.out_signed``), stay in eval mode (fixed batch-norm statistics)."""
         super().train(mode)
         for name in ("deblur", "depth", "motion"):
             if name not in self.cfg.train:

@@ -194,9 +194,11 @@ def _prepare_modules(cfg: TrainConfig, model: WorldFromBlur, world: int, device:
     names = model.stage_modules(cfg.stage)
     joint = cfg.stage in ("cycle", "supervised")
     trained = model if joint else getattr(model, cfg.stage)
-    if not joint:
+    if not joint:  # the stage's module, whole or the parts of it that model.train names
+        parts = [str(t) for t in model.cfg.train if str(t).startswith(cfg.stage + ".")]
         model.requires_grad_(False)
-        trained.requires_grad_(True)
+        for part in parts or [cfg.stage]:
+            model.get_submodule(part).requires_grad_(True)
     params = [p for p in trained.parameters() if p.requires_grad]
     if not params or not names:
         raise WfbError("model.train leaves nothing to train in this stage")
