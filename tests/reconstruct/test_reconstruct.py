@@ -430,7 +430,8 @@ def test_refinement_options_are_recorded_in_the_summary(tmp_path):
 
 def test_non_finite_model_output_is_refused(model, tmp_path):
     broken = load_model(shipped_model())[0]
-    last = [m for m in broken.depth.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None][-1]  # its output
+    convs = [m for m in broken.depth.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
+    last = convs[-1]  # the depth module's output layer
     with torch.no_grad():
         last.bias.fill_(float("nan"))
     from worldfromblur.reconstruct.pipeline import ReconstructionError

@@ -135,8 +135,10 @@ class WorldFromBlur(nn.Module):
             try:
                 part = self.get_submodule(str(entry))
             except AttributeError:
-                raise WfbError(f"train: {entry} is not a part of this model's {str(entry).split('.')[0]} module "
-                               f"(its parts: {', '.join(n for n, _ in getattr(self, str(entry).split('.')[0]).named_children())})") from None
+                module = str(entry).split(".")[0]
+                parts = ", ".join(n for n, _ in getattr(self, module).named_children())
+                raise WfbError(f"train: {entry} is not a part of this model's {module} module (its parts: {parts})"
+                               ) from None
             part.requires_grad_(True)
 
     def train(self, mode: bool = True) -> "WorldFromBlur":
