@@ -153,16 +153,11 @@ class EfficientDepth(nn.Module):
         x = F.pad(image, (0, pw, 0, ph), mode="replicate") if ph or pw else image
         features = self.encoder(x)[::-1]
         y = features[0]
-        last = len(self.decoder) - 1
         for i, layer in enumerate(self.decoder):
             skip = features[i + 1] if i + 1 < len(features) else None
             y = F.interpolate(y, size=skip.shape[-2:] if skip is not None else x.shape[-2:], mode="bilinear",
                               align_corners=False)
-            y = torch.cat([y, skip], 1) if skip is not None else y
-            if i < last:
-                y = layer(y)
-            else:  # keep the last block's pre-activation for out_signed
-                pre = layer[:-1](y)
-                y = F.relu(pre)
-        logit = self.out(y) + self.out_signed(pre)
+            pre = layer[:-1](torch.cat([y, skip], 1) if skip is not None else y)  # the block up to its last ReLU
+            y = F.relu(pre)
+        logit = self.out(y) + self.out_signed(pre)  # the last block after and before its ReLU
         return F.softplus(logit[..., :H, :W]) + self.min_depth
