@@ -8,9 +8,9 @@ a photo. Each test sample goes through :class:`~worldfromblur.reconstruct.Recons
 outputs kept at the working size (``max_pixels`` = the working size's pixels): the depth it writes, read from the
 reference frame where that was made larger (``depth_source``), beside the depth the networks return from their own
 working-size frame (what it wrote before, and still writes with refinement off) and the depth of the true sharp
-frame brought to the working size, the bound a perfect deblurrer would reach. Depth is scored against the ground truth sampled at the working size (nearest
-pixel centres) by ``wfb evaluate``'s metrics; the two frames' PSNR against the sharp frame at that size says how
-much sharper the reference is.
+frame brought to the working size, the bound a perfect deblurrer would reach. Depth is scored against the ground
+truth sampled at the working size (nearest pixel centres) by ``wfb evaluate``'s metrics; the two frames' PSNR
+against the sharp frame at that size says how much sharper the reference is.
 """
 
 from __future__ import annotations
