@@ -1,5 +1,5 @@
 """Short RGB-D sequences with known geometry, written out in the original formats of TUM RGB-D, ICL-NUIM, NYU
-Depth v2 (raw) and frame folders (color/, depth/, pose/), quirks included: depth scale 5000, ICL's negative fy, NYU's raw Kinect disparity in 16-bit PGMs
+Depth v2 (raw), 7-Scenes (as SUN3D excerpts come) and frame folders (color/, depth/, pose/), quirks included: depth scale 5000, ICL's negative fy, NYU's raw Kinect disparity in 16-bit PGMs
 with the byte order the NYU toolbox reads, its separate depth camera, and timestamps that are not evenly spaced.
 
 The frames are rendered exactly (ray casting) by the synthetic engine along a smooth hand-held trajectory.
@@ -156,6 +156,19 @@ def write_folders(root: Path, rec: Recording, scannet: bool = False, depth_scale
         np.savetxt(root / "intrinsic" / "intrinsic_color.txt", K4)
     else:
         np.savetxt(root / "camera-intrinsics.txt", rec.K)
+    return root
+
+
+def write_sevenscenes(root: Path, rec: Recording, first: int = 935) -> Path:
+    """A 7-Scenes-layout folder as SUN3D excerpts (3DMatch's demo fragments) come: frame-NNNNNN.color.png,
+    .depth.png (16-bit millimetres) and .pose.txt (camera-to-world), numbered from ``first``, and no
+    camera-intrinsics.txt (its intrinsics must be given)."""
+    root.mkdir(parents=True)
+    for i, (rgb, depth, pose) in enumerate(zip(rec.rgb, rec.depth, rec.poses)):
+        stem = f"frame-{first + i:06d}"
+        Image.fromarray(rgb).save(root / f"{stem}.color.png")
+        Image.fromarray(np.round(depth * 1000).astype(np.uint16)).save(root / f"{stem}.depth.png")
+        np.savetxt(root / f"{stem}.pose.txt", pose)
     return root
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.data.rgbd_fixtures import ICL_K, TUM_K, nyu_recording, record, write_folders, write_nyu, write_pgm, write_tum
+from tests.data.rgbd_fixtures import (ICL_K, TUM_K, nyu_recording, record, write_folders, write_nyu, write_pgm,
+                                     write_sevenscenes, write_tum)
 from worldfromblur.cli.main import main
 from worldfromblur.data import BlurDataset
 from worldfromblur.data.build import run_build
@@ -51,10 +52,13 @@ def sequences(tmp_path_factory):
         "icl": write_tum(base / "living_room_fixture", record(9, K=ICL_K), flip_y=True),
         "nyu": write_nyu(base / "kitchen_0001_fixture", nyu_recording(9)),
         "folders": write_folders(base / "redwood_fixture", record(9)),
+        "7scenes": write_sevenscenes(base / "fragment-1-rgbd-frames", record(9)),
     }
 
 
 def build(tmp_path: Path, kind: str, root: Path, **options) -> tuple[Path, dict]:
+    if kind == "7scenes" and "intrinsics" not in options:  # the layout as SUN3D excerpts come: no intrinsics file
+        options["intrinsics"] = [TUM_K[0, 0], TUM_K[1, 1], TUM_K[0, 2], TUM_K[1, 2]]
     out = tmp_path / f"ds-{kind}"
     manifest = run_build(out, plan_rgbd([root], RGBDOptions(kind=kind, **options)), workers=1, progress=False)
     return out, manifest
@@ -63,7 +67,7 @@ def build(tmp_path: Path, kind: str, root: Path, **options) -> tuple[Path, dict]
 # ------------------------------------------------------------------------------------------------- consistency
 
 
-@pytest.mark.parametrize("kind", ["tum", "icl", "nyu", "folders"])
+@pytest.mark.parametrize("kind", ["tum", "icl", "nyu", "folders", "7scenes"])
 def test_built_samples_are_consistent_and_inverted_poses_are_not(sequences, tmp_path, kind):
     out, manifest = build(tmp_path, kind, sequences[kind])
     assert manifest["num_samples"] == 3 and not manifest["skipped"]
@@ -73,6 +77,17 @@ def test_built_samples_are_consistent_and_inverted_poses_are_not(sequences, tmp_
     meta = json.loads((out / "samples" / manifest["splits"]["train"][0] / "meta.json").read_text())
     assert meta["subframes"] > 1 and meta["averaging"] == "linear"
     assert meta["provenance"]["poses"] == ("estimated: dense RGB-D odometry" if kind == "nyu" else "ground truth")
+
+
+def test_sevenscenes_layout_without_intrinsics_needs_them_given(sequences, tmp_path):
+    """SUN3D excerpts come in the 7-Scenes layout without an intrinsics file: the 7-Scenes default (fx 585) is then
+    the wrong camera, and only the given one (``--intrinsics``) re-blurs consistently."""
+    given, _ = build(tmp_path / "given", "7scenes", sequences["7scenes"])
+    default, _ = build(tmp_path / "default", "7scenes", sequences["7scenes"], intrinsics=None)
+    fx = [float(BlurDataset(out, split="all")[0]["K"][0, 0]) for out in (given, default)]
+    assert np.allclose(fx, [TUM_K[0, 0] / 2, 585.0 / 2], atol=1e-3), fx  # built at 320 x 240 from 640 x 480
+    good, wrong = consistency(given), consistency(default)
+    assert (good >= 30).all() and (good - wrong >= 1).all(), (good, wrong)
 
 
 def test_icl_fy_sign_ignored_fails_the_check(sequences, tmp_path):
