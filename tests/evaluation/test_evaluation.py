@@ -46,6 +46,10 @@ def test_aligned_depth_metrics_remove_each_images_scale_and_report_it():
     metric, aligned = depth_metrics(pred, gt), depth_metrics(pred, gt, align=True)
     assert metric["abs_rel"] > 0.4 and "scale_log" not in metric
     assert aligned["scale_log"] == pytest.approx(math.log(2), abs=0.03)  # |log| of both: 2 and 1/2 count alike
+    assert aligned["scale_ratio"] == pytest.approx(1.0, abs=0.03)  # ... and in direction cancel
+    too_near = depth_metrics(shape_error * 0.6, gt, align=True)
+    assert too_near["scale_ratio"] == pytest.approx(0.6, abs=0.02) and too_near["scale_log"] == pytest.approx(
+        -math.log(0.6), abs=0.02)
     assert aligned["abs_rel"] < 0.08 and aligned["a1"] == 1.0
     # the shape error alone is what is left: the same maps without the scale factors align to the same values
     assert depth_metrics(shape_error, gt, align=True)["abs_rel"] == pytest.approx(aligned["abs_rel"])
@@ -145,8 +149,10 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
     tables = (report / "tables.md").read_text()
     assert "| Term | cycle | run | zero motion |" in tables and "| PSNR (dB) |" in tables and "blurred input" in tables
     aligned = metrics["models"]["cycle"]["depth_aligned"]
-    assert set(aligned) == set(metrics["models"]["cycle"]["depth"]) | {"scale_log"} and aligned["scale_log"] >= 0
+    assert set(aligned) == set(metrics["models"]["cycle"]["depth"]) | {"scale_log", "scale_ratio"}
+    assert aligned["scale_log"] >= abs(math.log(aligned["scale_ratio"])) - 1e-9 and aligned["scale_ratio"] > 0
     assert "Table 3b. Depth with each map scaled" in tables and "| Scale removed (abs. log) |" in tables
+    assert "| Scale of the prediction (median pred. / true, geom. mean) |" in tables
     # Table 2b splits Table 2's PSNR by blur length: its rows hold every sample and average back to it.
     for col in (metrics["models"]["run"], metrics["references"]["blurred input"]):
         rows = col["image_by_blur"]

@@ -52,15 +52,16 @@ def depth_metrics(pred, gt, mask=None, min_depth: float = 1e-3, max_depth: float
     ``align``: first multiply each predicted map by median(gt) / median(pred) over its valid pixels, as is done for
     models that cannot know the metric scale (Zhou et al. 2017, monodepth2): what is left is the error of the map's
     shape. The result then also holds ``scale_log``, the mean over images of |log(median(pred) / median(gt))|, the
-    scale error that the alignment removed (0.1 is about 10 %).
+    scale error that the alignment removed (0.1 is about 10 %), and ``scale_ratio``, its direction: the geometric
+    mean over images of median(pred) / median(gt) (below 1: the model reads the scenes as nearer than they are).
 
     Example:
         >>> m = depth_metrics(np.full((2, 2), 2.0), np.full((2, 2), 1.0))
         >>> m["abs_rel"], m["rmse"], m["a3"]
         (1.0, 1.0, 0.0)
         >>> m = depth_metrics(np.array([[2.0, 4.0]]), np.array([[1.0, 2.0]]), align=True)
-        >>> m["abs_rel"], round(m["scale_log"], 4)
-        (0.0, 0.6931)
+        >>> m["abs_rel"], round(m["scale_log"], 4), m["scale_ratio"]
+        (0.0, 0.6931, 2.0)
     """
     p, g = _images(_np(pred)), _images(_np(gt))
     if p.shape != g.shape:
@@ -76,7 +77,7 @@ def depth_metrics(pred, gt, mask=None, min_depth: float = 1e-3, max_depth: float
         scale = []
         if align:
             s = np.median(gv) / np.median(pv)
-            pv, scale = np.clip(pv * s, min_depth, max_depth), [abs(np.log(s))]
+            pv, scale = np.clip(pv * s, min_depth, max_depth), [abs(np.log(s)), -np.log(s)]
         ratio = np.maximum(pv / gv, gv / pv)
         rows.append([
             np.mean(np.abs(pv - gv) / gv),
@@ -87,8 +88,11 @@ def depth_metrics(pred, gt, mask=None, min_depth: float = 1e-3, max_depth: float
         ])
     if not rows:
         raise ValueError("no image has valid ground-truth depth in range")
-    keys = DEPTH_KEYS + (("scale_log",) if align else ())
-    return dict(zip(keys, (float(v) for v in np.mean(rows, axis=0))))
+    keys = DEPTH_KEYS + (("scale_log", "scale_ratio") if align else ())
+    out = dict(zip(keys, (float(v) for v in np.mean(rows, axis=0))))
+    if align:
+        out["scale_ratio"] = float(np.exp(out["scale_ratio"]))  # the mean log ratio, as a ratio
+    return out
 
 
 def _gaussian_filter(x: np.ndarray, sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:

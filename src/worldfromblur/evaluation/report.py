@@ -41,8 +41,12 @@ from .metrics import (
 
 
 def _mean_dicts(rows: list[dict], weights: list[int]) -> dict:
+    """Weighted means of per-batch metrics; ``scale_ratio``, a geometric mean, is averaged as a logarithm."""
     w = np.asarray(weights, dtype=float)
-    return {k: float(np.sum([r[k] * wi for r, wi in zip(rows, w)]) / w.sum()) for k in rows[0]}
+    log = {"scale_ratio"}
+    out = {k: float(np.sum([(np.log(r[k]) if k in log else r[k]) * wi for r, wi in zip(rows, w)]) / w.sum())
+           for k in rows[0]}
+    return {k: float(np.exp(v)) if k in log else v for k, v in out.items()}
 
 
 BLUR_BINS = (0.0, 3.0, 8.0, 16.0)
@@ -361,10 +365,13 @@ def tables_markdown(report: dict) -> str:
     parts.append(_table("Table 3. Depth", DEPTH_ROWS, depth_cols, ".3f"))
     aligned_cols = [(k, m["depth_aligned"]) for k, m in models.items()]
     aligned_cols.append(("median depth", refs["median depth"]["depth_aligned"]))
+    scale_rows = [("Scale removed (abs. log)", "scale_log")]
+    if all("scale_ratio" in vals for _, vals in aligned_cols):  # reports written before it have none
+        scale_rows.append(("Scale of the prediction (median pred. / true, geom. mean)", "scale_ratio"))
     parts.append(_table("Table 3b. Depth with each map scaled to its ground truth's median (the shape alone; the last "
-                        "row is the scale error that removed, the mean abs. log ratio; the median-depth column is then "
-                        "each image's own median)", DEPTH_ROWS + [("Scale removed (abs. log)", "scale_log")],
-                        aligned_cols, ".3f"))
+                        "rows are the scale error that removed, the mean abs. log ratio, and its direction, below 1 "
+                        "when the depth is read too near; the median-depth column is then each image's own median)",
+                        DEPTH_ROWS + scale_rows, aligned_cols, ".3f"))
     reblur = ", ".join(f"{k} {m['reblur_psnr']:.2f} dB" for k, m in models.items())
     parts.append(f"Re-blur PSNR against the input: {reblur}. Median training depth for the reference column: "
                  f"{report['median_train_depth_m']:.2f} m.")
