@@ -213,6 +213,28 @@ def test_wfb_evaluate_writes_tables(tmp_path, capsys):
                      str(tmp_path / "r5"), *flags]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--refine-roll-prior must be 0" in err and not (tmp_path / "r5").exists()
+    # --reference-depth: the median-depth column scores that constant, and the tables say where it came from.
+    from worldfromblur.data import BlurDataset
+    from worldfromblur.evaluation.metrics import depth_metrics
+
+    assert metrics["reference_depth_from"] == "training split"
+    assert "the median depth of the data's training split" in (report / "tables.md").read_text()
+    given = tmp_path / "given"
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(given),
+                 "--reference-depth", "1.5", "--quiet"]) == 0
+    g = json.loads((given / "metrics.json").read_text())
+    assert g["median_train_depth_m"] == 1.5 and g["reference_depth_from"] == "given"
+    assert "1.50 m, given (--reference-depth)" in (given / "tables.md").read_text()
+    test = BlurDataset(data, split="test")
+    gt = torch.stack([test[i]["depth"] for i in range(len(test))])
+    valid = torch.stack([test[i]["valid_depth"] for i in range(len(test))])
+    expected = depth_metrics(torch.full_like(gt, 1.5), gt, valid)
+    assert g["references"]["median depth"]["depth"]["abs_rel"] == pytest.approx(expected["abs_rel"], rel=1e-6)
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "r6"),
+                 "--reference-depth", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--reference-depth is a depth in metres" in err and not (tmp_path / "r6").exists()
 
 
 def test_the_evaluation_refiner_passes_its_roll_prior(monkeypatch):

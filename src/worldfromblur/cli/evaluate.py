@@ -35,6 +35,10 @@ def register(sub) -> None:
                    help="with --refine, also score the sharp frame wfb reconstruct --deconvolve makes from the network's "
                    "frame and the refined trajectory (LAMBDA: how strongly it stays near the network's frame, default "
                    "0.3): a '+ refinement + deconvolution' column in Tables 2 and 2b")
+    p.add_argument("--reference-depth", type=float, default=None, metavar="METRES",
+                   help="the constant of the median-depth reference column (default: the median depth of the data's "
+                   "training split, or of all its samples when it has none, which then knows the scenes' scale; give "
+                   "e.g. a model's training median to compare with a constant that knows nothing of these scenes)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -77,11 +81,13 @@ def run(args) -> int:
                        "(e.g. --refine 15)")
     if lam is not None and not lam > 0:
         raise WfbError(f"--deconvolve LAMBDA must be above 0 (e.g. {DEFAULT_WEIGHT:g}), got {lam:g}")
+    if args.reference_depth is not None and not args.reference_depth > 0:
+        raise WfbError(f"--reference-depth is a depth in metres above 0 (e.g. 1.79), got {args.reference_depth:g}")
     device = resolve_device(args.device)
     report = evaluate(parse_specs(args.checkpoint), args.data, args.split, device, args.batch_size,
                       args.figures, args.out, progress=not args.quiet,
                       refine=refiner(args.refine, args.refine_roll_prior),
-                      deconvolve=None if lam is None else deconvolver(lam))
+                      deconvolve=None if lam is None else deconvolver(lam), reference_depth=args.reference_depth)
     write_report(report, args.out)
     print(tables_markdown(report))
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'tables.md'}")

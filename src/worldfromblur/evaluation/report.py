@@ -102,15 +102,17 @@ class _Depths(Sequence):
         return self.ds.record(i).depth
 
 
-def dataset_median_depth(root: Path) -> float:
-    """:func:`median_depth` of a built dataset's training split (all of it when it has none)."""
+def dataset_median_depth(root: Path, source: bool = False) -> float | tuple[float, str]:
+    """:func:`median_depth` of a built dataset's training split (all of it when it has none); with ``source``, also
+    which of the two it is (``"training split"`` or ``"all samples"``)."""
     try:
-        ds = BlurDataset(root, split="train")
+        ds, where = BlurDataset(root, split="train"), "training split"
     except DatasetError:
-        ds = BlurDataset(root, split="all")
+        ds, where = BlurDataset(root, split="all"), "all samples"
     if len(ds) == 0:
-        ds = BlurDataset(root, split="all")
-    return median_depth(_Depths(ds))
+        ds, where = BlurDataset(root, split="all"), "all samples"
+    median = median_depth(_Depths(ds))
+    return (median, where) if source else median
 
 
 def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Callable[[], Iterable[dict]],
@@ -277,9 +279,11 @@ def size_warnings(models: list[tuple], width: int, height: int, data: Path) -> l
 
 def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", device: str = "cpu",
              batch_size: int = 4, figures: int = 0, out: Path | None = None, progress: bool = True,
-             refine: Callable | None = None, deconvolve: Callable | None = None) -> dict:
+             refine: Callable | None = None, deconvolve: Callable | None = None,
+             reference_depth: float | None = None) -> dict:
     """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict (``refine``,
-    ``deconvolve``: see :func:`score_models`)."""
+    ``deconvolve``: see :func:`score_models`; ``reference_depth``: the median-depth column's constant, by default
+    :func:`dataset_median_depth`)."""
     try:
         ds = BlurDataset(data, split=split)
     except DatasetError as err:
@@ -290,12 +294,15 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
     height, width = ds.record(0).blurred.shape[:2]
     for line in size_warnings(models, width, height, data):
         print(f"wfb: warning: {line}", file=sys.stderr)
-    median = dataset_median_depth(Path(data))
+    if reference_depth is None:
+        median, where = dataset_median_depth(Path(data), source=True)
+    else:
+        median, where = float(reference_depth), "given"
     loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
     scores = score_models(models, lambda: loader, median, device, progress, figures, out, total=len(loader),
                           refine=refine, deconvolve=deconvolve)
     return {"data": str(data), "split": split, "num_samples": len(ds), "median_train_depth_m": median,
-            "models": scores["models"], "references": scores["references"]}
+            "reference_depth_from": where, "models": scores["models"], "references": scores["references"]}
 
 
 # ------------------------------------------------------------------------------------------------- Markdown
@@ -373,8 +380,13 @@ def tables_markdown(report: dict) -> str:
                         "when the depth is read too near; the median-depth column is then each image's own median)",
                         DEPTH_ROWS + scale_rows, aligned_cols, ".3f"))
     reblur = ", ".join(f"{k} {m['reblur_psnr']:.2f} dB" for k, m in models.items())
-    parts.append(f"Re-blur PSNR against the input: {reblur}. Median training depth for the reference column: "
-                 f"{report['median_train_depth_m']:.2f} m.")
+    where = report.get("reference_depth_from", "training split")
+    constant = {"training split": "the median depth of the data's training split",
+                "all samples": "the median depth of all the data's samples (it has no training split, so the "
+                               "constant knows these scenes' scale; --reference-depth sets another)",
+                "given": "given (--reference-depth)"}.get(where, where)
+    parts.append(f"Re-blur PSNR against the input: {reblur}. The median-depth column's constant: "
+                 f"{report['median_train_depth_m']:.2f} m, {constant}.")
     if any(m["modules"]["depth"] == "eigen" for m in models.values()):
         label = {k: f"{k} ({m['modules']['depth']} depth)" for k, m in models.items()}
         parts.append(_table("Table 4. Depth by depth module", DEPTH_ROWS, [(label[k], m["depth"]) for k, m in models.items()], ".3f"))
