@@ -31,7 +31,7 @@ from worldfromblur.models.io import load_model, shipped_model
 def log_medians(model, data: Path, num: int) -> tuple[np.ndarray, np.ndarray]:
     """log median(predicted depth) and log median(true depth) over each image's valid pixels, for ``num`` test
     samples of ``data`` (images without valid depth are left out)."""
-    count, samples = spread_samples(data, num)
+    _, samples = spread_samples(data, num)
     pred, true = [], []
     for b in samples:
         with torch.no_grad():
