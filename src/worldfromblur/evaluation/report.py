@@ -102,17 +102,21 @@ class _Depths(Sequence):
         return self.ds.record(i).depth
 
 
-def dataset_median_depth(root: Path, source: bool = False) -> float | tuple[float, str]:
-    """:func:`median_depth` of a built dataset's training split (all of it when it has none); with ``source``, also
-    which of the two it is (``"training split"`` or ``"all samples"``)."""
+def dataset_median_depth(root: Path) -> float:
+    """:func:`median_depth` of a built dataset's training split (all of it when it has none)."""
+    return reference_median_depth(root)[0]
+
+
+def reference_median_depth(root: Path) -> tuple[float, str]:
+    """(:func:`dataset_median_depth`, where it was taken: ``"training split"``, or ``"all samples"`` when the
+    dataset has no training split, and the constant then knows the scale of the scenes it is scored on)."""
     try:
         ds, where = BlurDataset(root, split="train"), "training split"
     except DatasetError:
         ds, where = BlurDataset(root, split="all"), "all samples"
     if len(ds) == 0:
         ds, where = BlurDataset(root, split="all"), "all samples"
-    median = median_depth(_Depths(ds))
-    return (median, where) if source else median
+    return median_depth(_Depths(ds)), where
 
 
 def score_models(models: list[tuple[str, torch.nn.Module, dict]], batches: Callable[[], Iterable[dict]],
@@ -295,7 +299,7 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
     for line in size_warnings(models, width, height, data):
         print(f"wfb: warning: {line}", file=sys.stderr)
     if reference_depth is None:
-        median, where = dataset_median_depth(Path(data), source=True)
+        median, where = reference_median_depth(Path(data))
     else:
         median, where = float(reference_depth), "given"
     loader = DataLoader(ds, batch_size=batch_size, num_workers=0)
