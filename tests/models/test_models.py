@@ -379,7 +379,7 @@ def test_the_signed_depth_output_lifts_the_relu_ceiling_and_old_checkpoints_load
         depth(images)
         depth.eval()
         depth.out.weight.copy_(-depth.out.weight.abs() - 0.05)
-    ceiling = float(F.softplus(depth.out.bias)) + depth.min_depth
+    ceiling = float(F.softplus(depth.out.bias.detach())) + depth.min_depth
     with torch.no_grad():
         before = depth(images)
     assert float(before.max()) <= ceiling + 1e-5 and float(before.std()) > 1e-3
@@ -389,7 +389,7 @@ def test_the_signed_depth_output_lifts_the_relu_ceiling_and_old_checkpoints_load
     with torch.no_grad():
         reloaded.out_signed.weight.fill_(1.0)  # must be reset by the load
     reloaded.load_state_dict(old)
-    assert float(reloaded.out_signed.weight.abs().max()) == 0.0
+    assert float(reloaded.out_signed.weight.detach().abs().max()) == 0.0
     with torch.no_grad():
         assert torch.equal(reloaded(images), before)
         depth.out_signed.weight.fill_(-0.05)  # negative pre-activations (the ReLU's zeros) now push depth up
