@@ -102,14 +102,9 @@ class _Depths(Sequence):
         return self.ds.record(i).depth
 
 
-def dataset_median_depth(root: Path) -> float:
-    """:func:`median_depth` of a built dataset's training split (all of it when it has none)."""
-    return reference_median_depth(root)[0]
-
-
 def reference_median_depth(root: Path) -> tuple[float, str]:
-    """(:func:`dataset_median_depth`, where it was taken: ``"training split"``, or ``"all samples"`` when the
-    dataset has no training split, and the constant then knows the scale of the scenes it is scored on)."""
+    """(:func:`median_depth` of a built dataset's training split, where it was taken): ``"training split"``, or
+    ``"all samples"`` when the dataset has none, and the constant then knows the scale of the scenes it is scored on."""
     try:
         ds, where = BlurDataset(root, split="train"), "training split"
     except DatasetError:
@@ -287,7 +282,7 @@ def evaluate(specs: list[tuple[str, str]], data: Path, split: str = "test", devi
              reference_depth: float | None = None) -> dict:
     """Evaluate each ``(label, checkpoint spec)`` on ``data``/``split``; returns the report dict (``refine``,
     ``deconvolve``: see :func:`score_models`; ``reference_depth``: the median-depth column's constant, by default
-    :func:`dataset_median_depth`)."""
+    :func:`reference_median_depth`)."""
     try:
         ds = BlurDataset(data, split=split)
     except DatasetError as err:
