@@ -3,11 +3,12 @@
     python -m experiments.weight_blend DATASET [DATASET ...] --to CKPT [--from CKPT] [--alphas 0,0.25,0.5,0.75,1]
 
 A fine-tune that moves a model towards new data often reads the old data worse; averaging the weights of the model
-before and after it (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022) can keep both, because the
+before and after it (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022) can keep both when the
 two lie in one basin of the loss. Here ``--from`` (default: the shipped model) and ``--to`` (a fine-tune of it, with
 the same architecture) are blended as ``(1 - alpha) * from + alpha * to``, every floating-point tensor (batch-norm
 statistics too), and for each alpha and each dataset (``--num`` test samples spread over it) this prints the depth's
-Abs Rel as returned and after scaling each image by the ratio of its true to its predicted median (the shape alone).
+Abs Rel as returned and after scaling each image by the ratio of its true to its predicted median (the shape alone),
+with the evaluator's metric (per image, averaged over images).
 
 If the blends beat both ends somewhere, blending is a cheap way to ship a fine-tune; if every dataset moves
 monotonically from one end to the other, the two models differ in what they read, not in noise, and only training
@@ -19,11 +20,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks.common import machine, table
 from experiments.refine_inputs import spread_samples
+from worldfromblur.evaluation.metrics import depth_metrics
 from worldfromblur.models.io import load_model, shipped_model
 
 
@@ -36,21 +37,17 @@ def blend(state_a: dict, state_b: dict, alpha: float) -> dict:
 
 
 def depth_errors(model, samples: list) -> tuple[float, float]:
-    """Abs Rel of the depth as returned and after per-image median scaling, over all valid pixels of ``samples``."""
-    raw, aligned = [], []
+    """Abs Rel of the depth as returned and after per-image median scaling (``depth_metrics``, as ``wfb evaluate``
+    scores Tables 3 and 3b: per image, then averaged over the images)."""
+    pred, true, valid = [], [], []
     for b in samples:
         with torch.no_grad():
-            depth = model.predict(b["blurred"], b["K"])["depth"]
-        valid = b["valid_depth"] > 0
-        if not valid.any():
-            continue
-        pred, true = depth[valid], b["depth"][valid]
-        raw.append(((pred - true).abs() / true).numpy())
-        scaled = pred * (true.median() / pred.median())
-        aligned.append(((scaled - true).abs() / true).numpy())
-    if not raw:
-        raise SystemExit("no sample with valid depth")
-    return float(np.concatenate(raw).mean()), float(np.concatenate(aligned).mean())
+            pred.append(model.predict(b["blurred"], b["K"])["depth"])
+        true.append(b["depth"])
+        valid.append(b["valid_depth"])
+    pred, true, valid = torch.cat(pred), torch.cat(true), torch.cat(valid)
+    return (depth_metrics(pred, true, valid)["abs_rel"],
+            depth_metrics(pred, true, valid, align=True)["abs_rel"])
 
 
 def main() -> None:
