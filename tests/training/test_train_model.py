@@ -150,6 +150,20 @@ def test_train_model_trains_evaluates_and_exports_a_model_reconstruct_reads(tmp_
     assert (tmp_path / "rec" / "room-1" / "deblurred.png").is_file()
 
 
+def test_the_shortest_budget_a_refusal_names_is_accepted(monkeypatch):
+    """The refusal of too short a --minutes names a minimum rounded up, never down to one it refuses again."""
+    from worldfromblur.training import recipe as recipes
+
+    one_stage = read_recipe("compact")
+    for reserve in (89.1, 90.0, 90.5, 95.99):  # with 6 s for the stage: 1.59, 1.6, 1.608 and 1.7 minutes
+        monkeypatch.setattr(recipes, "eval_reserve_s", lambda _recipe, r=reserve: r)
+        with pytest.raises(WfbError, match="give at least") as refused:
+            recipes._check_budget(one_stage, 1.0)
+        least = float(str(refused.value).rsplit("give at least ", 1)[1])
+        recipes._check_budget(one_stage, least)  # accepted
+        assert least - (reserve + 6) / 60 < 0.1
+
+
 def test_train_model_refuses_bad_input_before_training(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(RECIPE))

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shutil
 import sys
@@ -371,8 +372,9 @@ def _room_samples(root) -> int:
 def _check_budget(recipe: Recipe, minutes: float) -> None:
     least = eval_reserve_s(recipe) + 6 * len(recipe.stages)
     if minutes * 60 < least:
+        # rounded up to a tenth, so that the minimum named is one this check accepts
         raise WfbError(f"--minutes {minutes} is too short for {len(recipe.stages)} stage(s) and the evaluation; "
-                       f"give at least {least / 60:.1f}")
+                       f"give at least {math.ceil(least / 6) / 10:.1f}")
 
 
 def _check_pools(recipe: Recipe) -> None:
