@@ -95,7 +95,7 @@ def test_a_time_budget_follows_the_pace_after_calibrating(monkeypatch):
     assert end == 100.0 and not budget.tracking
 
 
-def test_the_evaluation_reserve_grows_when_scoring_has_one_thread(monkeypatch):
+def test_the_evaluation_reserve_grows_when_scoring_has_one_thread_and_follows_the_device(monkeypatch):
     from worldfromblur.training import recipe as recipes
 
     monkeypatch.setattr(recipes, "_render_workers", lambda: 2)
@@ -106,8 +106,16 @@ def test_the_evaluation_reserve_grows_when_scoring_has_one_thread(monkeypatch):
         monkeypatch.setattr(recipes.torch, "get_num_threads", lambda t=threads: t)
         reserve[threads] = recipes.eval_reserve_s(recipe)
     render = recipes.EVAL_RESERVE_S + 100 * recipes.UNSEEN_RENDER_CORE_S / 2
-    assert reserve[2] == pytest.approx(render + 100 * recipes.UNSEEN_SCORE_S) == reserve[8]
-    assert reserve[1] == pytest.approx(render + 2 * 100 * recipes.UNSEEN_SCORE_S)
+    assert reserve[2] == pytest.approx(render + 100 * recipes.SCORE_S["cpu"]) == reserve[8]
+    assert reserve[1] == pytest.approx(render + 2 * 100 * recipes.SCORE_S["cpu"])
+    # refinement adds its iterations' time per sample; a GPU scores with its own figures, whatever the threads
+    refined = read_recipe("compact", ["evaluate.unseen_rooms=100", "evaluate.refine=15", "evaluate.rooms=[]",
+                                      "evaluate.videos=[]", "device=cpu"])
+    assert recipes.eval_reserve_s(refined) == pytest.approx(
+        render + 100 * (recipes.SCORE_S["cpu"] + 15 * recipes.REFINE_STEP_S["cpu"]))
+    monkeypatch.setattr(recipes, "resolve_device", lambda name, option: "cuda")
+    assert recipes.eval_reserve_s(refined) == pytest.approx(
+        render + 100 * (recipes.SCORE_S["cuda"] + 15 * recipes.REFINE_STEP_S["cuda"]))
 
 
 def test_stream_config_errors_are_one_line(pool_dir, tmp_path):
@@ -287,7 +295,7 @@ def test_a_run_is_judged_against_the_shipped_model_on_rooms_no_pool_contains(tmp
                  "5", "--workers", "1", "--quiet", "--out", str(room)]) == 0
     capsys.readouterr()
     out = tmp_path / "run"
-    common = ["train-model", "compact", "--out", str(out), "--minutes", "0.8", "--quiet", "data.pool=[synthetic:6]",
+    common = ["train-model", "compact", "--out", str(out), "--minutes", "0.85", "--quiet", "data.pool=[synthetic:6]",
               "batch_size=2", "evaluate.samples=4", "evaluate.batch_size=2", "evaluate.unseen_rooms=4",
               "evaluate.refine=2"]
     assert main(common) == 2 and not out.exists()  # 5 % of 6 frames is none: nothing to evaluate on, said before training

@@ -79,12 +79,15 @@ from .sources import open_photos, stream_options
 from .trainer import train
 
 EVAL_RESERVE_S = 30.0
-UNSEEN_RENDER_CORE_S, UNSEEN_SCORE_S = 1.5, 0.1
-"""Seconds a time budget keeps per unseen-room sample: to render it (per CPU core; measured about 1 s at 160 x 120)
-and to score it with two models."""
-REFINE_STEP_S = 0.1
-"""Seconds a time budget keeps per held-out sample and refinement iteration, for two models (2 CPU cores: 15
-iterations at 160 x 120 took 1.5 s a sample)."""
+UNSEEN_RENDER_CORE_S = 1.5
+"""Seconds a time budget keeps per unseen-room sample to render it, per CPU core (measured about 1 s at 160 x 120)."""
+SCORE_S = {"cpu": 0.5, "cuda": 0.1}
+"""Seconds a time budget keeps per held-out or unseen-room sample to score it with two models, by device type. On
+2 CPU cores (2 threads) the ICL-NUIM room's 133 windows at 160 x 120 took 0.50 s a sample (2026-12-07, release 5:
+the depth's mirror image, the path head's pose solve, the blur-length references); the CUDA figure is not measured."""
+REFINE_STEP_S = {"cpu": 0.125, "cuda": 0.1}
+"""Seconds a time budget keeps per held-out sample and refinement iteration, for two models, by device type (2 CPU
+cores: 15 iterations took 1.84 s a sample on the same windows; the CUDA figure is not measured)."""
 VIDEO_WINDOW_S = 6.0
 """Seconds a time budget keeps per blurred window of ``evaluate.videos``: its truth, and both models with
 refinement (about 1.5 s and 2 x 2 s on 2 CPU cores at 1280 x 720)."""
@@ -350,14 +353,16 @@ def _render_workers() -> int:
 
 
 def eval_reserve_s(recipe: Recipe) -> float:
-    """Seconds a time budget keeps for the evaluations after training. The per-sample figures were measured with
-    PyTorch on 2 threads; a run held to one (OMP_NUM_THREADS=1, two runs side by side) scores at about half speed."""
+    """Seconds a time budget keeps for the evaluations after training, on the device the last stage trains on. The
+    CPU's per-sample figures were measured with PyTorch on 2 threads; a run held to one (OMP_NUM_THREADS=1, two runs
+    side by side) scores at about half speed."""
     rooms = sum(_room_samples(r) for r in recipe.evaluate.rooms)
     ev = recipe.evaluate
     windows = sum(len(frame_paths(Path(str(v)))) // WINDOW_EVERY for v in ev.videos)
-    slower = 2 / min(max(torch.get_num_threads(), 1), 2)
+    kind = "cuda" if resolve_device(recipe.last.device, "device").startswith("cuda") else "cpu"
+    slower = 2 / min(max(torch.get_num_threads(), 1), 2) if kind == "cpu" else 1.0
     return (EVAL_RESERVE_S + ev.unseen_rooms * UNSEEN_RENDER_CORE_S / _render_workers()
-            + slower * ((ev.unseen_rooms + rooms) * (UNSEEN_SCORE_S + ev.refine * REFINE_STEP_S)
+            + slower * ((ev.unseen_rooms + rooms) * (SCORE_S[kind] + ev.refine * REFINE_STEP_S[kind])
                         + windows * VIDEO_WINDOW_S))
 
 
