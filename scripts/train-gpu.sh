@@ -36,7 +36,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/bench.txt" 2>&1
 case "${BENCH:-ladder}" in
   ladder)  # the training step change by change (issue 25's table; rows print as they finish), then the renderer
-    (timeout 300 python3 -m benchmarks.bench_step --device cuda --steps 20 --warmup 8 --models nafnet effnet \
+    (timeout 300 python3 -m benchmarks.bench_step --device cuda --steps 20 --warmup 8 --models nafnet \
       --profile today batch-128 2>&1 | grep -v "^W[0-9]" | tail -80) >> "$OUT/bench.txt"
     (timeout 60 python3 -m benchmarks.bench_render --devices cuda --sizes 160x120 --batch 32 128 2>&1 | tail -5) >> "$OUT/bench.txt" ;;
   stream)
