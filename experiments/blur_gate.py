@@ -25,15 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from benchmarks.common import machine, table
-from worldfromblur.data.dataset import BlurDataset
+from experiments.common import refined_samples
 from worldfromblur.evaluation.metrics import image_psnrs
 from worldfromblur.evaluation.report import BLUR_BINS, blur_lengths
 from worldfromblur.geometry import forward_flow, pose_from_uv, trajectory_with_reference
 from worldfromblur.models.io import load_model, shipped_model
-from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
 
 
 def path_length(depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -56,14 +54,8 @@ def main() -> None:
     psnrs: dict[str, list[float]] = {}
     lengths: list[float] = []
     t0 = time.perf_counter()
-    for i, s in enumerate(DataLoader(BlurDataset(args.data, split="test"), batch_size=1)):
-        if i >= args.num:
-            break
+    for s, o, r in refined_samples(model, args.data, args.num):
         B, S, K = s["blurred"], s["sharp"], s["K"]
-        with torch.no_grad():
-            o = model(B, K)
-        r = refine(B, o["deblurred"], o["motion_depth"], o["u"], o["v"], K, DEFAULT_STEPS,
-                   averaging=model.cfg.averaging)
         true_depth = s["depth"].clone()
         true_depth[true_depth <= 0] = true_depth[true_depth > 0].median() if (true_depth > 0).any() else 2.0
         with torch.no_grad():

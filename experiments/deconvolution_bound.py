@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from benchmarks.common import machine, table
-from worldfromblur.data.dataset import BlurDataset
+from experiments.common import refined_samples
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.geometry import uv_from_pose
 from worldfromblur.models.io import load_model, shipped_model
@@ -38,7 +37,6 @@ from worldfromblur.reconstruct.deconvolve import (
     ROBUST,
     deconvolve,
 )
-from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
 
 
 def main() -> None:
@@ -52,17 +50,10 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
-    ds = BlurDataset(args.data, split="test")
     scores: dict[str, list[float]] = {}
     t0 = time.perf_counter()
-    for i, s in enumerate(DataLoader(ds, batch_size=1)):
-        if i >= args.num:
-            break
+    for s, o, r in refined_samples(model, args.data, args.num):
         B, K, sharp = s["blurred"], s["K"], s["sharp"]
-        with torch.no_grad():
-            o = model(B, K)
-        r = refine(B, o["deblurred"], o["motion_depth"], o["u"], o["v"], K, DEFAULT_STEPS,
-                   averaging=model.cfg.averaging)
         u, v = uv_from_pose(s["poses"])
         if (u.flip(1) - r.u).norm() < (u - r.u).norm():
             u, v = u.flip(1), v.flip(1)

@@ -21,14 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from benchmarks.common import machine, table
-from worldfromblur.data.dataset import BlurDataset
+from experiments.common import refined_samples
 from worldfromblur.evaluation.metrics import depth_metrics
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.deconvolve import deconvolve
-from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
 
 
 def main() -> None:
@@ -40,14 +38,8 @@ def main() -> None:
     model = load_model(args.checkpoint or shipped_model())[0].eval()
     scores: dict[str, list[list[float]]] = {}
     t0 = time.perf_counter()
-    for i, s in enumerate(DataLoader(BlurDataset(args.data, split="test"), batch_size=1)):
-        if i >= args.num:
-            break
+    for s, o, r in refined_samples(model, args.data, args.num):
         B, K = s["blurred"], s["K"]
-        with torch.no_grad():
-            o = model(B, K)
-        r = refine(B, o["deblurred"], o["motion_depth"], o["u"], o["v"], K, DEFAULT_STEPS,
-                   averaging=model.cfg.averaging)
         frames = {"blurred input": B, "network's deblurred frame (the pipeline)": o["deblurred"],
                   "deconvolved with the refined trajectory": deconvolve(B, o["deblurred"], o["depth"], r.u, r.v, K,
                                                                         tile=0),
