@@ -780,8 +780,10 @@ def _true_frame(plain, gt):
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param("room-1", marks=pytest.mark.xfail(strict=True, reason="the strongest blur (13 px at the model's "
-                                                   "resolution): refinement settles in a wrong local minimum")),
+    # slow: its 36 s (of refinement from the true frame, which fails) went to the default run's time limit
+    pytest.param("room-1", marks=[pytest.mark.slow, pytest.mark.xfail(
+        strict=True, reason="the strongest blur (13 px at the model's resolution): refinement settles in a wrong "
+                            "local minimum")]),
     "room-2", "room-3"])
 def test_refinement_corrects_the_trajectory_given_a_sharp_frame(refined_examples, name):
     """With the true sharp frame and depth in place of the networks', refinement from the networks' trajectory
