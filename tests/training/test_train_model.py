@@ -100,7 +100,7 @@ def test_the_evaluation_reserve_grows_when_scoring_has_one_thread_and_follows_th
 
     monkeypatch.setattr(recipes, "_render_workers", lambda: 2)
     recipe = read_recipe("compact", ["evaluate.unseen_rooms=100", "evaluate.refine=0", "evaluate.rooms=[]",
-                                     "evaluate.videos=[]"])
+                                     "evaluate.videos=[]", "device=cpu"])
     reserve = {}
     for threads in (1, 2, 8):
         monkeypatch.setattr(recipes.torch, "get_num_threads", lambda t=threads: t)
