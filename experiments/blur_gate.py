@@ -29,7 +29,7 @@ import torch
 from benchmarks.common import machine, table
 from experiments.common import refined_samples
 from worldfromblur.evaluation.metrics import image_psnrs
-from worldfromblur.evaluation.report import BLUR_BINS, blur_lengths
+from worldfromblur.evaluation.report import blur_lengths, by_blur
 from worldfromblur.geometry import forward_flow, pose_from_uv, trajectory_with_reference
 from worldfromblur.models.io import load_model, shipped_model
 
@@ -71,17 +71,12 @@ def main() -> None:
                 w = ((length - a) / (b - a)).clamp(0, 1)
                 psnrs.setdefault(f"gated by the {name} path, {a:g} to {b:g} px", []).append(
                     image_psnrs(B + w * (N - B), S)[0])
-    L = np.asarray(lengths)
-    edges = list(BLUR_BINS[1:]) + [float("inf")]
-    bins = [(lo, hi) for lo, hi in zip(BLUR_BINS, edges)]
-    header = ["frame", "PSNR dB"] + [f"{lo:g}-{hi:g} px ({int(((L >= lo) & (L < hi)).sum())})" if hi < float("inf")
-                                     else f"{lo:g}+ px ({int((L >= lo).sum())})" for lo, hi in bins]
-    rows = []
-    for name, v in psnrs.items():
-        v = np.asarray(v)
-        rows.append([name, f"{v.mean():.2f}"] + [f"{v[(L >= lo) & (L < hi)].mean():.2f}" if ((L >= lo) & (L < hi)).any()
-                                                   else "-" for lo, hi in bins])
-    print(f"{len(L)} test samples of {args.data}; {machine()}, {time.perf_counter() - t0:.0f} s\n")
+    counts = by_blur(lengths, lengths)  # the rows of Table 2b, with their sample counts
+    header = ["frame", "PSNR dB"] + [f"{r['from_px']:g}-{r['to_px']:g} px ({r['samples']})" if r["to_px"] is not None
+                                     else f"{r['from_px']:g}+ px ({r['samples']})" for r in counts]
+    rows = [[name, f"{np.mean(v):.2f}"] + ["-" if r["psnr"] is None else f"{r['psnr']:.2f}" for r in by_blur(lengths, v)]
+            for name, v in psnrs.items()]
+    print(f"{len(lengths)} test samples of {args.data}; {machine()}, {time.perf_counter() - t0:.0f} s\n")
     print(table(header, rows))
 
 
