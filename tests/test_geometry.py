@@ -268,6 +268,20 @@ def test_warp_frames_equals_one_border_warp_per_pose(monkeypatch):
     assert torch.allclose(warp_frames(ref, depth, traj, K), one_by_one, atol=1e-12)
 
 
+def test_warp_of_several_poses_equals_one_warp_per_pose():
+    K, poses, ref, depth, _ = plane_scene()
+    depth = depth.clone()
+    depth[..., 5:15, 10:30] *= 0.6  # a depth edge, so that some pixels are invalid
+    images, valid = warp(ref, depth, poses[None], K)
+    assert images.shape == (1, len(poses), *ref.shape[1:]) and valid.shape == (1, len(poses), 1, *ref.shape[2:])
+    for m, T in enumerate(poses):
+        image_m, valid_m = warp(ref, depth, T[None], K)
+        assert torch.allclose(images[:, m], image_m, atol=1e-12) and torch.equal(valid[:, m], valid_m)
+    assert not bool(valid.all())
+    with pytest.raises(GeometryError, match=r"T must have shape \(B,4,4\)"):
+        warp(ref, depth, poses[0], K)
+
+
 def test_warp_marks_disocclusion_invalid():
     # A near square in front of a far wall: the wall behind the square is revealed when the camera moves.
     H, W = 30, 40

@@ -410,15 +410,16 @@ def warp(
     Args:
         image_ref: (B, C, H, W) reference image.
         depth_ref: (B, 1, H, W) reference z-depth, metres, > 0.
-        T: (B, 4, 4) pose of frame k (reference-to-frame-k).
+        T: (B, 4, 4) pose of frame k (reference-to-frame-k), or (B, M, 4, 4) for M frames at once (each as if
+            alone, in one batch).
         K: (B, 3, 3) or (3, 3) intrinsics.
         iterations: fixed-point steps after the first guess.
         padding_mode: ``"zeros"`` (invalid pixels read 0) or ``"border"`` (they repeat the nearest edge).
         validate: check values (finite, positive depth, invertible K); turn off in training loops.
 
     Returns:
-        ``(image_k, valid)``: (B, C, H, W) and a (B, 1, H, W) mask of 0/1 in ``image_ref``'s dtype.
-        Differentiable with respect to ``image_ref``, ``depth_ref`` and ``T``.
+        ``(image_k, valid)``: (B, C, H, W) and a (B, 1, H, W) mask of 0/1 in ``image_ref``'s dtype; with M poses,
+        (B, M, C, H, W) and (B, M, 1, H, W). Differentiable with respect to ``image_ref``, ``depth_ref`` and ``T``.
 
     Example:
         >>> img, depth = torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8)
@@ -430,7 +431,8 @@ def warp(
     _check_shape("image_ref", image_ref, "B,C,H,W")
     _check_depth(depth_ref, validate)
     _check_pose("T", T, validate)
-    _check_shape("T", T, "B,4,4")
+    single = T.dim() != 4
+    _check_shape("T", T, "B,4,4" if single else "B,M,4,4")
     B, _, H, W = image_ref.shape
     if depth_ref.shape[0] != B or depth_ref.shape[-2:] != (H, W):
         raise GeometryError(f"depth_ref {tuple(depth_ref.shape)} does not match image_ref {tuple(image_ref.shape)}")
@@ -439,8 +441,8 @@ def warp(
     if iterations < 0:
         raise GeometryError(f"iterations must be >= 0, got {iterations}")
     K = _check_intrinsics(K, B, validate)
-    image_k, valid = _warp_many(image_ref, depth_ref, T[:, None], K, iterations, padding_mode)
-    return image_k[:, 0], valid[:, 0]
+    image_k, valid = _warp_many(image_ref, depth_ref, T[:, None] if single else T, K, iterations, padding_mode)
+    return (image_k[:, 0], valid[:, 0]) if single else (image_k, valid)
 
 
 # ----------------------------------------------------------------------------------------------------------------

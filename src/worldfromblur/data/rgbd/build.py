@@ -116,30 +116,27 @@ def synthesize_exposure(frames: np.ndarray, depths: list[np.ndarray], traj: np.n
                         linear: bool) -> np.ndarray:
     """The blurred image of a window: frames (2n + 1, H, W, 3) sRGB floats, their filled depths, trajectory
     (2n + 1, 4, 4) reference-to-instant. Returns (H, W, 3) sRGB."""
-    x = torch.from_numpy(frames).double().permute(0, 3, 1, 2)
+    x = torch.from_numpy(frames).float().permute(0, 3, 1, 2)
     x = srgb_to_linear(x) if linear else x
-    T = torch.from_numpy(traj).double()
-    Kt = torch.from_numpy(np.asarray(K, np.float64))
+    T = torch.from_numpy(traj).float()
+    Kt = torch.from_numpy(np.asarray(K, np.float32))
     total = x.sum(0)  # the 2n + 1 real instants
     count = len(x)
     if subframes > 1:
+        # sub-instant j of interval k: frames k and k + 1 warped there and blended with weights 1 - j/s and j/s where
+        # both see the point; each frame is warped to all the sub-instants of an interval in one batch
         fine = interpolate_trajectory(T[None], subframes)[0]  # the same rule reblur uses
-        D = [torch.from_numpy(d).double()[None, None] for d in depths]
+        D = [torch.from_numpy(d).float()[None, None] for d in depths]
+        lam = (torch.arange(1, subframes, dtype=x.dtype) / subframes)[:, None, None, None]  # (s - 1, 1, 1, 1)
         for k in range(len(x) - 1):
-            for j in range(1, subframes):
-                lam = j / subframes
-                Tj = fine[k * subframes + j]
-                parts, weights = [], []
-                for src, w in ((k, 1 - lam), (k + 1, lam)):
-                    rel = (Tj @ invert_pose(T[src]))[None]  # source frame -> this instant
-                    img, valid = warp(x[src][None], D[src], rel, Kt, padding_mode="border", validate=False)
-                    parts.append(img[0])
-                    weights.append(w * valid[0])
-                wsum = weights[0] + weights[1]
-                blend = (weights[0] * parts[0] + weights[1] * parts[1]) / wsum.clamp_min(1e-12)
-                fallback = (1 - lam) * parts[0] + lam * parts[1]
-                total = total + torch.where(wsum > 0, blend, fallback)
-                count += 1
+            instants = fine[k * subframes + 1 : (k + 1) * subframes]
+            (a, va), (b, vb) = (warp(x[src][None], D[src], (instants @ invert_pose(T[src]))[None], Kt,
+                                     padding_mode="border", validate=False) for src in (k, k + 1))
+            a, va, b, vb = a[0], (1 - lam) * va[0], b[0], lam * vb[0]
+            wsum = va + vb
+            blend = (va * a + vb * b) / wsum.clamp_min(1e-12)
+            total = total + torch.where(wsum > 0, blend, (1 - lam) * a + lam * b).sum(0)
+            count += subframes - 1
     mean = (total / count).clamp(0, 1)
     return (linear_to_srgb(mean) if linear else mean).permute(1, 2, 0).numpy()
 
