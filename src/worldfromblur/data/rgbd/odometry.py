@@ -74,10 +74,10 @@ def _huber_weights(r: torch.Tensor, floor: float, k: float = 1.345) -> tuple[tor
     return torch.where(a <= k, torch.ones_like(a), k / a), scale
 
 
-def _skew(v: torch.Tensor) -> torch.Tensor:
-    z = torch.zeros_like(v[:, 0])
-    return torch.stack([torch.stack([z, -v[:, 2], v[:, 1]], -1), torch.stack([v[:, 2], z, -v[:, 0]], -1),
-                        torch.stack([-v[:, 1], v[:, 0], z], -1)], -2)
+def _jacobian(X: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """(N, 6) rows d r / d (translation, rotation) of residuals whose derivative by the point X is g (N, 3), for
+    the left increment X <- exp(delta) X: g [I | -[X]x] = [g, X x g]."""
+    return torch.cat([g, torch.linalg.cross(X, g, dim=-1)], dim=-1)
 
 
 def _target_maps(gray_t: torch.Tensor, depth_t: torch.Tensor) -> torch.Tensor:
@@ -116,19 +116,19 @@ def _level(gray_r, depth_r, gray_t, depth_t, K, T, iterations, use_depth):
         if int(ok.sum()) < 50:
             break
         Xk, z, I, Ix, Iy, D, Dx, Dy, Dv = (a[ok] for a in (Xk, z, I, Ix, Iy, D, Dx, Dy, Dv))
-        # d p / d X, then d X / d (translation, rotation) for a left increment: [I | -[X]x]
-        dp = torch.zeros(len(z), 2, 3, dtype=z.dtype)
-        dp[:, 0, 0], dp[:, 0, 2] = fx / z, -fx * Xk[:, 0] / z**2
-        dp[:, 1, 1], dp[:, 1, 2] = fy / z, -fy * Xk[:, 1] / z**2
-        dX = torch.cat([torch.eye(3, dtype=z.dtype).expand(len(z), 3, 3), -_skew(Xk)], dim=2)  # (N, 3, 6)
-        J_photo = torch.einsum("nc,ncj->nj", torch.stack([Ix, Iy], -1), torch.einsum("nci,nij->ncj", dp, dX))
+        # For an image gradient G at the projection, d I / d X = G (d p / d X) = g (N, 3), and for a left increment
+        # d X / d (translation, rotation) = [I | -[X]x], so the row is [g, X x g] (_jacobian)
+        inv_z = 1 / z
+        fxz, fyz = fx * inv_z, fy * inv_z
+        J_photo = _jacobian(Xk, torch.stack([Ix * fxz, Iy * fyz, -(Ix * fxz * Xk[:, 0] + Iy * fyz * Xk[:, 1]) * inv_z], -1))
         r_photo = I - I_ref[ok]
         w_photo, s_photo = _huber_weights(r_photo, 0.005)
         rows, res, wts = [J_photo / s_photo], [r_photo / s_photo], [w_photo]
         use = Dv > 0.999
         if use_depth and int(use.sum()) >= 50:
-            dD = torch.einsum("nc,ncj->nj", torch.stack([Dx, Dy], -1)[use], torch.einsum("nci,nij->ncj", dp[use], dX[use]))
-            J_depth = dD - dX[use][:, 2]
+            # the target's depth at the projection minus the point's own depth, z = e3 . X
+            g = torch.stack([Dx * fxz, Dy * fyz, -(Dx * fxz * Xk[:, 0] + Dy * fyz * Xk[:, 1]) * inv_z], -1)
+            J_depth = _jacobian(Xk[use], g[use] - g.new_tensor([0.0, 0.0, 1.0]))
             r_depth = D[use] - z[use]
             w_depth, s_depth = _huber_weights(r_depth, 0.005)
             rows.append(J_depth / s_depth)
