@@ -17,7 +17,7 @@ from worldfromblur.data import BlurDataset
 from worldfromblur.data.build import run_build
 from worldfromblur.data.format import DatasetError
 from worldfromblur.data.rgbd import RGBDOptions, plan_rgbd, window_poses
-from worldfromblur.data.rgbd.build import fill_depth, resize_depth, resize_rgb
+from worldfromblur.data.rgbd.build import fill_depth, rgbd_renderer, resize_depth, resize_rgb, window_sample
 from worldfromblur.data.rgbd.readers import (NYU_DEPTH_TO_RGB, folders_sequence, interpolate_poses, load_depth,
                                              load_rgb, nyu_raw_to_metres, nyu_sequence, read_netpbm, tum_sequence)
 from worldfromblur.data.cameras import scale_intrinsics_np
@@ -77,6 +77,23 @@ def test_built_samples_are_consistent_and_inverted_poses_are_not(sequences, tmp_
     meta = json.loads((out / "samples" / manifest["splits"]["train"][0] / "meta.json").read_text())
     assert meta["subframes"] > 1 and meta["averaging"] == "linear"
     assert meta["provenance"]["poses"] == ("estimated: dense RGB-D odometry" if kind == "nyu" else "ground truth")
+
+
+def test_a_worker_reads_each_frame_once_and_builds_the_same_samples(sequences, tmp_path, monkeypatch):
+    """Consecutive windows share 2n of their 2n + 1 frames: a worker's frame cache decodes each source frame once,
+    and a window built from cached frames is the one built from frames read afresh."""
+    import worldfromblur.data.rgbd.build as rgbd_build
+
+    read, load_rgb = [], rgbd_build.load_rgb
+    monkeypatch.setattr(rgbd_build, "load_rgb", lambda seq, frame: read.append(frame.rgb) or load_rgb(seq, frame))
+    opts = RGBDOptions(kind="tum", max_subframes=3)
+    _, manifest = build(tmp_path, "tum", sequences["tum"], max_subframes=3)
+    assert manifest["num_samples"] == 3 and len(read) == len(set(read)) == 9  # 3 windows of 7 frames: frames 0-8
+    sample = rgbd_renderer([str(sequences["tum"])], opts.to_dict())
+    cached = [sample(i) for i in range(3)][-1]
+    fresh = window_sample(tum_sequence(sequences["tum"]), 5, opts)  # window 2 is centred on frame 5
+    for name in ("blurred", "sharp", "depth", "poses", "K"):
+        assert np.array_equal(getattr(cached, name), getattr(fresh, name)), name
 
 
 def test_sevenscenes_layout_without_intrinsics_needs_them_given(sequences, tmp_path):

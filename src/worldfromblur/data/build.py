@@ -148,6 +148,27 @@ def _work(index: int) -> tuple[int, str | None]:
     return index, None
 
 
+def _work_run(indices: list[int]) -> list[tuple[int, str | None]]:
+    return [_work(i) for i in indices]
+
+
+def _runs(todo: list[int], workers: int, longest: int = 8) -> list[list[int]]:
+    """``todo`` in runs of consecutive samples, at most ``longest`` and about four per worker: a worker that builds
+    neighbouring RGB-D windows reads their shared frames once (:class:`~worldfromblur.data.rgbd.build.FrameCache`).
+
+    >>> _runs([0, 1, 2, 3, 4, 7, 8, 9], workers=1)
+    [[0, 1], [2, 3], [4], [7, 8], [9]]
+    """
+    size = max(1, min(longest, len(todo) // (4 * workers)))
+    runs: list[list[int]] = []
+    for i in todo:
+        if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < size:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
 def _done(samples_dir: Path, index: int) -> bool:
     sid = sample_id(index)
     return (samples_dir / sid).is_dir() or (samples_dir / f"{sid}.skipped").is_file()
@@ -178,9 +199,8 @@ def run_build(out: Path, plan: BuildPlan, workers: int = 2, overwrite: bool = Fa
         init = (plan.renderer, plan.renderer_args, str(samples_dir))
         try:
             with ProcessPoolExecutor(min(workers, len(todo)), ctx, _init_worker, init) as pool:
-                for future in as_completed([pool.submit(_work, i) for i in todo]):
-                    future.result()
-                    bar.update()
+                for future in as_completed([pool.submit(_work_run, run) for run in _runs(todo, workers)]):
+                    bar.update(len(future.result()))
         except BrokenProcessPool as err:
             raise WfbError(f"a build worker died ({err}); finished samples are kept, rerun the command to resume") from None
     bar.close()

@@ -21,6 +21,7 @@ frames are not evenly spaced in time (a dropped frame), when a file is unreadabl
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,8 +36,8 @@ from ..build import BuildPlan, SkipSample, split_scenes
 from ..cameras import rotation_angle_deg, scale_intrinsics_np, steps_per_frame
 from ..exposure import choose_subframes, fill_holes
 from ..format import DatasetError, SampleRecord
-from .readers import (FOLDERS_DEPTH_SCALE, Sequence, folders_sequence, icl_sequence, load_depth, load_rgb, nyu_sequence,
-                      sevenscenes_sequence, tum_sequence)
+from .readers import (FOLDERS_DEPTH_SCALE, Frame, Sequence, folders_sequence, icl_sequence, load_depth, load_rgb,
+                      nyu_sequence, sevenscenes_sequence, tum_sequence)
 from .odometry import window_poses
 
 
@@ -187,16 +188,42 @@ def _trajectory(window: list, rgbs: np.ndarray, depths: list, K: np.ndarray, use
     return traj
 
 
-def window_sample(seq: Sequence, c: int, opts: RGBDOptions) -> SampleRecord:
-    """The sample of the window centred on frame ``c`` of ``seq``: its frames, depth, poses and synthesised blur."""
+def load_frame(seq: Sequence, frame: Frame, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A frame's colour (sRGB floats) and depth (metres, 0 = no reading) at the build's ``size``."""
+    return resize_rgb(load_rgb(seq, frame), size), resize_depth(load_depth(seq, frame), size)
+
+
+class FrameCache:
+    """The last ``capacity`` frames a worker loaded, at the build's size: consecutive windows share all but
+    ``stride`` of their 2n + 1 frames, so each frame is decoded and resized about once instead of 2n + 1 times.
+    Callers must not modify the arrays returned."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.frames = capacity, OrderedDict()
+
+    def __call__(self, seq: Sequence, frame: Frame, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        key = (seq.root, frame.rgb, frame.depth, size)
+        if key in self.frames:
+            self.frames.move_to_end(key)
+            return self.frames[key]
+        self.frames[key] = loaded = load_frame(seq, frame, size)  # an unreadable frame raises and is not kept
+        if len(self.frames) > self.capacity:
+            self.frames.popitem(last=False)
+        return loaded
+
+
+def window_sample(seq: Sequence, c: int, opts: RGBDOptions, load=load_frame) -> SampleRecord:
+    """The sample of the window centred on frame ``c`` of ``seq``: its frames, depth, poses and synthesised blur.
+    ``load(seq, frame, size)`` reads a frame (default :func:`load_frame`; a :class:`FrameCache` reuses them)."""
     n, size = opts.n, (opts.width, opts.height)
     window = _window(seq, c, opts)
     K = scale_intrinsics_np(seq.K, size[0] / seq.size[0], size[1] / seq.size[1])
     try:
-        rgbs = np.stack([resize_rgb(load_rgb(seq, f), size) for f in window])
-        depths = [resize_depth(load_depth(seq, f), size) for f in window]
+        loaded = [load(seq, f, size) for f in window]
     except DatasetError as err:
         raise SkipSample(str(err)) from None
+    rgbs = np.stack([rgb for rgb, _ in loaded])
+    depths = [depth for _, depth in loaded]
     if (depths[n] > 0).mean() < 0.3:
         raise SkipSample("the reference frame has depth on fewer than 30% of its pixels")
     provenance = {"source": seq.kind, "sequence": seq.name, "frames": [f.rgb.name for f in window],
@@ -224,10 +251,11 @@ def rgbd_renderer(roots: list[str], options: dict):
     opts = RGBDOptions(**options)
     seqs = [open_sequence(r, opts) for r in roots]
     index = [(s, c) for s, seq in enumerate(seqs) for c in windows_of(seq, opts)]
+    cache = FrameCache(2 * (2 * opts.n + 1))
 
     def sample(i: int) -> SampleRecord:
         s, c = index[i]
-        return window_sample(seqs[s], c, opts)
+        return window_sample(seqs[s], c, opts, cache)
 
     return sample
 
