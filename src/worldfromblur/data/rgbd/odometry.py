@@ -74,6 +74,14 @@ def _huber_weights(r: torch.Tensor, floor: float, k: float = 1.345) -> tuple[tor
     return torch.where(a <= k, torch.ones_like(a), k / a), scale
 
 
+def _through_projection(gx: torch.Tensor, gy: torch.Tensor, X: torch.Tensor, fx, fy) -> torch.Tensor:
+    """d m(p) / d X (N, 3) of a map m with gradient (gx, gy) at the projection p = (fx x / z + cx, fy y / z + cy)
+    of the points X (N, 3)."""
+    inv_z = 1 / X[:, 2]
+    a, b = gx * fx * inv_z, gy * fy * inv_z
+    return torch.stack([a, b, -(a * X[:, 0] + b * X[:, 1]) * inv_z], dim=-1)
+
+
 def _jacobian(X: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """(N, 6) rows d r / d (translation, rotation) of residuals whose derivative by the point X is g (N, 3), for
     the left increment X <- exp(delta) X: g [I | -[X]x] = [g, X x g]."""
@@ -116,19 +124,15 @@ def _level(gray_r, depth_r, gray_t, depth_t, K, T, iterations, use_depth):
         if int(ok.sum()) < 50:
             break
         Xk, z, I, Ix, Iy, D, Dx, Dy, Dv = (a[ok] for a in (Xk, z, I, Ix, Iy, D, Dx, Dy, Dv))
-        # For an image gradient G at the projection, d I / d X = G (d p / d X) = g (N, 3), and for a left increment
-        # d X / d (translation, rotation) = [I | -[X]x], so the row is [g, X x g] (_jacobian)
-        inv_z = 1 / z
-        fxz, fyz = fx * inv_z, fy * inv_z
-        J_photo = _jacobian(Xk, torch.stack([Ix * fxz, Iy * fyz, -(Ix * fxz * Xk[:, 0] + Iy * fyz * Xk[:, 1]) * inv_z], -1))
+        J_photo = _jacobian(Xk, _through_projection(Ix, Iy, Xk, fx, fy))
         r_photo = I - I_ref[ok]
         w_photo, s_photo = _huber_weights(r_photo, 0.005)
         rows, res, wts = [J_photo / s_photo], [r_photo / s_photo], [w_photo]
         use = Dv > 0.999
         if use_depth and int(use.sum()) >= 50:
-            # the target's depth at the projection minus the point's own depth, z = e3 . X
-            g = torch.stack([Dx * fxz, Dy * fyz, -(Dx * fxz * Xk[:, 0] + Dy * fyz * Xk[:, 1]) * inv_z], -1)
-            J_depth = _jacobian(Xk[use], g[use] - g.new_tensor([0.0, 0.0, 1.0]))
+            # the target's depth at the projection minus the point's own depth z = e3 . X
+            g = _through_projection(Dx[use], Dy[use], Xk[use], fx, fy) - Xk.new_tensor([0.0, 0.0, 1.0])
+            J_depth = _jacobian(Xk[use], g)
             r_depth = D[use] - z[use]
             w_depth, s_depth = _huber_weights(r_depth, 0.005)
             rows.append(J_depth / s_depth)
