@@ -118,12 +118,12 @@ def _level(gray_r, depth_r, gray_t, depth_t, K, T, iterations, use_depth):
         zs = torch.where(front, z, torch.ones_like(z))
         p = torch.stack([fx * Xk[:, 0] / zs + cx, fy * Xk[:, 1] / zs + cy], -1)
         inside = front & (p[:, 0] >= 0) & (p[:, 0] <= W - 1) & (p[:, 1] >= 0) & (p[:, 1] <= H - 1)
-        s = _sample(target, p)
-        I, Ix, Iy, D, Dx, Dy, Dv = s.unbind(-1)
         ok = inside
         if int(ok.sum()) < 50:
             break
-        Xk, z, I, Ix, Iy, D, Dx, Dy, Dv = (a[ok] for a in (Xk, z, I, Ix, Iy, D, Dx, Dy, Dv))
+        kept = torch.cat([Xk, _sample(target, p)], dim=1)[ok]  # the points and the target's maps there, in one index
+        Xk, z = kept[:, :3], kept[:, 2]
+        I, Ix, Iy, D, Dx, Dy, Dv = kept[:, 3:].unbind(-1)
         J_photo = _jacobian(Xk, _through_projection(Ix, Iy, Xk, fx, fy))
         r_photo = I - I_ref[ok]
         w_photo, s_photo = _huber_weights(r_photo, 0.005)
