@@ -131,9 +131,10 @@ def _level(gray_r, depth_r, gray_t, depth_t, K, T, iterations, use_depth):
         use = Dv > 0.999
         if use_depth and int(use.sum()) >= 50:
             # the target's depth at the projection minus the point's own depth z = e3 . X
-            g = _through_projection(Dx[use], Dy[use], Xk[use], fx, fy) - Xk.new_tensor([0.0, 0.0, 1.0])
-            J_depth = _jacobian(Xk[use], g)
-            r_depth = D[use] - z[use]
+            Xu = Xk[use]
+            g = _through_projection(Dx[use], Dy[use], Xu, fx, fy) - Xu.new_tensor([0.0, 0.0, 1.0])
+            J_depth = _jacobian(Xu, g)
+            r_depth = D[use] - Xu[:, 2]
             w_depth, s_depth = _huber_weights(r_depth, 0.005)
             rows.append(J_depth / s_depth)
             res.append(r_depth / s_depth)
