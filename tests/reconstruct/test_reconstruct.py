@@ -729,6 +729,32 @@ def test_deconvolution_stops_when_converged_instead_of_dividing_by_an_underflowe
     assert torch.allclose(out, (blurred + 0.5 * init) / 1.5, atol=1e-6)
 
 
+def test_deconvolution_started_away_from_its_prior_solves_the_same_energy(monkeypatch):
+    """``prior`` apart from the start (a later round starts from the previous answer): conjugate gradients from
+    anywhere reach the energy's one minimum, which the prior fixes, and a prior equal to ``init`` changes nothing."""
+    from worldfromblur.reconstruct import deconvolve as dm
+    from worldfromblur.reconstruct.refine import eval_smooth
+
+    g = torch.Generator().manual_seed(2)
+    blurred, prior, start = (torch.rand(1, 3, 8, 8, generator=g) for _ in range(3))
+    eye = torch.eye(4).expand(1, 6, 4, 4)
+    with monkeypatch.context() as m:  # zero motion: A is the identity, the minimum (B + lambda S_0) / (1 + lambda)
+        m.setattr(dm, "exposure_sampler", lambda *a: (lambda x: x))
+        out = dm._solve(blurred, prior, torch.ones(1, 1, 8, 8), eye, torch.eye(3)[None], weight=0.5,
+                        iterations=500, subframes=1, start=start)
+    assert torch.allclose(out, (blurred + 0.5 * prior) / 1.5, atol=1e-6)
+    # through the public function, in tiles: the prior equal to the start is the plain solve, byte for byte
+    sharp, depth, K = _textured_scene(h=96, w=400, seed=3)
+    u = eval_smooth(torch.tensor([[[0.004, -0.006, 0.01], [0.0004, 0.0002, -0.0005]]]), 3)
+    v = torch.zeros_like(u)
+    init = 0.5 * sharp + 0.25
+    kw = dict(iterations=3, tile=272)
+    assert torch.equal(dm.deconvolve(sharp, init, depth, u, v, K, prior=init, **kw),
+                       dm.deconvolve(sharp, init, depth, u, v, K, **kw))
+    assert not torch.equal(dm.deconvolve(sharp, init, depth, u, v, K, prior=sharp, **kw),
+                           dm.deconvolve(sharp, init, depth, u, v, K, **kw))
+
+
 def test_deconvolve_option_is_recorded_and_fits_the_photo(tmp_path):
     out = tmp_path / "out"
     assert run_cli(EXAMPLE, "--out", out, "--deconvolve", "--quiet") == 0

@@ -65,9 +65,10 @@ def _conjugate_gradients(normal, x: torch.Tensor, r: torch.Tensor, iterations: i
 
 
 def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor,
-           weight: float, iterations: int, subframes: int, robust: float = 0.0) -> torch.Tensor:
-    """The deconvolution of one (1, 3, H, W) image in linear light (no tiling): conjugate gradients from ``init``;
-    with ``robust`` > 0, a second, weighted pass (see :func:`deconvolve`)."""
+           weight: float, iterations: int, subframes: int, robust: float = 0.0,
+           start: torch.Tensor | None = None) -> torch.Tensor:
+    """The deconvolution of one (1, 3, H, W) image in linear light (no tiling): conjugate gradients from ``start``
+    (default ``init``, the prior); with ``robust`` > 0, a second, weighted pass (see :func:`deconvolve`)."""
     A = exposure_sampler(depth, poses, K, subframes)
 
     def adjoint(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -81,9 +82,9 @@ def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses
             ax = A(x)
         return adjoint(x, w * ax) + weight * x
 
-    x = init.clone()
+    x = (init if start is None else start).clone()
     with torch.no_grad():
-        r = adjoint(x, blurred - A(x))  # the residual of the normal equations at x = init (the prior term is 0)
+        r = adjoint(x, blurred - A(x)) + weight * (init - x)  # the normal equations' residual at x
     x = _conjugate_gradients(normal, x, r, iterations)
     if robust > 0:
         with torch.no_grad():
@@ -98,12 +99,14 @@ def _solve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, poses
 @torch.no_grad()
 def deconvolve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
                K: torch.Tensor, weight: float = DEFAULT_WEIGHT, iterations: int = DEFAULT_ITERATIONS,
-               subframes: int = DECONV_SUBFRAMES, tile: int = DEFAULT_TILE, robust: float = ROBUST) -> torch.Tensor:
+               subframes: int = DECONV_SUBFRAMES, tile: int = DEFAULT_TILE, robust: float = ROBUST,
+               prior: torch.Tensor | None = None) -> torch.Tensor:
     """The sharp frame (1, 3, H, W), sRGB in [0, 1], that re-blurs into ``blurred`` with the trajectory (u, v).
 
     Args:
         blurred: (1, 3, H, W) the photo, sRGB in [0, 1].
-        init: (1, 3, H, W) the network's deblurred frame at the same size: start and prior.
+        init: (1, 3, H, W) the network's deblurred frame at the same size: the start, and the prior unless
+            ``prior`` is given.
         depth: (1, 1, H, W) its depth, metres.
         u, v: (1, 2n, 3) the (refined) trajectory.
         K: (1, 3, 3) intrinsics at this size.
@@ -114,13 +117,15 @@ def deconvolve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, u
             re-blur error weighted by Huber's weight at ``robust`` robust standard deviations of the first pass's
             residuals: pixels no camera motion explains (something that moved by itself) weigh less. 0: no second
             pass (half the time).
+        prior: (1, 3, H, W) the frame ``S_0`` the solution is kept near, when it is not ``init`` (e.g. a previous
+            deconvolution started from, with the network's frame as the prior).
     """
     if iterations <= 0:
         return init
     H, W = blurred.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(H, dtype=blurred.dtype), torch.arange(W, dtype=blurred.dtype), indexing="ij")
     stack = torch.cat([srgb_to_linear(blurred), srgb_to_linear(init), depth, xs[None, None].to(blurred.device),
-                       ys[None, None].to(blurred.device)], dim=1)
+                       ys[None, None].to(blurred.device)] + ([] if prior is None else [srgb_to_linear(prior)]), dim=1)
     poses = pose_from_uv(u, v)
 
     def one_tile(t: torch.Tensor) -> torch.Tensor:
@@ -128,7 +133,10 @@ def deconvolve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, u
         K_t = K.clone()
         K_t[:, 0, 2] -= x0
         K_t[:, 1, 2] -= y0
-        return _solve(t[:, :3], t[:, 3:6], t[:, 6:7], poses, K_t, weight, iterations, subframes, robust)
+        if prior is None:
+            return _solve(t[:, :3], t[:, 3:6], t[:, 6:7], poses, K_t, weight, iterations, subframes, robust)
+        return _solve(t[:, :3], t[:, 9:12], t[:, 6:7], poses, K_t, weight, iterations, subframes, robust,
+                      start=t[:, 3:6])
 
     tile = tile if tile <= 0 or tile > 2 * DECONV_OVERLAP else 2 * DECONV_OVERLAP + 8
     out = tiled(one_tile, stack, tile, DECONV_OVERLAP)
