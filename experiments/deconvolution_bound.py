@@ -1,7 +1,7 @@
 """How much deconvolution at the model's size could give, and what holds it back: the trajectory or the depth.
 
     python -m experiments.deconvolution_bound DATASET [--num 40] [--weight 0.3] [--iterations 8] [--subframes 2]
-                                                  [--checkpoint CKPT]
+                                                  [--free-translation] [--checkpoint CKPT]
 
 On the first ``--num`` test samples of a dataset built by ``wfb make-dataset`` (at the model's size), the network's
 deblurred frame is deconvolved (:func:`worldfromblur.reconstruct.deconvolve.deconvolve`, from that frame, at
@@ -10,7 +10,11 @@ deblurred frame is deconvolved (:func:`worldfromblur.reconstruct.deconvolve.deco
 * the refined trajectory and the network's depth (what ``wfb reconstruct --deconvolve`` does; ``wfb evaluate
   --refine 15 --deconvolve`` scores it on a whole split);
 * the true trajectory and the network's depth (a perfect motion estimate);
-* the true trajectory and the true depth (where it is measured; the network's elsewhere): the ceiling.
+* the true trajectory and the true depth (where it is measured; the network's elsewhere): the ceiling;
+
+and, to say which part of the motion costs what: the true rotation with the networks' translation (refinement's
+unknowns exact), the refined rotation with the true translation, and the trajectory refined with the translation
+freed too (``refine(..., translation=True)``).
 
 The true trajectory is taken in the time order closer to the refined one (a blur is the same either way). PSNR in
 dB against the sharp frame, mean over the samples.
@@ -37,6 +41,7 @@ from worldfromblur.reconstruct.deconvolve import (
     ROBUST,
     deconvolve,
 )
+from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
 
 
 def main() -> None:
@@ -47,6 +52,8 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="conjugate-gradient iterations")
     ap.add_argument("--subframes", type=int, default=DECONV_SUBFRAMES, help="instants per frame interval")
     ap.add_argument("--robust", type=float, default=ROBUST, help="the robust pass's Huber threshold (0: none)")
+    ap.add_argument("--free-translation", action="store_true",
+                    help="also refine with the translation freed (a second refinement per sample)")
     ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
@@ -64,7 +71,13 @@ def main() -> None:
             "deconvolved: refined trajectory, network's depth": (r.u, r.v, o["depth"]),
             "deconvolved: true trajectory, network's depth": (u, v, o["depth"]),
             "deconvolved: true trajectory and depth": (u, v, true_depth),
+            "deconvolved: true rotation, networks' translation, network's depth": (u, r.v, o["depth"]),
+            "deconvolved: refined rotation, true translation, network's depth": (r.u, v, o["depth"]),
         }
+        if args.free_translation:
+            t = refine(B, o["deblurred"], o["motion_depth"], o["u"], o["v"], K, DEFAULT_STEPS,
+                       averaging=model.cfg.averaging, translation=True)
+            frames["deconvolved: refined with the translation freed, network's depth"] = (t.u, t.v, o["depth"])
         for name, x in frames.items():
             if isinstance(x, tuple):
                 x = deconvolve(B, o["deblurred"], x[2], x[0], x[1], K, weight=args.weight,
