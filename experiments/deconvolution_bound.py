@@ -1,7 +1,7 @@
 """How much deconvolution at the model's size could give, and what holds it back: the trajectory or the depth.
 
     python -m experiments.deconvolution_bound DATASET [--num 40] [--weight 0.3] [--iterations 8] [--subframes 2]
-                                                  [--free-translation] [--checkpoint CKPT]
+                                                  [--variants] [--checkpoint CKPT]
 
 On the first ``--num`` test samples of a dataset built by ``wfb make-dataset`` (at the model's size), the network's
 deblurred frame is deconvolved (:func:`worldfromblur.reconstruct.deconvolve.deconvolve`, from that frame, at
@@ -13,8 +13,9 @@ deblurred frame is deconvolved (:func:`worldfromblur.reconstruct.deconvolve.deco
 * the true trajectory and the true depth (where it is measured; the network's elsewhere): the ceiling;
 
 and, to say which part of the motion costs what: the true rotation with the networks' translation (refinement's
-unknowns exact), the refined rotation with the true translation, and the trajectory refined with the translation
-freed too (``refine(..., translation=True)``).
+unknowns exact), the refined rotation with the true translation, and (``--variants``) the trajectory refined with
+the translation freed too (``refine(..., translation=True)``) and refined from zero translation instead of the
+networks'.
 
 The true trajectory is taken in the time order closer to the refined one (a blur is the same either way). PSNR in
 dB against the sharp frame, mean over the samples.
@@ -52,8 +53,9 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="conjugate-gradient iterations")
     ap.add_argument("--subframes", type=int, default=DECONV_SUBFRAMES, help="instants per frame interval")
     ap.add_argument("--robust", type=float, default=ROBUST, help="the robust pass's Huber threshold (0: none)")
-    ap.add_argument("--free-translation", action="store_true",
-                    help="also refine with the translation freed (a second refinement per sample)")
+    ap.add_argument("--variants", action="store_true",
+                    help="also refine with the translation freed, and from zero translation (two more refinements a "
+                         "sample)")
     ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
@@ -74,10 +76,12 @@ def main() -> None:
             "deconvolved: true rotation, networks' translation, network's depth": (u, r.v, o["depth"]),
             "deconvolved: refined rotation, true translation, network's depth": (r.u, v, o["depth"]),
         }
-        if args.free_translation:
-            t = refine(B, o["deblurred"], o["motion_depth"], o["u"], o["v"], K, DEFAULT_STEPS,
-                       averaging=model.cfg.averaging, translation=True)
-            frames["deconvolved: refined with the translation freed, network's depth"] = (t.u, t.v, o["depth"])
+        if args.variants:
+            for name, v0, free in (("with the translation freed", o["v"], True),
+                                   ("from zero translation", torch.zeros_like(o["v"]), False)):
+                t = refine(B, o["deblurred"], o["motion_depth"], o["u"], v0, K, DEFAULT_STEPS,
+                           averaging=model.cfg.averaging, translation=free)
+                frames[f"deconvolved: refined {name}, network's depth"] = (t.u, t.v, o["depth"])
         for name, x in frames.items():
             if isinstance(x, tuple):
                 x = deconvolve(B, o["deblurred"], x[2], x[0], x[1], K, weight=args.weight,
