@@ -18,42 +18,30 @@ error up to time reversal (mean over the 2n instants, degrees) against the datas
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.common import machine, table
+from experiments.common import deconvolution_arguments
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.evaluation.metrics import motion_errors, psnr
 from worldfromblur.geometry import pose_from_uv
 from worldfromblur.models.io import load_model, shipped_model
-from worldfromblur.reconstruct.deconvolve import (
-    DEFAULT_ITERATIONS,
-    DEFAULT_WEIGHT,
-    ROBUST,
-    deconvolve,
-)
+from worldfromblur.reconstruct.deconvolve import deconvolve
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path, help="a dataset built by wfb make-dataset, at the model's size")
-    ap.add_argument("--num", type=int, default=40, help="first N test samples (default 40)")
+    ap = deconvolution_arguments(__doc__)
     ap.add_argument("--rounds", type=int, default=3, help="refine-then-deconvolve rounds (default 3)")
-    ap.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help="the deconvolution's lambda")
-    ap.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="conjugate-gradient iterations")
-    ap.add_argument("--robust", type=float, default=ROBUST, help="the deconvolution's robust pass (0: none)")
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="refinement iterations a round")
     ap.add_argument("--motion-once", action="store_true",
                     help="refine the motion in round 0 only (then the rounds only deconvolve again)")
     ap.add_argument("--anchor", choices=("network", "previous"), default="previous",
                     help="the deconvolution's prior: the previous round's frame (default), or the network's")
-    ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     torch.manual_seed(0)
     model = load_model(args.checkpoint or shipped_model())[0].eval()

@@ -1,7 +1,8 @@
-"""Shared bits of the experiments: the networks and the default refinement on a dataset's test samples."""
+"""Shared bits of the experiments: the networks and the default refinement on a dataset's test samples, and the\ndeconvolution experiments' arguments."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,11 @@ from torch.utils.data import DataLoader
 
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.models.cycle import WorldFromBlur
+from worldfromblur.reconstruct.deconvolve import (
+    DEFAULT_ITERATIONS,
+    DEFAULT_WEIGHT,
+    ROBUST,
+)
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS, RefineResult, refine
 
 
@@ -26,3 +32,16 @@ def refined_samples(model: WorldFromBlur, data: Path, num: int) -> Iterator[tupl
         r = refine(s["blurred"], o["deblurred"], o["motion_depth"], o["u"], o["v"], s["K"], DEFAULT_STEPS,
                    averaging=model.cfg.averaging)
         yield s, o, r
+
+
+def deconvolution_arguments(doc: str) -> argparse.ArgumentParser:
+    """The arguments of the experiments that deconvolve a dataset's test samples at the model's size: the dataset,
+    how many samples, the solve's lambda, iterations and robust pass, and the model."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path, help="a dataset built by wfb make-dataset, at the model's size")
+    ap.add_argument("--num", type=int, default=40, help="first N test samples (default 40)")
+    ap.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help="the deconvolution's lambda")
+    ap.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="conjugate-gradient iterations")
+    ap.add_argument("--robust", type=float, default=ROBUST, help="the robust pass's Huber threshold (0: none)")
+    ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
+    return ap

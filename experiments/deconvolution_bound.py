@@ -23,40 +23,26 @@ dB against the sharp frame, mean over the samples.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks.common import machine, table
-from experiments.common import refined_samples
+from experiments.common import deconvolution_arguments, refined_samples
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.geometry import uv_from_pose
 from worldfromblur.models.io import load_model, shipped_model
-from worldfromblur.reconstruct.deconvolve import (
-    DECONV_SUBFRAMES,
-    DEFAULT_ITERATIONS,
-    DEFAULT_WEIGHT,
-    ROBUST,
-    deconvolve,
-)
+from worldfromblur.reconstruct.deconvolve import DECONV_SUBFRAMES, deconvolve
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path, help="a dataset built by wfb make-dataset, at the model's size")
-    ap.add_argument("--num", type=int, default=40, help="first N test samples (default 40)")
-    ap.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help="the deconvolution's lambda")
-    ap.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="conjugate-gradient iterations")
+    ap = deconvolution_arguments(__doc__)
     ap.add_argument("--subframes", type=int, default=DECONV_SUBFRAMES, help="instants per frame interval")
-    ap.add_argument("--robust", type=float, default=ROBUST, help="the robust pass's Huber threshold (0: none)")
     ap.add_argument("--variants", action="store_true",
                     help="also refine with the translation freed, and from zero translation (two more refinements a "
                          "sample)")
-    ap.add_argument("--checkpoint", default=None, help="model (default: the shipped one)")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
     scores: dict[str, list[float]] = {}
