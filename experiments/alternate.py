@@ -13,7 +13,8 @@ answer against S_k and deconvolves with it,
 with the prior S_p the previous round's frame (``--anchor previous``, the default: each round moves on from the
 last) or the network's (``--anchor network``). Round 0 is what ``wfb reconstruct --deconvolve`` does. Printed per round, on the first ``--num`` test samples of a
 dataset built by ``wfb make-dataset`` at the model's size: deblurring PSNR against the sharp frame, and the rotation
-error up to time reversal (mean over the 2n instants, degrees) against the dataset's poses.
+error up to time reversal (mean over the 2n instants, degrees) against the dataset's poses (on the input's row, zero
+motion's).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def main() -> None:
     psnrs: dict[str, list[float]] = {}
     poses: dict[str, list[torch.Tensor]] = {}
     truth: list[torch.Tensor] = []
+
+    def keep(name: str, frame: torch.Tensor, sharp: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> None:
+        psnrs.setdefault(name, []).append(psnr(frame, sharp))
+        poses.setdefault(name, []).append(pose_from_uv(u, v))
+
     t0 = time.perf_counter()
     for i, s in enumerate(DataLoader(BlurDataset(args.data, split="test"), batch_size=1)):
         if i >= args.num:
@@ -56,12 +62,7 @@ def main() -> None:
             o = model(s["blurred"], s["K"])
         B, K, D, S0 = s["blurred"], s["K"], o["motion_depth"], o["deblurred"]
         truth.append(s["poses"])
-
-        def keep(name: str, frame: torch.Tensor, truth: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> None:
-            psnrs.setdefault(name, []).append(psnr(frame, truth))
-            poses.setdefault(name, []).append(pose_from_uv(u, v))
-
-        keep("blurred input", B, s["sharp"], o["u"], o["v"])
+        keep("blurred input (zero motion)", B, s["sharp"], torch.zeros_like(o["u"]), torch.zeros_like(o["v"]))
         keep("networks", S0, s["sharp"], o["u"], o["v"])
         u, v, S = o["u"], o["v"], S0
         for k in range(args.rounds):
@@ -74,7 +75,7 @@ def main() -> None:
             keep(f"round {k}", S, s["sharp"], u, v)
     n = len(truth)
     G = torch.cat(truth)
-    base = float(np.mean(psnrs["blurred input"]))
+    base = float(np.mean(psnrs["blurred input (zero motion)"]))
     rows = []
     for name, p in poses.items():
         m = motion_errors(torch.cat(p), G, reversal="min")
