@@ -133,9 +133,8 @@ def deconvolve(blurred: torch.Tensor, init: torch.Tensor, depth: torch.Tensor, u
         K_t = K.clone()
         K_t[:, 0, 2] -= x0
         K_t[:, 1, 2] -= y0
-        if prior is None:
-            return _solve(t[:, :3], t[:, 3:6], t[:, 6:7], poses, K_t, weight, iterations, subframes, robust)
-        return _solve(t[:, :3], t[:, 9:12], t[:, 6:7], poses, K_t, weight, iterations, subframes, robust,
+        kept_near = t[:, 3:6] if prior is None else t[:, 9:12]  # the prior: init's channels, or the prior's
+        return _solve(t[:, :3], kept_near, t[:, 6:7], poses, K_t, weight, iterations, subframes, robust,
                       start=t[:, 3:6])
 
     tile = tile if tile <= 0 or tile > 2 * DECONV_OVERLAP else 2 * DECONV_OVERLAP + 8
