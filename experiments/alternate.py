@@ -11,7 +11,8 @@ answer against S_k and deconvolves with it,
     (u_k, v_k) = refine(B, S_k, D, u_{k-1}, v_{k-1}),   S_{k+1} = deconvolve(B, init=S_k, prior=S_p, D, u_k, v_k),
 
 with the prior S_p the previous round's frame (``--anchor previous``, the default: each round moves on from the
-last) or the network's (``--anchor network``). Round 0 is what ``wfb reconstruct --deconvolve`` does. Printed per round, on the first ``--num`` test samples of a
+last) or the network's (``--anchor network``). Round 0 is what ``wfb reconstruct --deconvolve`` does; every round
+refines with its default iterations and roll prior. Printed per round, on the first ``--num`` test samples of a
 dataset built by ``wfb make-dataset`` at the model's size: deblurring PSNR against the sharp frame, and the rotation
 error up to time reversal (mean over the 2n instants, degrees) against the dataset's poses (on the input's row, zero
 motion's).
@@ -23,11 +24,9 @@ import time
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from benchmarks.common import machine, table
-from experiments.common import deconvolution_arguments
-from worldfromblur.data.dataset import BlurDataset
+from experiments.common import deconvolution_arguments, refined_samples
 from worldfromblur.evaluation.metrics import motion_errors, psnr
 from worldfromblur.geometry import pose_from_uv
 from worldfromblur.models.io import load_model, shipped_model
@@ -38,13 +37,11 @@ from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
 def main() -> None:
     ap = deconvolution_arguments(__doc__)
     ap.add_argument("--rounds", type=int, default=3, help="refine-then-deconvolve rounds (default 3)")
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="refinement iterations a round")
     ap.add_argument("--motion-once", action="store_true",
                     help="refine the motion in round 0 only (then the rounds only deconvolve again)")
     ap.add_argument("--anchor", choices=("network", "previous"), default="previous",
                     help="the deconvolution's prior: the previous round's frame (default), or the network's")
     args = ap.parse_args()
-    torch.manual_seed(0)
     model = load_model(args.checkpoint or shipped_model())[0].eval()
     psnrs: dict[str, list[float]] = {}
     poses: dict[str, list[torch.Tensor]] = {}
@@ -55,19 +52,15 @@ def main() -> None:
         poses.setdefault(name, []).append(pose_from_uv(u, v))
 
     t0 = time.perf_counter()
-    for i, s in enumerate(DataLoader(BlurDataset(args.data, split="test"), batch_size=1)):
-        if i >= args.num:
-            break
-        with torch.no_grad():
-            o = model(s["blurred"], s["K"])
+    for s, o, r in refined_samples(model, args.data, args.num):  # round 0's refinement: wfb reconstruct's
         B, K, D, S0 = s["blurred"], s["K"], o["motion_depth"], o["deblurred"]
         truth.append(s["poses"])
         keep("blurred input (zero motion)", B, s["sharp"], torch.zeros_like(o["u"]), torch.zeros_like(o["v"]))
         keep("networks", S0, s["sharp"], o["u"], o["v"])
-        u, v, S = o["u"], o["v"], S0
+        u, v, S = r.u, r.v, S0
         for k in range(args.rounds):
-            if k == 0 or not args.motion_once:
-                r = refine(B, S, D, u, v, K, args.steps, averaging=model.cfg.averaging)
+            if k > 0 and not args.motion_once:
+                r = refine(B, S, D, u, v, K, DEFAULT_STEPS, averaging=model.cfg.averaging)
                 u, v = r.u, r.v
             with torch.no_grad():
                 S = deconvolve(B, S, o["depth"], u, v, K, weight=args.weight, iterations=args.iterations,
@@ -84,7 +77,7 @@ def main() -> None:
         axes = f"{m['yaw']:.3f} / {m['pitch']:.3f} / {m['roll']:.3f}"
         rows.append([name, f"{score:.2f}", f"{score - base:+.2f}", axes, f"{rot:.3f}"])
     print(f"{n} test samples of {args.data}; lambda {args.weight:g}, {args.iterations} iterations, robust "
-          f"{args.robust:g}, refinement {args.steps}, prior: {args.anchor}; {machine()}, "
+          f"{args.robust:g}, refinement {DEFAULT_STEPS}, prior: {args.anchor}; {machine()}, "
           f"{time.perf_counter() - t0:.0f} s\n")
     print(table(["frame (trajectory)", "PSNR dB", "vs blurred", "yaw / pitch / roll (deg)", "mean rot."], rows))
 

@@ -1,4 +1,5 @@
-"""Shared bits of the experiments: the networks and the default refinement on a dataset's test samples, and the\ndeconvolution experiments' arguments."""
+"""Shared bits of the experiments: the networks and the default refinement on a dataset's test samples, and the
+deconvolution experiments' arguments."""
 
 from __future__ import annotations
 
