@@ -30,15 +30,14 @@ from benchmarks.common import machine, table
 from experiments.common import refined_samples
 from worldfromblur.evaluation.metrics import image_psnrs
 from worldfromblur.evaluation.report import blur_lengths, by_blur
-from worldfromblur.geometry import forward_flow, pose_from_uv, trajectory_with_reference
+from worldfromblur.geometry import path_steps, pose_from_uv, trajectory_with_reference
 from worldfromblur.models.io import load_model, shipped_model
 
 
 def path_length(depth: torch.Tensor, poses: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """(1, 1, H, W) length in pixels of each reference pixel's path through the exposure's 2n + 1 instants, in time
     order, from its depth (1, 1, H, W), the 2n poses (1, 2n, 4, 4) and K (1, 3, 3)."""
-    flow, _ = forward_flow(depth, trajectory_with_reference(poses), K)  # (1, 2n + 1, 2, H, W)
-    return (flow[:, 1:] - flow[:, :-1]).norm(dim=2).sum(1, keepdim=True)
+    return path_steps(depth, trajectory_with_reference(poses), K).sum(1, keepdim=True)
 
 
 def main() -> None:

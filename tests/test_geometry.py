@@ -12,6 +12,7 @@ from worldfromblur.geometry import (
     backproject,
     interpolate_trajectory,
     invert_pose,
+    path_steps,
     point_cloud,
     pose_from_uv,
     project,
@@ -360,3 +361,21 @@ def test_bad_geometry_input_names_the_argument(change, message):
 def test_odd_number_of_poses_is_rejected():
     with pytest.raises(GeometryError, match="even number"):
         trajectory_with_reference(torch.eye(4).expand(1, 3, 4, 4))
+
+
+def test_path_steps_of_a_sideways_move_are_focal_times_baseline_over_depth():
+    """A camera moving sideways at constant speed past a wall at depth Z moves every pixel f * dt / Z per step,
+    whatever the order of the instants; a pixel on a nearer plane moves more. Any other step length (the poses'
+    differences taken twice, the flow's norm over the wrong axis) fails this."""
+    f, Z = 100.0, 2.0
+    depth = torch.full((1, 1, 8, 10), Z, dtype=torch.float64)
+    depth[..., :4, :] = Z / 2  # the top half twice as near
+    ts = torch.tensor([-0.02, -0.01, 0.0, 0.015, 0.03], dtype=torch.float64)  # uneven steps, reference in the middle
+    T = torch.eye(4, dtype=torch.float64).repeat(1, 5, 1, 1)
+    T[0, :, 0, 3] = ts
+    steps = path_steps(depth, T, make_K(f)[None])
+    assert steps.shape == (1, 4, 8, 10)
+    want = f * ts.diff().abs() / Z
+    torch.testing.assert_close(steps[0, :, 4:, :], want[:, None, None].expand(4, 4, 10))
+    torch.testing.assert_close(steps[0, :, :4, :], 2 * want[:, None, None].expand(4, 4, 10))
+    torch.testing.assert_close(steps.sum(1)[0, 5, 5], torch.tensor(f * 0.05 / Z, dtype=torch.float64))

@@ -52,6 +52,7 @@ __all__ = [
     "backproject",
     "project",
     "forward_flow",
+    "path_steps",
     "warp",
     "trajectory_with_reference",
     "interpolate_trajectory",
@@ -309,6 +310,23 @@ def forward_flow(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> t
     flow = (p_k - pixel_grid(H, W, depth_ref)).permute(0, 1, 4, 2, 3)
     z_k = z_k.permute(0, 1, 4, 2, 3)
     return (flow[:, 0], z_k[:, 0]) if single else (flow, z_k)
+
+
+def path_steps(depth_ref: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """How far each reference pixel moves between consecutive instants of an exposure, in pixels.
+
+    Args:
+        depth_ref: (B, 1, H, W) reference z-depth, metres.
+        T: (B, M, 4, 4) reference-to-instant poses of the M instants in time order (the reference's identity
+            included, e.g. :func:`trajectory_with_reference` of the 2n poses).
+        K: (B, 3, 3) intrinsics.
+
+    Returns:
+        (B, M - 1, H, W): the length of each pixel's step from instant m to m + 1; summed over the steps, its path
+        through the exposure.
+    """
+    flow, _ = forward_flow(depth_ref, T, K)  # (B, M, 2, H, W)
+    return (flow[:, 1:] - flow[:, :-1]).norm(dim=2)
 
 
 def _targets(H: int, W: int, like: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:

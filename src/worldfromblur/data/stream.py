@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..geometry import forward_flow, pose_from_uv, reblur, scale_intrinsics
+from ..geometry import path_steps, pose_from_uv, reblur, scale_intrinsics
 from ..imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from .exposure import fill_holes
 from .format import DatasetError
@@ -279,8 +279,7 @@ class BlurStream:
         Kc[:, :2] *= s  # nearest sampling reads pixel 8i at coarse pixel i
 
         def lengths(u, v):
-            flow, _ = forward_flow(coarse, pose_from_uv(u, v), Kc)  # (B, 2n + 1, 2, h, w)
-            steps = (flow[:, 1:] - flow[:, :-1]).norm(dim=2) / s  # in sample pixels
+            steps = path_steps(coarse, pose_from_uv(u, v), Kc) / s  # (B, 2n, h, w), in sample pixels
             return steps.sum(1).flatten(1).amax(1), steps.flatten(1).amax(1)
 
         length, _ = lengths(u, v)
