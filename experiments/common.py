@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from worldfromblur.data.dataset import BlurDataset
+from worldfromblur.geometry import uv_from_pose
 from worldfromblur.models.cycle import WorldFromBlur
 from worldfromblur.reconstruct.deconvolve import (
     DEFAULT_ITERATIONS,
@@ -33,6 +34,16 @@ def refined_samples(model: WorldFromBlur, data: Path, num: int) -> Iterator[tupl
         r = refine(s["blurred"], o["deblurred"], o["motion_depth"], o["u"], o["v"], s["K"], DEFAULT_STEPS,
                    averaging=model.cfg.averaging)
         yield s, o, r
+
+
+def true_motion(sample: dict, u_near: torch.Tensor,
+                depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sample's true trajectory (u, v) (1, 2n, 3), in the time order closer to ``u_near`` (a blur is the same
+    either way), and its true depth with ``depth`` where none was measured."""
+    u, v = uv_from_pose(sample["poses"])
+    if (u.flip(1) - u_near).norm() < (u - u_near).norm():
+        u, v = u.flip(1), v.flip(1)
+    return u, v, torch.where(sample["valid_depth"] > 0, sample["depth"], depth)
 
 
 def deconvolution_arguments(doc: str) -> argparse.ArgumentParser:

@@ -29,9 +29,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import machine, table
-from experiments.common import deconvolution_arguments, refined_samples
+from experiments.common import deconvolution_arguments, refined_samples, true_motion
 from worldfromblur.evaluation.metrics import psnr
-from worldfromblur.geometry import uv_from_pose
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.deconvolve import DECONV_SUBFRAMES, deconvolve
 from worldfromblur.reconstruct.refine import DEFAULT_STEPS, refine
@@ -49,10 +48,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for s, o, r in refined_samples(model, args.data, args.num):
         B, K, sharp = s["blurred"], s["K"], s["sharp"]
-        u, v = uv_from_pose(s["poses"])
-        if (u.flip(1) - r.u).norm() < (u - r.u).norm():
-            u, v = u.flip(1), v.flip(1)
-        true_depth = torch.where(s["valid_depth"] > 0, s["depth"], o["depth"])
+        u, v, true_depth = true_motion(s, r.u, o["depth"])
         frames = {
             "blurred input": B,
             "network": o["deblurred"],
