@@ -21,11 +21,15 @@ from __future__ import annotations
 import copy
 import time
 
-import numpy as np
 import torch
 
-from benchmarks.common import machine, table
-from experiments.common import deconvolution_arguments, refined_samples, true_motion
+from benchmarks.common import machine
+from experiments.common import (
+    deconvolution_arguments,
+    psnr_table,
+    refined_samples,
+    true_motion,
+)
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.geometry import exposure_sampler, pose_from_uv
 from worldfromblur.imaging import srgb_to_linear
@@ -79,12 +83,10 @@ def main() -> None:
         for name, x in frames.items():
             scores.setdefault(name, []).append(psnr(x, sharp))
     n = len(scores["network"])
-    base = float(np.mean(scores["blurred input"]))
-    rows = [[name, f"{np.mean(v):.2f}", f"{np.mean(v) - base:+.2f}"] for name, v in scores.items()]
     print(f"{n} test samples of {args.data}; adaptation: {args.steps} Adam steps at {args.lr:g}; deconvolution: lambda "
           f"{args.weight:g}, {args.iterations} iterations, robust {args.robust:g}; {machine()}, "
           f"{(time.perf_counter() - t0) / max(n, 1):.1f} s a sample\n")
-    print(table(["frame", "PSNR dB", "vs blurred"], rows))
+    print(psnr_table(scores))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from benchmarks.common import table
 from worldfromblur.data.dataset import BlurDataset
 from worldfromblur.geometry import uv_from_pose
 from worldfromblur.models.cycle import WorldFromBlur
@@ -44,6 +46,14 @@ def true_motion(sample: dict, u_near: torch.Tensor,
     if (u.flip(1) - u_near).norm() < (u - u_near).norm():
         u, v = u.flip(1), v.flip(1)
     return u, v, torch.where(sample["valid_depth"] > 0, sample["depth"], depth)
+
+
+def psnr_table(scores: dict[str, list[float]]) -> str:
+    """The table of mean PSNR per frame kind, and its gain over the row ``"blurred input"``, in the order of
+    ``scores`` (name: one PSNR per sample)."""
+    base = float(np.mean(scores["blurred input"]))
+    rows = [[name, f"{np.mean(v):.2f}", f"{np.mean(v) - base:+.2f}"] for name, v in scores.items()]
+    return table(["frame", "PSNR dB", "vs blurred"], rows)
 
 
 def deconvolution_arguments(doc: str) -> argparse.ArgumentParser:

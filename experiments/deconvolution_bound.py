@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
-from benchmarks.common import machine, table
-from experiments.common import deconvolution_arguments, refined_samples, true_motion
+from benchmarks.common import machine
+from experiments.common import (
+    deconvolution_arguments,
+    psnr_table,
+    refined_samples,
+    true_motion,
+)
 from worldfromblur.evaluation.metrics import psnr
 from worldfromblur.models.io import load_model, shipped_model
 from worldfromblur.reconstruct.deconvolve import DECONV_SUBFRAMES, deconvolve
@@ -70,12 +74,10 @@ def main() -> None:
                                iterations=args.iterations, subframes=args.subframes, robust=args.robust, tile=0)
             scores.setdefault(name, []).append(psnr(x, sharp))
     n = len(scores["network"])
-    base = float(np.mean(scores["blurred input"]))
-    rows = [[name, f"{np.mean(v):.2f}", f"{np.mean(v) - base:+.2f}"] for name, v in scores.items()]
     print(f"{n} test samples of {args.data}, lambda {args.weight:g}, {args.iterations} iterations, "
           f"{args.subframes} instants per interval, robust {args.robust:g}; {machine()}, "
           f"{time.perf_counter() - t0:.0f} s\n")
-    print(table(["frame", "PSNR dB", "vs blurred"], rows))
+    print(psnr_table(scores))
 
 
 if __name__ == "__main__":

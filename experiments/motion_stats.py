@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from benchmarks.common import table
+from worldfromblur.data.pool import build_pool
 from worldfromblur.data.rgbd.build import RGBDOptions, open_sequence
 from worldfromblur.data.stream import BlurStream, StreamOptions
 from worldfromblur.data.synthetic.engine import SyntheticOptions, draw_motion
 from worldfromblur.geometry import uv_from_pose
-from worldfromblur.data.pool import build_pool
 from worldfromblur.viz import pixel_paths
 
 KEYS = ("rotation_deg_per_frame", "translation_cm_per_frame", "roll_share", "blur_px_median", "blur_px_max")
