@@ -1,6 +1,6 @@
 """Adapting the deblurring network to one photo through its own re-blur, against deconvolving its frame.
 
-    python -m experiments.adapt DATASET [--num 40] [--steps 60] [--lr 1e-4] [--true] [--checkpoint CKPT]
+    python -m experiments.adapt DATASET [--num 40] [--steps 60] [--lr 1e-4] [--true] [--split] [--checkpoint CKPT]
 
 ``--deconvolve`` keeps the sharp frame near the network's with a quadratic prior (docs/reconstruct.md). Here the
 prior is the network itself: a copy of the deblurring module is trained on the one photo for ``--steps`` Adam
@@ -13,7 +13,8 @@ On the first ``--num`` test samples of a dataset built by ``wfb make-dataset`` (
 against the sharp frame of: the blurred input, the network's frame, the frame deconvolved with the refined
 trajectory (``wfb reconstruct --deconvolve``) and the frame of the module adapted with it; with ``--true``, the same
 two with the true trajectory (in the time order closer to the refined one) and the true depth where it is measured:
-what each prior gives once the motion is right.
+what each prior gives once the motion is right; with ``--split``, the module adapted with the true rotation and the
+networks' translation, and with the true trajectory and the network's depth.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="Adam steps of the adaptation (default 60)")
     ap.add_argument("--lr", type=float, default=1e-4, help="its learning rate (default 1e-4)")
     ap.add_argument("--true", action="store_true", help="also deconvolve and adapt with the true trajectory and depth")
+    ap.add_argument("--split", action="store_true",
+                    help="also adapt with the true rotation and the networks' translation, and with the true "
+                         "trajectory and the network's depth: which part of the motion the adaptation waits for")
     args = ap.parse_args()
     model = load_model(args.checkpoint or shipped_model())[0].eval()
     scores: dict[str, list[float]] = {}
@@ -73,8 +77,13 @@ def main() -> None:
                       B, o["deblurred"], D, r.u, r.v, K, weight=args.weight, iterations=args.iterations,
                       robust=args.robust, tile=0),
                   "adapted: refined trajectory": adapted_frame(model.deblur, B, D, r.u, r.v, K, args.steps, args.lr)}
+        u, v, true_depth = true_motion(s, r.u, D)
+        if args.split:
+            frames["adapted: true rotation, networks' translation"] = adapted_frame(model.deblur, B, D, u, r.v, K,
+                                                                                    args.steps, args.lr)
+            frames["adapted: true trajectory, network's depth"] = adapted_frame(model.deblur, B, D, u, v, K,
+                                                                                args.steps, args.lr)
         if args.true:
-            u, v, true_depth = true_motion(s, r.u, D)
             frames["deconvolved: true trajectory and depth"] = deconvolve(
                 B, o["deblurred"], true_depth, u, v, K, weight=args.weight, iterations=args.iterations,
                 robust=args.robust, tile=0)
