@@ -364,9 +364,9 @@ def test_odd_number_of_poses_is_rejected():
 
 
 def test_path_steps_of_a_sideways_move_are_focal_times_baseline_over_depth():
-    """A camera moving sideways at constant speed past a wall at depth Z moves every pixel f * dt / Z per step,
-    whatever the order of the instants; a pixel on a nearer plane moves more. Any other step length (the poses'
-    differences taken twice, the flow's norm over the wrong axis) fails this."""
+    """A camera moving sideways past a wall at depth Z moves every pixel f * dt / Z per step, dt each step's own
+    baseline (the steps here are uneven); a pixel on a plane twice as near moves twice as far. Any other step length
+    (the poses' differences taken twice, the flow's norm over the wrong axis) fails this."""
     f, Z = 100.0, 2.0
     depth = torch.full((1, 1, 8, 10), Z, dtype=torch.float64)
     depth[..., :4, :] = Z / 2  # the top half twice as near
