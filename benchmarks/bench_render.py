@@ -39,7 +39,7 @@ def main() -> None:
         for i in range(max(args.batch)):
             scene = make_scene(np.random.default_rng([99, i]), len(bank))
             rooms.append(scene)
-            cams.append(place_camera(np.random.default_rng([98, i]), scene, bank, K, H, W))
+            cams.append(place_camera(np.random.default_rng([98, i]), scene, K, H, W))
         n = 8
         t = timeit(lambda: [raycast(rooms[i], bank, *cams[i], K, H, W) for i in range(n)], "cpu", args.repeat)
         rows.append([size, "NumPy", "cpu", 1, f"{n / t:.0f}"])

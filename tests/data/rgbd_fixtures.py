@@ -52,7 +52,7 @@ def _world(seed: int, K: np.ndarray):
     for attempt in range(20):
         scene = make_scene(np.random.default_rng([seed, attempt]), len(bank))
         try:
-            R0, C0 = place_camera(rng, scene, bank, K, H, W)
+            R0, C0 = place_camera(rng, scene, K, H, W)
         except RuntimeError:
             continue
         # near enough for the Kinect's disparity quantisation to stay small: the median depth under 3 m

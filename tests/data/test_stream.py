@@ -382,7 +382,7 @@ def test_a_room_exposed_on_the_device_looks_like_its_pool_render():
     for index in (0, 1):
         rgb, depth, _ = render_still(0, index, opts, bank)
         scene = make_scene(np.random.default_rng([0, index, KEYS["pool room"], 0]), len(bank))
-        R, C = place_camera(np.random.default_rng([0, index, KEYS["pool camera"], 0]), scene, bank, K, 60, 80)
+        R, C = place_camera(np.random.default_rng([0, index, KEYS["pool camera"], 0]), scene, K, 60, 80)
         radiance, d = raycast_batch(SceneBatch.from_scenes([scene]), TextureStack.from_bank(bank),
                                     torch.tensor(R, dtype=torch.float32)[None], torch.tensor(C, dtype=torch.float32)[None],
                                     torch.tensor(K, dtype=torch.float32)[None], 60, 80)

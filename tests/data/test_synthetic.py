@@ -442,7 +442,7 @@ def test_the_torch_renderer_agrees_with_the_numpy_caster():
     """One scene description, two renderers: on the same scenes and cameras the batched torch caster gives the NumPy
     caster's depth within 1 mm and its colour (exposed, sRGB) within 2/255 away from the edges between surfaces."""
     from worldfromblur.data.synthetic.engine import auto_exposure, place_camera
-    from worldfromblur.data.synthetic.scene import _cast, make_scene, raycast
+    from worldfromblur.data.synthetic.scene import _cast, make_scene, raycast, raycast_depth
     from worldfromblur.data.synthetic.textures import make_texture_bank
     from worldfromblur.data.synthetic.torch_render import (
         SceneBatch,
@@ -458,7 +458,7 @@ def test_the_torch_renderer_agrees_with_the_numpy_caster():
     for i in (5, 6, 9, 11):  # rooms whose views hold spheres, cylinders, boxes, and only walls
         scene = make_scene(np.random.default_rng([11, i]), len(bank))
         scenes.append(scene)
-        cams.append(place_camera(np.random.default_rng([12, i]), scene, bank, K, H, W))
+        cams.append(place_camera(np.random.default_rng([12, i]), scene, K, H, W))
     R = torch.tensor(np.stack([c[0] for c in cams]), dtype=torch.float32)
     C = torch.tensor(np.stack([c[1] for c in cams]), dtype=torch.float32)
     radiance, depth = raycast_batch(SceneBatch.from_scenes(scenes), TextureStack.from_bank(bank), R, C,
@@ -467,6 +467,8 @@ def test_the_torch_renderer_agrees_with_the_numpy_caster():
     kinds = set()
     for b, scene in enumerate(scenes):
         ref_radiance, ref_depth = raycast(scene, bank, *cams[b], K, H, W)
+        probe = raycast_depth(scene, *cams[b], K, H, W, stride=3)
+        assert np.array_equal(probe, raycast(scene, bank, *cams[b], K, H, W, stride=3)[1])
         _, _, owner, face = _cast(scene, *cams[b], K, H, W, 1)
         surface = np.pad(np.where(owner < 0, face, 6 + owner), 1, mode="edge")
         interior = np.ones((H, W), bool)

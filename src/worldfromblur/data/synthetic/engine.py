@@ -33,7 +33,7 @@ import numpy as np
 from ...imaging import Exposure, linear_to_srgb, srgb_to_linear, to_uint8
 from ..cameras import NYU_KINECT_RGB, interpolate_poses_uv, rotation_matrix, scale_intrinsics_np, steps_per_frame
 from ..exposure import choose_subframes
-from .scene import camera_rotation, inside_any, make_scene, raycast
+from .scene import camera_rotation, inside_any, make_scene, raycast, raycast_depth
 from .textures import Texture
 
 KEYS = {"dataset room": 0, "dataset camera and motion": 1, "pool camera": 2, "pool room": 3, "stream room": 4,
@@ -128,8 +128,9 @@ def draw_motion(rng: np.random.Generator, opts: SyntheticOptions) -> tuple[np.nd
     return u, v, level
 
 
-def place_camera(rng: np.random.Generator, scene, bank, K: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
-    """A camera pose inside the room, not in an object, with nothing closer than 0.35 m in view."""
+def place_camera(rng: np.random.Generator, scene, K: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """A camera pose inside the room, not in an object, with nothing closer than 0.35 m in view (a strided depth
+    probe: the room needs no textures to be placed in)."""
     room = scene.room
     stride = max(min(H, W) // 24, 1)
     for _ in range(50):
@@ -146,8 +147,7 @@ def place_camera(rng: np.random.Generator, scene, bank, K: np.ndarray, H: int, W
         if abs(C[0]) > room.half_x - 0.3 or abs(C[2]) > room.half_z - 0.3 or inside_any(scene, C, 0.3):
             continue
         R = camera_rotation(yaw, pitch + np.deg2rad(rng.normal(0, 5)), np.deg2rad(rng.normal(0, 3)))
-        _, depth = raycast(scene, bank, R, C, K, H, W, stride=stride)
-        if depth.min() >= 0.35:
+        if raycast_depth(scene, R, C, K, H, W, stride=stride).min() >= 0.35:
             return R, C
     raise RuntimeError("could not place a camera in this scene")  # practically unreachable
 
@@ -172,16 +172,17 @@ def auto_exposure(radiance: np.ndarray) -> float:
     return 0.25 / max(float(np.percentile(radiance.mean(-1), 60)), 1e-4)
 
 
-def room_and_camera(use: str, seed: int, index: int, bank: list[Texture], K: np.ndarray, H: int, W: int,
+def room_and_camera(use: str, seed: int, index: int, bank_size: int, K: np.ndarray, H: int, W: int,
                     *key: int) -> tuple:
-    """A room and a camera placed in it (``(scene, R_wc, C)``) for a frame of ``use`` ("pool" or "stream"), from the
-    generator keys ``[seed, index, KEYS[use + " room"], *key, attempt]`` (and the camera's); a crowded room can
-    leave no free spot for the camera, and then the next attempt draws another room."""
+    """A room whose surfaces use a bank of ``bank_size`` textures and a camera placed in it (``(scene, R_wc, C)``)
+    for a frame of ``use`` ("pool" or "stream"), from the generator keys ``[seed, index, KEYS[use + " room"], *key,
+    attempt]`` (and the camera's); a crowded room can leave no free spot for the camera, and then the next attempt
+    draws another room. NumPy only, and no textures: it can run in another process (``RoomSampler(workers=...)``)."""
     for attempt in range(20):
-        scene = make_scene(np.random.default_rng([seed, index, KEYS[f"{use} room"], *key, attempt]), len(bank))
+        scene = make_scene(np.random.default_rng([seed, index, KEYS[f"{use} room"], *key, attempt]), bank_size)
         try:
             rng = np.random.default_rng([seed, index, KEYS[f"{use} camera"], *key, attempt])
-            return (scene, *place_camera(rng, scene, bank, K, H, W))
+            return (scene, *place_camera(rng, scene, K, H, W))
         except RuntimeError:
             continue
     raise RuntimeError(f"could not place a camera in 20 rooms for {use} frame {(index, *key)} of seed {seed}")
@@ -219,7 +220,7 @@ def render_still(seed: int, index: int, opts: SyntheticOptions, bank: list[Textu
     from it."""
     seed, index = check_seed(seed), check_seed(index, "frame index")
     H, W, K = opts.height, opts.width, frame_K(seed, index, opts)
-    scene, R_wc, C = room_and_camera("pool", seed, index, bank, K, H, W)
+    scene, R_wc, C = room_and_camera("pool", seed, index, len(bank), K, H, W)
     radiance, depth = raycast(scene, bank, R_wc, C, K, H, W)
     linear = np.clip(optics(radiance * np.float32(auto_exposure(radiance)), opts.psf_sigma), 0, 1)
     return to_uint8(linear_to_srgb(linear.astype(np.float64))), depth.astype(np.float64), K
@@ -242,7 +243,7 @@ def render_sample(seed: int, index: int, opts: SyntheticOptions, bank: list[Text
     rng = np.random.default_rng([seed, scene_id, KEYS["dataset camera and motion"], index])
     H, W = opts.height, opts.width
     K = opts.K()
-    R_wc, C = place_camera(rng, scene, bank, K, H, W)
+    R_wc, C = place_camera(rng, scene, K, H, W)
 
     u, v, level = draw_motion(rng, opts)
     n = opts.n

@@ -296,7 +296,7 @@ class RoomSampler:
         """Sharp frames (B, 3, H, W) sRGB in [0, 1] and exact depth (B, 1, H, W), one new room per key (step, ...),
         whole numbers below 2**32, for an H x W image with its K."""
         bank, textures = self._textures(keys[0][0])  # the keys of one call share a step, so a bank
-        drawn = [room_and_camera("stream", self.seed, k[0], bank, K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
+        drawn = [room_and_camera("stream", self.seed, k[0], len(bank), K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
         sb = SceneBatch.from_scenes([d[0] for d in drawn], self.device)
         R = torch.tensor(np.stack([d[1] for d in drawn]), dtype=torch.float32, device=self.device)
         C = torch.tensor(np.stack([d[2] for d in drawn]), dtype=torch.float32, device=self.device)
