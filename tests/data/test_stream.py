@@ -342,6 +342,29 @@ def test_the_stream_can_draw_a_new_room_for_every_sample(small_pool):
         BlurStream(small_pool, StreamOptions(rooms=1.5))
 
 
+def test_room_workers_draw_the_same_rooms_ahead_of_their_step(small_pool):
+    """``room_workers`` processes draw the new rooms of the next steps, and the texture banks of the next groups,
+    while a step trains; the batches are byte for byte those drawn in the training process."""
+    def stream(workers):
+        opts = StreamOptions(size=[64, 48], rooms=0.75, max_subframes=1, room_workers=workers)
+        s = BlurStream(small_pool, opts, seed=5)
+        s.rooms.banks.rooms = 1  # a new texture bank every step, so that the banks made ahead are used too
+        return s
+
+    here, ahead = stream(0), stream(2)
+    try:
+        for step in range(3):
+            a, b = here.batch(step, 6), ahead.batch(step, 6)
+            assert all(torch.equal(a[k], b[k]) for k in ("blurred", "sharp", "depth", "K", "poses"))
+            waiting = {ident[0][0] for ident in ahead.rooms._rooms}  # the steps whose rooms the workers hold
+            assert waiting == {step + 1, step + 2}
+            assert set(ahead.rooms._bank_futures) == {step + 1, step + 2, step + 3}  # a bank beyond them
+    finally:
+        ahead.rooms.close()
+    with pytest.raises(DatasetError, match="room_workers must be a whole number"):
+        BlurStream(small_pool, StreamOptions(rooms=1.0, room_workers=-1))
+
+
 def test_the_streams_new_rooms_take_the_lens_range_of_the_config():
     """data.focal_range reaches the stream's new rooms: their focal length is the zoomed one times the drawn factor
     (a factor below 1 widens the view past the room frame's, which a rendered room allows); the option is checked,

@@ -21,8 +21,9 @@ Every random choice of step ``s`` on rank ``r`` comes from generators keyed by `
 ``torch.Generator`` on the stream's device draws the whole batch at once (crops, motion, blur lengths, brightness,
 noise; :func:`worldfromblur.data.shake.draw_shake`), so that making a batch needs no per-sample host work and never
 waits for the device; ``numpy.random.default_rng([seed, s, r])`` decides which samples are new rooms and draws
-those rooms. Samples are a pure function of (seed, step, rank) on one kind of device (a CUDA generator draws other
-numbers than a CPU one), and an interrupted run resumes bit for bit. ``draws="host"`` keeps the stream of earlier
+those rooms (in ``room_workers`` processes ahead of their step, where a fast device would otherwise wait). Samples
+are a pure function of (seed, step, rank) on one kind of device (a CUDA generator draws other numbers than a CPU
+one), and an interrupted run resumes bit for bit. ``draws="host"`` keeps the stream of earlier
 runs (NumPy, sample by sample). Batches are the
 :class:`~worldfromblur.data.BlurDataset` dict plus ``valid_blur`` (1, H, W): 0 where some instant of the exposure saw
 what the sharp frame does not (a disocclusion, or beyond its border), so that the blurred pixel there is invented;
@@ -58,6 +59,7 @@ from .synthetic.engine import SyntheticOptions, check_focal_range, draw_motion
 from .synthetic.torch_render import RoomSampler
 
 ROOM_SIZE = SYNTHETIC_SIZE  # a new room is zoomed and cropped as a synthetic pool frame is
+ROOMS_AHEAD = 2  # steps whose new rooms the room workers draw before their step comes
 ROOM_K = torch.from_numpy(SyntheticOptions(width=ROOM_SIZE[0], height=ROOM_SIZE[1]).K())
 
 
@@ -98,6 +100,10 @@ class StreamOptions(Exposure):
     """Fraction of samples made from a new procedural room each, ray-cast on the stream's device for that sample
     (:class:`worldfromblur.data.synthetic.torch_render.RoomSampler`; its rooms are never those of a pool or a
     dataset); the others come from the pool. 0: pool frames only."""
+    room_workers: int = 0
+    """Processes that draw the new rooms (and their texture banks) on the host ahead of their step, so that a fast
+    device does not wait for NumPy (about 2 ms a room on one CPU core; ``benchmarks/bench_render.py``). The samples
+    are the same for any number; 0: drawn in the training process when needed (right for a CPU, whose cores train)."""
     focal_range: list | None = None
     """The new rooms' lens: their focal length (after the zoom) times a factor drawn log-uniformly from [lo, hi],
     as ``data.focal_range`` does for "synthetic:N" pool frames (set from it by ``wfb train``). None: the zoom only."""
@@ -118,6 +124,8 @@ class StreamOptions(Exposure):
             raise DatasetError(f"stream roll is a spread, 0 or more, got {self.roll}")
         if not 0 <= self.rooms <= 1:
             raise DatasetError(f"stream rooms is a fraction of samples, from 0 to 1, got {self.rooms}")
+        if isinstance(self.room_workers, bool) or not isinstance(self.room_workers, int) or self.room_workers < 0:
+            raise DatasetError(f"stream room_workers must be a whole number, 0 or more, got {self.room_workers!r}")
         try:
             check_focal_range(self.focal_range)
         except ValueError as err:
@@ -143,7 +151,12 @@ class BlurStream:
         self.K = pool.K.double()
         self.K_device = pool.K.float().to(self.device)
         self.motion = SyntheticOptions(n=opts.n, fps=opts.fps)
-        self.rooms = RoomSampler(seed, self.device) if opts.rooms > 0 else None
+        self.rooms = RoomSampler(seed, self.device, workers=opts.room_workers) if opts.rooms > 0 else None
+
+    def close(self) -> None:
+        """Stop the room workers, if any (they start again if the stream makes another batch)."""
+        if self.rooms is not None:
+            self.rooms.close()
 
     def _colour_for_sampling(self, rgb: torch.Tensor) -> torch.Tensor:
         """The pool's colour, shrunk once by area (in linear light) to the least cover of the sample size when the
@@ -168,18 +181,7 @@ class BlurStream:
         ``rng`` sample by sample; which samples are rooms, and their cameras, always from ``rng`` (a room is drawn
         on the host)."""
         W, H = self.opts.size
-        rooms, pool_rows = [], []
-        for i in range(B):
-            if self.rooms is not None and rng.random() < self.opts.rooms:
-                f = max(W / ROOM_SIZE[0], H / ROOM_SIZE[1]) * rng.uniform(*self.opts.zoom)
-                if self.opts.focal_range is not None:  # may widen the view: a rendered room has no border
-                    f *= np.exp(rng.uniform(*np.log(self.opts.focal_range)))
-                K = scale_intrinsics(ROOM_K, f, f)
-                K[0, 2] -= rng.random() * (ROOM_SIZE[0] * f - W)  # a negative span (a wider view) is as good
-                K[1, 2] -= rng.random() * (ROOM_SIZE[1] * f - H)
-                rooms.append((i, (step, rank, i), K.numpy()))
-            else:
-                pool_rows.append(i)
+        rooms, pool_rows = self._room_plan(rng, B, step, rank)
         room_rows = [r[0] for r in rooms]
         sharp = torch.empty(B, 3, H, W, device=self.device)
         depth = torch.empty(B, 1, H, W, device=self.device)
@@ -199,6 +201,34 @@ class BlurStream:
             filled[room_rows] = depth[room_rows]  # rendered depth has no holes
             K[room_rows] = torch.from_numpy(np.stack([r[2] for r in rooms])).float().to(self.device)
         return sharp, depth, filled, K
+
+    def _room_plan(self, rng: np.random.Generator, B: int, step: int, rank: int) -> tuple[list, list]:
+        """The first draws of a step's ``rng``: which samples are new rooms, ``(row, key, K (3, 3))`` each, and
+        which rows are pool frames. A pure function of the generator's state, so the rooms of steps to come can be
+        handed to the room workers before their step (:meth:`batch`)."""
+        W, H = self.opts.size
+        rooms, pool_rows = [], []
+        for i in range(B):
+            if self.rooms is not None and rng.random() < self.opts.rooms:
+                f = max(W / ROOM_SIZE[0], H / ROOM_SIZE[1]) * rng.uniform(*self.opts.zoom)
+                if self.opts.focal_range is not None:  # may widen the view: a rendered room has no border
+                    f *= np.exp(rng.uniform(*np.log(self.opts.focal_range)))
+                K = scale_intrinsics(ROOM_K, f, f)
+                K[0, 2] -= rng.random() * (ROOM_SIZE[0] * f - W)  # a negative span (a wider view) is as good
+                K[1, 2] -= rng.random() * (ROOM_SIZE[1] * f - H)
+                rooms.append((i, (step, rank, i), K.numpy()))
+            else:
+                pool_rows.append(i)
+        return rooms, pool_rows
+
+    def _rooms_ahead(self, step: int, B: int, rank: int) -> None:
+        """Hand the new rooms of the next ``ROOMS_AHEAD`` steps (at this batch size and rank) to the room workers."""
+        if self.rooms is None or not self.rooms.workers:
+            return
+        W, H = self.opts.size
+        for s in range(step + 1, step + 1 + ROOMS_AHEAD):
+            rooms, _ = self._room_plan(np.random.default_rng([self.seed, s, rank]), B, s, rank)
+            self.rooms.ahead([r[1] for r in rooms], [r[2] for r in rooms], H, W)
 
     def _pool_crops_host(self, rng: np.random.Generator, B: int):
         """B pool crops drawn sample by sample with NumPy: pool indices, sampling grids (B, H, W, 2), K (B, 3, 3)."""
@@ -304,6 +334,7 @@ class BlurStream:
         B, dev = batch_size, self.device
         gen = device_generator(dev, [self.seed, step, rank]) if self.opts.draws == "device" else None
         sharp, depth, filled, K = self._crop(rng, B, step, rank, gen)
+        self._rooms_ahead(step, B, rank)  # drawn while this step trains
         poses, step_px, length = self._motion(rng, filled, K, gen)
         if gen is not None and dev.type != "cpu":
             subframes = self.subframes()

@@ -123,6 +123,10 @@ class PhotoBatches:
     def __init__(self, photos: PhotoStream, stream: BlurStream | None, pool_share: float):
         self.photos, self.stream, self.pool_share = photos, stream, pool_share
 
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
     def batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
         k = round(batch_size * self.pool_share) if self.stream is not None else 0
         parts = [self.photos.batch(step, batch_size - k, rank)] if k < batch_size else []

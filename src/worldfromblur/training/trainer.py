@@ -321,6 +321,8 @@ class Trainer:
         self.bar.close()
         if self.writer is not None:
             self.writer.close()
+        if hasattr(self.source, "close"):  # the stream's room workers
+            self.source.close()
         if self.world > 1:
             dist.barrier()
 

@@ -145,7 +145,10 @@ def texture_photos(folder: str | Path) -> list[Path]:
     return paths
 
 
-def make_texture_bank(seed: int, count: int = 48, photos: list[Path] | None = None,
+BANK_SIZE = 48  # textures in a bank
+
+
+def make_texture_bank(seed: int, count: int = BANK_SIZE, photos: list[Path] | None = None,
                       key: tuple[int, ...] = ()) -> list[Texture]:
     """A deterministic bank of textures, from ``seed`` and ``key`` (see :class:`TextureBanks`); rooms pick from it
     and vary scale and tint."""
@@ -185,11 +188,18 @@ class TextureBanks:
     def group_of(self, room: int) -> int:
         return 0 if self.rooms == 0 else room // self.rooms
 
-    def __call__(self, room: int) -> list[Texture]:
+    def key_of(self, group: int) -> tuple[int, ...]:
+        """The generator key of bank ``group``: ``make_texture_bank(seed, photos=photos, key=key_of(group))``."""
+        return () if self.rooms == 0 else (self.word, group)
+
+    def __call__(self, room: int, made: list[Texture] | None = None) -> list[Texture]:
+        """The bank of ``room``; ``made``: that bank when it was made elsewhere (another process), else it is made
+        here when the room starts a new group."""
         group = self.group_of(room)
         if group != self.group:
-            key = () if self.rooms == 0 else (self.word, group)
-            self.bank, self.group = make_texture_bank(self.seed, photos=self.photos, key=key), group
+            if made is None:
+                made = make_texture_bank(self.seed, photos=self.photos, key=self.key_of(group))
+            self.bank, self.group = made, group
         return self.bank
 
 

@@ -11,6 +11,9 @@ This is the renderer a training device can run for a new room every sample, wher
 
 from __future__ import annotations
 
+import multiprocessing
+import weakref
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +22,7 @@ import torch
 from ...imaging import linear_to_srgb
 from .engine import KEYS, check_seed, room_and_camera
 from .scene import _EPS, Box, Cylinder, Scene, Sphere
-from .textures import Texture, TextureBanks, texture_photos
+from .textures import BANK_SIZE, Texture, TextureBanks, make_texture_bank, texture_photos
 
 BOX, CYLINDER, SPHERE = 1, 2, 3
 
@@ -271,32 +274,102 @@ def expose_batch(radiance: torch.Tensor, psf_sigma: float = 0.5) -> torch.Tensor
     return torch.round(linear_to_srgb(x.clamp(0, 1)) * 255) / 255
 
 
+def _draw_rooms(seed: int, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> list[tuple]:
+    """``room_and_camera`` of the stream for each key (step, ...): ``(scene, R_wc, C)`` each."""
+    return [room_and_camera("stream", seed, k[0], BANK_SIZE, K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
+
+
 class RoomSampler:
     """New procedural rooms for the blur stream: each key draws a room and a camera in it (NumPy, the engine's
     rules, :func:`~worldfromblur.data.synthetic.engine.room_and_camera` with generator keys of their own use), and
-    the frames of a batch are ray-cast together on ``device``."""
+    the frames of a batch are ray-cast together on ``device``.
+
+    Drawing is host work, about 2 ms a room and 0.6 s a texture bank on one core of the 2-core CPU
+    (``benchmarks/bench_render.py``): at a GPU's pace it would hold every step up, so ``workers`` processes can draw
+    ahead: :meth:`ahead` hands them the rooms of steps to come, and the texture banks of the next groups are made
+    there too. The rooms and banks are the same whichever process draws them (each a pure function of its key)."""
+
+    BANKS_AHEAD = 1  # texture banks made in the workers beyond the one of the steps handed to them
 
     def __init__(self, seed: int, device: torch.device | str = "cpu", textures: str | None = None,
-                 texture_steps: int = 8):
+                 texture_steps: int = 8, workers: int = 0):
         """``texture_steps``: a new bank of 48 textures for the rooms of every this many steps (the first word of a
-        key; 0: one bank for all, the seed's); see :class:`~worldfromblur.data.synthetic.textures.TextureBanks`."""
+        key; 0: one bank for all, the seed's); see :class:`~worldfromblur.data.synthetic.textures.TextureBanks`.
+        ``workers``: processes that draw rooms and banks ahead of their step (0: drawn when needed, here)."""
+        if not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"room workers must be a whole number, 0 or more, got {workers!r}")
         self.seed = check_seed(seed)
         self.device = torch.device(device)
         self.banks = TextureBanks(self.seed, texture_steps, texture_photos(textures) if textures else None,
                                   KEYS["stream textures"])
         self._stack: tuple[int, TextureStack] | None = None
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        self._rooms: dict[tuple, tuple[Future, int]] = {}  # (key, K bytes, H, W) -> (a task's rooms, which one)
+        self._bank_futures: dict[int, Future] = {}  # group -> make_texture_bank's result
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:  # spawned, not forked: the training process may hold a CUDA context
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            weakref.finalize(self, self._executor.shutdown, wait=False, cancel_futures=True)
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the worker processes (they start again if the sampler is used again)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._rooms.clear()
+        self._bank_futures.clear()
+
+    def ahead(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> None:
+        """Start drawing the rooms of these keys (one step's) in the worker processes, a task per worker, and the
+        texture banks of their step's group and of the next (nothing without workers); :meth:`render` takes them."""
+        if not self.workers or not keys:
+            return
+        pool = self._pool()
+        new = [(k, K, ident) for k, K in zip(keys, Ks)
+               if (ident := (tuple(k), np.asarray(K, np.float64).tobytes(), H, W)) not in self._rooms]
+        for chunk in np.array_split(np.arange(len(new)), min(self.workers, len(new))) if new else []:  # one task each
+            todo = [new[j] for j in chunk]
+            future = pool.submit(_draw_rooms, self.seed, [t[0] for t in todo], [t[1] for t in todo], H, W)
+            for j, (_, _, ident) in enumerate(todo):
+                self._rooms[ident] = (future, j)
+        if self.banks.rooms:
+            first = self.banks.group_of(keys[0][0])
+            for group in range(first, first + self.BANKS_AHEAD + 1):
+                if group != self.banks.group and group not in self._bank_futures:
+                    self._bank_futures[group] = pool.submit(make_texture_bank, self.banks.seed, BANK_SIZE,
+                                                            self.banks.photos, self.banks.key_of(group))
 
     def _textures(self, step: int) -> tuple[list[Texture], TextureStack]:
-        bank = self.banks(step)
+        group = self.banks.group_of(step)
+        made = None
+        if group != self.banks.group and group in self._bank_futures:
+            made = self._bank_futures.pop(group).result()
+        for old in [g for g in self._bank_futures if g < group]:
+            self._bank_futures.pop(old).cancel()
+        bank = self.banks(step, made)
         if self._stack is None or self._stack[0] != self.banks.group:
             self._stack = (self.banks.group, TextureStack.from_bank(bank, self.device))
         return bank, self._stack[1]
 
+    def _draw(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> list[tuple]:
+        """``room_and_camera`` of each key: from the workers (all of them at once when not started ahead), or here."""
+        if not self.workers:
+            return _draw_rooms(self.seed, keys, Ks, H, W)
+        self.ahead(keys, Ks, H, W)
+        idents = [(tuple(k), np.asarray(K, np.float64).tobytes(), H, W) for k, K in zip(keys, Ks)]
+        drawn = [future.result()[j] for future, j in (self._rooms.pop(ident) for ident in idents)]
+        for old in [i for i in self._rooms if i[0][0] < keys[0][0]]:  # a step that will not come (a jump on resume)
+            self._rooms.pop(old)[0].cancel()
+        return drawn
+
     def render(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sharp frames (B, 3, H, W) sRGB in [0, 1] and exact depth (B, 1, H, W), one new room per key (step, ...),
         whole numbers below 2**32, for an H x W image with its K."""
+        drawn = self._draw(keys, Ks, H, W)
         bank, textures = self._textures(keys[0][0])  # the keys of one call share a step, so a bank
-        drawn = [room_and_camera("stream", self.seed, k[0], len(bank), K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
         sb = SceneBatch.from_scenes([d[0] for d in drawn], self.device)
         R = torch.tensor(np.stack([d[1] for d in drawn]), dtype=torch.float32, device=self.device)
         C = torch.tensor(np.stack([d[2] for d in drawn]), dtype=torch.float32, device=self.device)
