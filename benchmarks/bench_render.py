@@ -4,13 +4,19 @@ there is one.
 
     python -m benchmarks.bench_render [--sizes 160x120 320x240] [--batch 8 32]
 
-Times the ray cast of a sharp frame (radiance and depth) from prepared rooms and cameras; drawing the rooms and
-placing the cameras is the same NumPy work for both and is not timed.
+Times the ray cast of a sharp frame (radiance and depth) from prepared rooms and cameras. A second table times what
+the stream's new rooms (``data.stream.rooms``) cost the host before any casting: drawing a room and placing its
+camera (NumPy, the same for both renderers), a texture bank, and the rooms of a run of steps drawn through
+:class:`~worldfromblur.data.synthetic.torch_render.RoomSampler` with ``--workers`` processes drawing ahead
+(``data.stream.room_workers``), while this process does nothing else (as when a GPU does the step's work).
+
+    python -m benchmarks.bench_render --sizes 160x120 --batch 32 --workers 0 2 --room-batch 32 --room-steps 8
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import torch
@@ -19,7 +25,7 @@ from benchmarks.common import machine, table, timeit
 from worldfromblur.data.synthetic.engine import SyntheticOptions, place_camera
 from worldfromblur.data.synthetic.scene import make_scene, raycast
 from worldfromblur.data.synthetic.textures import make_texture_bank
-from worldfromblur.data.synthetic.torch_render import SceneBatch, TextureStack, raycast_batch
+from worldfromblur.data.synthetic.torch_render import RoomSampler, SceneBatch, TextureStack, raycast_batch
 
 
 def main() -> None:
@@ -28,6 +34,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="devices for the torch caster, where present")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="room workers for the host-side table")
+    ap.add_argument("--room-batch", type=int, default=32, help="new rooms a step in the host-side table")
+    ap.add_argument("--room-steps", type=int, default=8, help="steps timed in the host-side table")
     args = ap.parse_args()
     bank = make_texture_bank(0)
     devices = [d for d in args.devices if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
@@ -55,6 +64,41 @@ def main() -> None:
                 rows.append([size, "torch", device, B, f"{B / t:.0f}"])
     print(f"{machine()}\n")
     print(table(["size", "renderer", "device", "batch", "frames/s"], rows))
+    print()
+    print(table(["host work (160x120 rooms)", "workers", "rooms/s", "ms a room"], host_rows(args)))
+
+
+def _warm_up(seconds: float) -> None:
+    """A worker's first task: unpickling it imports this module, so torch and the package, before any timing."""
+    time.sleep(seconds)
+
+
+def host_rows(args) -> list[list]:
+    """What the stream's new rooms cost the host: one room at a time here, a texture bank, and the rooms of
+    ``room_steps`` steps through a RoomSampler with each number of workers (their start-up not timed)."""
+    W, H = 160, 120
+    K = SyntheticOptions(width=W, height=H).K()
+    t = time.perf_counter()
+    make_texture_bank(1, key=(0, 1))
+    rows = [["a texture bank of 48, here", 0, "", f"{(time.perf_counter() - t) * 1e3:.0f}"]]
+    B, steps = args.room_batch, args.room_steps
+    for workers in args.workers:
+        sampler = RoomSampler(1, "cpu", texture_steps=0, workers=workers)
+        keys = [[(s, 0, i) for i in range(B)] for s in range(steps + 3)]
+        if workers:  # start every process (and its imports) before timing, as a run does in its first steps
+            pool = sampler._pool()
+            for future in [pool.submit(_warm_up, 1.0) for _ in range(workers)]:
+                future.result()
+        t = time.perf_counter()
+        for s in range(1, steps + 1):
+            sampler._draw(keys[s], [K] * B, H, W)
+            for later in keys[s + 1 : s + 3]:  # what the stream hands on (ROOMS_AHEAD steps)
+                sampler.ahead(later, [K] * B, H, W)
+        dt = time.perf_counter() - t
+        sampler.close()
+        rows.append([f"{steps} steps of {B} rooms, each a room and its camera", workers, f"{B * steps / dt:.0f}",
+                     f"{dt / (B * steps) * 1e3:.2f}"])
+    return rows
 
 
 if __name__ == "__main__":

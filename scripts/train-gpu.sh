@@ -36,14 +36,16 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/bench.txt" 2>&1
 case "${BENCH:-ladder}" in
   ladder)  # the training step change by change (issue 25's table; rows print as they finish), then the renderer
-    (timeout 300 python3 -m benchmarks.bench_step --device cuda --steps 20 --warmup 8 --models nafnet \
+    (timeout 300 python3 -m benchmarks.bench_step --device cuda --steps 20 --warmup 8 --models rooms nafnet \
       --profile today batch-128 2>&1 | grep -v "^W[0-9]" | tail -80) >> "$OUT/bench.txt"
-    (timeout 60 python3 -m benchmarks.bench_render --devices cuda --sizes 160x120 --batch 32 128 2>&1 | tail -5) >> "$OUT/bench.txt" ;;
+    (timeout 90 python3 -m benchmarks.bench_render --devices cuda --sizes 160x120 --batch 32 128 --workers 0 8 \
+      --room-batch 128 --room-steps 8 2>&1 | tail -12) >> "$OUT/bench.txt" ;;
   stream)
     (timeout 120 python3 -m benchmarks.bench_stream --devices cuda --batch 8 32 --steps 5 --pool synthetic:64 2>&1 | tail -6) >> "$OUT/bench.txt" ;;
 esac
 # the step's speed settings (benchmarks/bench_step.py); later key=value arguments override them
-SPEED=${SPEED:-"batch_size=128 optim.lr_batch=32 channels_last=true compile=default data.stream.draws=device"}
+# (room_workers: processes that draw the new rooms of data.stream.rooms ahead of their step; no effect without it)
+SPEED=${SPEED:-"batch_size=128 optim.lr_batch=32 channels_last=true compile=default data.stream.draws=device data.stream.room_workers=8"}
 # the held-out rooms carried in .evaldata/ (built datasets; each scored beside the shipped model after training)
 ROOMS=$(ls -d .evaldata/*/ 2>/dev/null | sed 's:/$::' | paste -sd, -)
 if [ -n "$ROOMS" ] && [ "${RECIPE:-compact}" = compact ]; then set -- "evaluate.rooms=[$ROOMS]" "$@"; fi
