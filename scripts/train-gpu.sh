@@ -23,6 +23,9 @@
 #   BENCH=0 RUN=/tmp/a OUT=$OUT/a bash scripts/train-gpu.sh 7 ... & BENCH=0 RUN=/tmp/b OUT=$OUT/b bash ... & wait
 set -uo pipefail
 MINUTES=${1:?minutes}; shift
+START=$(date +%s)
+CALL=${CALL:-580}  # seconds the whole call may take (the device allows 600 a command): the ladder and the training
+left() { echo $(( CALL - ($(date +%s) - START) )); }  # are cut to fit, so that the run is always packed into $OUT
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 RUN=${RUN:-/tmp/run}
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -34,14 +37,19 @@ else
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/bench.txt" 2>&1
+TRAIN_S=$(python3 -c "print(int(float('$MINUTES') * 60 + 90 + 30))")  # training, a late evaluation, packing
+bench_cap() { local cap=$(( $(left) - TRAIN_S )); [ "$cap" -gt "$1" ] && cap=$1; echo "$cap"; }
 case "${BENCH:-ladder}" in
-  ladder)  # the training step change by change (issue 25's table; rows print as they finish), then the renderer
-    (timeout 300 python3 -m benchmarks.bench_step --device cuda --steps 20 --warmup 8 --models rooms nafnet \
-      --profile today batch-128 2>&1 | grep -v "^W[0-9]" | tail -80) >> "$OUT/bench.txt"
-    (timeout 90 python3 -m benchmarks.bench_render --devices cuda --sizes 160x120 --batch 32 128 --workers 0 8 \
-      --room-batch 128 --room-steps 8 2>&1 | tail -12) >> "$OUT/bench.txt" ;;
+  ladder)  # the renderer and the host's rooms, then the training step change by change (issue 25's table; rows
+    # print as they finish, so a step ladder cut short by the call's time still reports its first rungs)
+    cap=$(bench_cap 90); [ "$cap" -gt 20 ] && (timeout "$cap" python3 -m benchmarks.bench_render --devices cuda \
+      --sizes 160x120 --batch 32 128 --workers 0 8 --room-batch 128 --room-steps 8 2>&1 | tail -12) >> "$OUT/bench.txt"
+    cap=$(bench_cap 300); [ "$cap" -gt 60 ] && (timeout "$cap" python3 -m benchmarks.bench_step --device cuda --steps 20 \
+      --warmup 8 --models rooms nafnet --profile today batch-128 2>&1 | grep -v "^W[0-9]" | tail -80) >> "$OUT/bench.txt"
+    echo "ladder ended $(( $(date +%s) - START )) s into the call" >> "$OUT/bench.txt" ;;
   stream)
-    (timeout 120 python3 -m benchmarks.bench_stream --devices cuda --batch 8 32 --steps 5 --pool synthetic:64 2>&1 | tail -6) >> "$OUT/bench.txt" ;;
+    cap=$(bench_cap 120); [ "$cap" -gt 20 ] && (timeout "$cap" python3 -m benchmarks.bench_stream --devices cuda --batch 8 32 \
+      --steps 5 --pool synthetic:64 2>&1 | tail -6) >> "$OUT/bench.txt" ;;
 esac
 # the step's speed settings (benchmarks/bench_step.py); later key=value arguments override them
 # (room_workers: processes that draw the new rooms of data.stream.rooms ahead of their step; no effect without it)
@@ -49,10 +57,12 @@ SPEED=${SPEED:-"batch_size=128 optim.lr_batch=32 channels_last=true compile=defa
 # the held-out rooms carried in .evaldata/ (built datasets; each scored beside the shipped model after training)
 ROOMS=$(ls -d .evaldata/*/ 2>/dev/null | sed 's:/$::' | paste -sd, -)
 if [ -n "$ROOMS" ] && [ "${RECIPE:-compact}" = compact ]; then set -- "evaluate.rooms=[$ROOMS]" "$@"; fi
-LIMIT=$(python3 -c "print(int(float('$MINUTES') * 60 + 90))")  # the budget, plus room for a late evaluation
+# the budget plus room for a late evaluation, within what is left of the call (the budget cut to fit, if need be)
+read -r MINUTES LIMIT < <(python3 -c "m = max(min(float('$MINUTES'), ($(left) - 90 - 30) / 60), 0.5); print(round(m, 2), int(m * 60 + 90))")
+echo "training budget $MINUTES min, $(( $(date +%s) - START )) s into the call" > "$OUT/log.txt"
 timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model "${RECIPE:-compact}" --out "$RUN" --minutes "$MINUTES" \
   --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 evaluate.unseen_rooms=240 \
-  evaluate.refine=0 $SPEED "$@" > "$OUT/log.txt" 2>&1
+  evaluate.refine=0 $SPEED "$@" >> "$OUT/log.txt" 2>&1
 echo "train-model exit $?" >> "$OUT/log.txt"
 cd "$(dirname "$RUN")" && run=$(basename "$RUN") && rm -rf "$run"/stages/*/checkpoints/.tmp-*
 if [ -f "$run"/model/model.safetensors ]; then
