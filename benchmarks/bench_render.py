@@ -8,7 +8,8 @@ Times the ray cast of a sharp frame (radiance and depth) from prepared rooms and
 the stream's new rooms (``data.stream.rooms``) cost the host before any casting: drawing a room and placing its
 camera (NumPy, the same for both renderers), a texture bank, and the rooms of a run of steps drawn through
 :class:`~worldfromblur.data.synthetic.torch_render.RoomSampler` with ``--workers`` processes drawing ahead
-(``data.stream.room_workers``), while this process does nothing else (as when a GPU does the step's work).
+(``data.stream.room_workers``), while this process does nothing else (as when a GPU does the step's work), with the
+CPU time the training process spends on each room (drawing it, or handing it over).
 
     python -m benchmarks.bench_render --sizes 160x120 --batch 32 --workers 0 2 --room-batch 32 --room-steps 8
 """
@@ -65,7 +66,8 @@ def main() -> None:
     print(f"{machine()}\n")
     print(table(["size", "renderer", "device", "batch", "frames/s"], rows))
     print()
-    print(table(["host work (160x120 rooms)", "workers", "rooms/s", "ms a room"], host_rows(args)))
+    print(table(["host work (160x120 rooms)", "workers", "rooms/s", "ms a room", "ms of this process's CPU a room"],
+                host_rows(args)))
 
 
 def _warm_up(seconds: float) -> None:
@@ -80,7 +82,7 @@ def host_rows(args) -> list[list]:
     K = SyntheticOptions(width=W, height=H).K()
     t = time.perf_counter()
     make_texture_bank(1, key=(0, 1))
-    rows = [["a texture bank of 48, here", 0, "", f"{(time.perf_counter() - t) * 1e3:.0f}"]]
+    rows = [["a texture bank of 48, here", 0, "", f"{(time.perf_counter() - t) * 1e3:.0f}", ""]]
     B, steps = args.room_batch, args.room_steps
     for workers in args.workers:
         sampler = RoomSampler(1, "cpu", texture_steps=0, workers=workers)
@@ -89,15 +91,15 @@ def host_rows(args) -> list[list]:
             pool = sampler._pool()
             for future in [pool.submit(_warm_up, 1.0) for _ in range(workers)]:
                 future.result()
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for s in range(1, steps + 1):
             sampler._draw(keys[s], [K] * B, H, W)
             for later in keys[s + 1 : s + 3]:  # what the stream hands on (ROOMS_AHEAD steps)
                 sampler.ahead(later, [K] * B, H, W)
-        dt = time.perf_counter() - t
+        dt, cpu = time.perf_counter() - t, time.process_time() - cpu
         sampler.close()
         rows.append([f"{steps} steps of {B} rooms, each a room and its camera", workers, f"{B * steps / dt:.0f}",
-                     f"{dt / (B * steps) * 1e3:.2f}"])
+                     f"{dt / (B * steps) * 1e3:.2f}", f"{cpu / (B * steps) * 1e3:.2f}"])
     return rows
 
 

@@ -342,6 +342,20 @@ def test_the_stream_can_draw_a_new_room_for_every_sample(small_pool):
         BlurStream(small_pool, StreamOptions(rooms=1.5))
 
 
+def test_scenes_packed_in_parts_are_the_scenes_packed_at_once():
+    """Room workers send rooms as padded arrays, a task's at a time; joined, they are the batch packed in one go."""
+    from worldfromblur.data.synthetic.scene import make_scene
+    from worldfromblur.data.synthetic.torch_render import SceneBatch, concat_packed, pack_scenes
+
+    scenes = [make_scene(np.random.default_rng([4, i]), 48) for i in range(5)]
+    assert len({len(s.objects) for s in scenes}) > 1 and len({len(s.lights) for s in scenes}) > 1
+    whole = SceneBatch.from_scenes(scenes)
+    joined = SceneBatch.from_arrays(concat_packed([pack_scenes(scenes[:2]), pack_scenes(scenes[2:3]),
+                                                   pack_scenes(scenes[3:])]))
+    for name, value in vars(whole).items():
+        assert torch.equal(value, getattr(joined, name)), name
+
+
 def test_room_workers_draw_the_same_rooms_ahead_of_their_step(small_pool):
     """``room_workers`` processes draw the new rooms of the next steps, and the texture banks of the next groups,
     while a step trains; the batches are byte for byte those drawn in the training process."""

@@ -66,34 +66,65 @@ class SceneBatch:
 
     @classmethod
     def from_scenes(cls, scenes: list[Scene], device: torch.device | str = "cpu") -> "SceneBatch":
-        B = len(scenes)
-        M = max(max((len(s.objects) for s in scenes), default=0), 1)
-        L = max(len(s.lights) for s in scenes)
-        a = {k: np.zeros(shape, dtype) for k, shape, dtype in (
-            ("room", (B, 3), np.float64), ("kind", (B, M), np.int64), ("center", (B, M, 3), np.float64),
-            ("half", (B, M, 3), np.float64), ("yaw", (B, M), np.float64), ("radius", (B, M), np.float64),
-            ("y0", (B, M), np.float64), ("y1", (B, M), np.float64), ("texture", (B, 6 + M), np.int64),
-            ("texel", (B, 6 + M), np.float64), ("tint", (B, 6 + M, 3), np.float64), ("offset", (B, 6 + M, 2), np.float64),
-            ("lights", (B, L, 3), np.float64), ("power", (B, L), np.float64), ("ambient", (B,), np.float64))}
-        a["texel"][:] = 1.0
-        for b, s in enumerate(scenes):
-            a["room"][b] = s.room.half_x, s.room.half_z, s.room.height
-            surfaces = list(s.room.surfaces)
-            for i, ob in enumerate(s.objects):
-                a["center"][b, i] = ob.center
-                if isinstance(ob, Box):
-                    a["kind"][b, i], a["half"][b, i], a["yaw"][b, i] = BOX, ob.half, ob.yaw
-                elif isinstance(ob, Cylinder):
-                    a["kind"][b, i], a["radius"][b, i], a["y0"][b, i], a["y1"][b, i] = CYLINDER, ob.radius, ob.y0, ob.y1
-                elif isinstance(ob, Sphere):
-                    a["kind"][b, i], a["radius"][b, i] = SPHERE, ob.radius
-                surfaces.append(ob.surface)
-            for j, sf in enumerate(surfaces):
-                a["texture"][b, j], a["texel"][b, j], a["tint"][b, j], a["offset"][b, j] = sf.texture, sf.texel, sf.tint, sf.offset
-            a["lights"][b, : len(s.lights)], a["power"][b, : len(s.lights)] = s.lights, s.light_power
-            a["ambient"][b] = s.ambient
+        return cls.from_arrays(pack_scenes(scenes), device)
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray], device: torch.device | str = "cpu") -> "SceneBatch":
+        """From :func:`pack_scenes`'s arrays (or :func:`concat_packed`'s)."""
         return cls(**{k: torch.from_numpy(v).to(device=device, dtype=torch.long if v.dtype == np.int64 else torch.float32)
                       for k, v in a.items()})
+
+
+_PER_OBJECT = ("kind", "center", "half", "yaw", "radius", "y0", "y1")  # (B, M, ...)
+_PER_SURFACE = ("texture", "texel", "tint", "offset")  # (B, 6 + M, ...)
+_PER_LIGHT = ("lights", "power")  # (B, L, ...)
+
+
+def pack_scenes(scenes: list[Scene]) -> dict[str, np.ndarray]:
+    """B scenes as padded NumPy arrays, the fields of :class:`SceneBatch` (M objects and L lights at most; padding has
+    kind 0, texel 1 and light power 0): small to send from a worker process, one array per field."""
+    B = len(scenes)
+    M = max(max((len(s.objects) for s in scenes), default=0), 1)
+    L = max(len(s.lights) for s in scenes)
+    a = {k: np.zeros(shape, dtype) for k, shape, dtype in (
+        ("room", (B, 3), np.float64), ("kind", (B, M), np.int64), ("center", (B, M, 3), np.float64),
+        ("half", (B, M, 3), np.float64), ("yaw", (B, M), np.float64), ("radius", (B, M), np.float64),
+        ("y0", (B, M), np.float64), ("y1", (B, M), np.float64), ("texture", (B, 6 + M), np.int64),
+        ("texel", (B, 6 + M), np.float64), ("tint", (B, 6 + M, 3), np.float64), ("offset", (B, 6 + M, 2), np.float64),
+        ("lights", (B, L, 3), np.float64), ("power", (B, L), np.float64), ("ambient", (B,), np.float64))}
+    a["texel"][:] = 1.0
+    for b, s in enumerate(scenes):
+        a["room"][b] = s.room.half_x, s.room.half_z, s.room.height
+        surfaces = list(s.room.surfaces)
+        for i, ob in enumerate(s.objects):
+            a["center"][b, i] = ob.center
+            if isinstance(ob, Box):
+                a["kind"][b, i], a["half"][b, i], a["yaw"][b, i] = BOX, ob.half, ob.yaw
+            elif isinstance(ob, Cylinder):
+                a["kind"][b, i], a["radius"][b, i], a["y0"][b, i], a["y1"][b, i] = CYLINDER, ob.radius, ob.y0, ob.y1
+            elif isinstance(ob, Sphere):
+                a["kind"][b, i], a["radius"][b, i] = SPHERE, ob.radius
+            surfaces.append(ob.surface)
+        for j, sf in enumerate(surfaces):
+            a["texture"][b, j], a["texel"][b, j], a["tint"][b, j], a["offset"][b, j] = sf.texture, sf.texel, sf.tint, sf.offset
+        a["lights"][b, : len(s.lights)], a["power"][b, : len(s.lights)] = s.lights, s.light_power
+        a["ambient"][b] = s.ambient
+    return a
+
+
+def concat_packed(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """:func:`pack_scenes` arrays of several batches as one, padded to the most objects and lights of any."""
+    M = max(p["kind"].shape[1] for p in parts)
+    L = max(p["power"].shape[1] for p in parts)
+
+    def padded(p: dict[str, np.ndarray], k: str) -> np.ndarray:
+        v = p[k]
+        extra = M - p["kind"].shape[1] if k in _PER_OBJECT + _PER_SURFACE else L - v.shape[1] if k in _PER_LIGHT else 0
+        if not extra:
+            return v
+        return np.pad(v, [(0, 0), (0, extra)] + [(0, 0)] * (v.ndim - 2), constant_values=1.0 if k == "texel" else 0)
+
+    return {k: np.concatenate([padded(p, k) for p in parts]) for k in parts[0]}
 
 
 def _intersections(sb: SceneBatch, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -274,9 +305,11 @@ def expose_batch(radiance: torch.Tensor, psf_sigma: float = 0.5) -> torch.Tensor
     return torch.round(linear_to_srgb(x.clamp(0, 1)) * 255) / 255
 
 
-def _draw_rooms(seed: int, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> list[tuple]:
-    """``room_and_camera`` of the stream for each key (step, ...): ``(scene, R_wc, C)`` each."""
-    return [room_and_camera("stream", seed, k[0], BANK_SIZE, K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
+def _draw_rooms(seed: int, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int):
+    """``room_and_camera`` of the stream for each key (step, ...), as :func:`pack_scenes` arrays, R_wc (n, 3, 3) and
+    C (n, 3)."""
+    drawn = [room_and_camera("stream", seed, k[0], BANK_SIZE, K, H, W, *k[1:]) for k, K in zip(keys, Ks)]
+    return pack_scenes([d[0] for d in drawn]), np.stack([d[1] for d in drawn]), np.stack([d[2] for d in drawn])
 
 
 class RoomSampler:
@@ -354,25 +387,37 @@ class RoomSampler:
             self._stack = (self.banks.group, TextureStack.from_bank(bank, self.device))
         return bank, self._stack[1]
 
-    def _draw(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> list[tuple]:
-        """``room_and_camera`` of each key: from the workers (all of them at once when not started ahead), or here."""
+    def _draw(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int):
+        """The rooms of the keys as :func:`_draw_rooms` gives them: from the workers (all of them at once when not
+        started ahead), or drawn here."""
         if not self.workers:
             return _draw_rooms(self.seed, keys, Ks, H, W)
         self.ahead(keys, Ks, H, W)
-        idents = [(tuple(k), np.asarray(K, np.float64).tobytes(), H, W) for k, K in zip(keys, Ks)]
-        drawn = [future.result()[j] for future, j in (self._rooms.pop(ident) for ident in idents)]
+        tasks: dict[int, tuple[Future, list[int], list[int]]] = {}  # a task's rooms: where in the batch, which rows
+        for at, (k, K) in enumerate(zip(keys, Ks)):
+            future, row = self._rooms.pop((tuple(k), np.asarray(K, np.float64).tobytes(), H, W))
+            task = tasks.setdefault(id(future), (future, [], []))
+            task[1].append(at)
+            task[2].append(row)
         for old in [i for i in self._rooms if i[0][0] < keys[0][0]]:  # a step that will not come (a jump on resume)
             self._rooms.pop(old)[0].cancel()
-        return drawn
+        parts, where = [], []
+        for future, at, rows in tasks.values():
+            packed, R, C = future.result()
+            parts.append(({k: v[rows] for k, v in packed.items()}, R[rows], C[rows]))
+            where += at
+        back = np.argsort(where)  # the keys' order
+        packed = {k: v[back] for k, v in concat_packed([p[0] for p in parts]).items()}
+        return packed, np.concatenate([p[1] for p in parts])[back], np.concatenate([p[2] for p in parts])[back]
 
     def render(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sharp frames (B, 3, H, W) sRGB in [0, 1] and exact depth (B, 1, H, W), one new room per key (step, ...),
         whole numbers below 2**32, for an H x W image with its K."""
-        drawn = self._draw(keys, Ks, H, W)
-        bank, textures = self._textures(keys[0][0])  # the keys of one call share a step, so a bank
-        sb = SceneBatch.from_scenes([d[0] for d in drawn], self.device)
-        R = torch.tensor(np.stack([d[1] for d in drawn]), dtype=torch.float32, device=self.device)
-        C = torch.tensor(np.stack([d[2] for d in drawn]), dtype=torch.float32, device=self.device)
+        packed, R, C = self._draw(keys, Ks, H, W)
+        _, textures = self._textures(keys[0][0])  # the keys of one call share a step, so a bank
+        sb = SceneBatch.from_arrays(packed, self.device)
+        R = torch.tensor(R, dtype=torch.float32, device=self.device)
+        C = torch.tensor(C, dtype=torch.float32, device=self.device)
         K = torch.tensor(np.stack(Ks), dtype=torch.float32, device=self.device)
         radiance, depth = raycast_batch(sb, textures, R, C, K, H, W)
         return expose_batch(radiance), depth[:, None]
