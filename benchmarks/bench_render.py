@@ -76,8 +76,8 @@ def _warm_up(seconds: float) -> None:
 
 
 def host_rows(args) -> list[list]:
-    """What the stream's new rooms cost the host: one room at a time here, a texture bank, and the rooms of
-    ``room_steps`` steps through a RoomSampler with each number of workers (their start-up not timed)."""
+    """What the stream's new rooms cost the host: a texture bank made here, and the rooms of ``room_steps`` steps
+    through a RoomSampler with each number of workers (0: drawn here; the workers' start-up not timed)."""
     W, H = 160, 120
     K = SyntheticOptions(width=W, height=H).K()
     t = time.perf_counter()

@@ -18,9 +18,9 @@ step counts) after warm-up steps (which also pay for compilation):
 Rows for the larger modules of the other open issues follow with the last rung's settings (``--models``): the
 NAFNet deblurrer (width 32) on 256 x 256 crops, and ``rooms``: the shipped model with every sample a new procedural
 room ray-cast on the device (``data.stream.rooms=1``, the rooms drawn ahead by 8 worker processes; on the CPU by the
-training process), against the pool frames of the last rung (issue 23 allows it 20 % of the step). (The EfficientNet-Lite0 depth module had a row until it became the
-shipped model's depth, release 5.) On CUDA the bf16 autocast is on in every
-rung (``amp=auto``); the share of the peak uses ``--peak-tflops`` (default: 989 TFLOP/s, dense bf16 of an H100 or
+training process), against the pool frames of the last rung (issue 23 allows it 20 % of the step). (The
+EfficientNet-Lite0 depth module had a row until it became the shipped model's depth, release 5.) On CUDA the bf16
+autocast is on in every rung (``amp=auto``); the share of the peak uses ``--peak-tflops`` (default: 989 TFLOP/s, dense bf16 of an H100 or
 H200 SXM). ``--profile RUNG`` adds that rung's top kernels and the share of the step's wall time in which the device
 had no kernel running (host gaps), from ``torch.profiler``.
 """

@@ -37,7 +37,8 @@ else
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/bench.txt" 2>&1
-TRAIN_S=$(python3 -c "print(int(float('$MINUTES') * 60 + 90 + 30))")  # training, a late evaluation, packing
+GRACE=90 PACK=30  # seconds for a late evaluation past the budget, and for packing the run
+TRAIN_S=$(python3 -c "print(int(float('$MINUTES') * 60 + $GRACE + $PACK))")  # what the ladder must leave
 bench_cap() { local cap=$(( $(left) - TRAIN_S )); [ "$cap" -gt "$1" ] && cap=$1; echo "$cap"; }
 case "${BENCH:-ladder}" in
   ladder)  # the renderer and the host's rooms, then the training step change by change (issue 25's table; rows
@@ -58,7 +59,8 @@ SPEED=${SPEED:-"batch_size=128 optim.lr_batch=32 channels_last=true compile=defa
 ROOMS=$(ls -d .evaldata/*/ 2>/dev/null | sed 's:/$::' | paste -sd, -)
 if [ -n "$ROOMS" ] && [ "${RECIPE:-compact}" = compact ]; then set -- "evaluate.rooms=[$ROOMS]" "$@"; fi
 # the budget plus room for a late evaluation, within what is left of the call (the budget cut to fit, if need be)
-read -r MINUTES LIMIT < <(python3 -c "m = max(min(float('$MINUTES'), ($(left) - 90 - 30) / 60), 0.5); print(round(m, 2), int(m * 60 + 90))")
+read -r MINUTES LIMIT < <(python3 -c "m = max(min(float('$MINUTES'), ($(left) - $GRACE - $PACK) / 60), 0.5)
+print(round(m, 2), int(m * 60 + $GRACE))")
 echo "training budget $MINUTES min, $(( $(date +%s) - START )) s into the call" > "$OUT/log.txt"
 timeout -k 10 "$LIMIT" python3 -m worldfromblur.cli.main train-model "${RECIPE:-compact}" --out "$RUN" --minutes "$MINUTES" \
   --quiet optim.lr=5e-4 optim.warmup_steps=200 ckpt_every=500 image_every=0 log_every=50 evaluate.unseen_rooms=240 \

@@ -312,6 +312,11 @@ def _draw_rooms(seed: int, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H:
     return pack_scenes([d[0] for d in drawn]), np.stack([d[1] for d in drawn]), np.stack([d[2] for d in drawn])
 
 
+def _room_id(key: tuple[int, ...], K: np.ndarray, H: int, W: int) -> tuple:
+    """What a room drawn ahead is known by: its key, its camera's K and the image size."""
+    return tuple(key), np.asarray(K, np.float64).tobytes(), H, W
+
+
 class RoomSampler:
     """New procedural rooms for the blur stream: each key draws a room and a camera in it (NumPy, the engine's
     rules, :func:`~worldfromblur.data.synthetic.engine.room_and_camera` with generator keys of their own use), and
@@ -361,8 +366,7 @@ class RoomSampler:
         if not self.workers or not keys:
             return
         pool = self._pool()
-        new = [(k, K, ident) for k, K in zip(keys, Ks)
-               if (ident := (tuple(k), np.asarray(K, np.float64).tobytes(), H, W)) not in self._rooms]
+        new = [(k, K, ident) for k, K in zip(keys, Ks) if (ident := _room_id(k, K, H, W)) not in self._rooms]
         for chunk in np.array_split(np.arange(len(new)), min(self.workers, len(new))) if new else []:  # one task each
             todo = [new[j] for j in chunk]
             future = pool.submit(_draw_rooms, self.seed, [t[0] for t in todo], [t[1] for t in todo], H, W)
@@ -395,7 +399,7 @@ class RoomSampler:
         self.ahead(keys, Ks, H, W)
         tasks: dict[int, tuple[Future, list[int], list[int]]] = {}  # a task's rooms: where in the batch, which rows
         for at, (k, K) in enumerate(zip(keys, Ks)):
-            future, row = self._rooms.pop((tuple(k), np.asarray(K, np.float64).tobytes(), H, W))
+            future, row = self._rooms.pop(_room_id(k, K, H, W))
             task = tasks.setdefault(id(future), (future, [], []))
             task[1].append(at)
             task[2].append(row)
