@@ -1,6 +1,8 @@
 """Frame pools and the on-the-fly blur stream: files, splits, geometry of the augmentation, blur range, determinism."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -356,9 +358,10 @@ def test_scenes_packed_in_parts_are_the_scenes_packed_at_once():
         assert torch.equal(value, getattr(joined, name)), name
 
 
-def test_room_workers_draw_the_same_rooms_ahead_of_their_step(small_pool):
+def test_room_workers_draw_the_same_rooms_ahead_of_their_step(small_pool, capsys):
     """``room_workers`` processes draw the new rooms of the next steps, and the texture banks of the next groups,
-    while a step trains; the batches are byte for byte those drawn in the training process."""
+    while a step trains; the batches are byte for byte those drawn in the training process. A worker that dies
+    costs speed, not the run: one warning, and the same batches drawn here."""
     def stream(workers):
         opts = StreamOptions(size=[64, 48], rooms=0.75, max_subframes=1, room_workers=workers)
         s = BlurStream(small_pool, opts, seed=5)
@@ -373,6 +376,12 @@ def test_room_workers_draw_the_same_rooms_ahead_of_their_step(small_pool):
             waiting = {ident[0][0] for ident in ahead.rooms._rooms}  # the steps whose rooms the workers hold
             assert waiting == {step + 1, step + 2}
             assert set(ahead.rooms._bank_futures) == {step + 1, step + 2, step + 3}  # a bank beyond them
+        os.kill(next(iter(ahead.rooms._executor._processes)), signal.SIGKILL)  # as the kernel's OOM killer would
+        for step in range(3, 6):
+            a, b = here.batch(step, 6), ahead.batch(step, 6)
+            assert all(torch.equal(a[k], b[k]) for k in ("blurred", "sharp", "depth", "K", "poses"))
+        assert ahead.rooms.workers == 0 and ahead.rooms._executor is None
+        assert capsys.readouterr().err.count("a room worker died") == 1
     finally:
         ahead.rooms.close()
     with pytest.raises(DatasetError, match="room_workers must be a whole number"):

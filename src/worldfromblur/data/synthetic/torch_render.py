@@ -12,8 +12,11 @@ This is the renderer a training device can run for a new room every sample, wher
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -325,9 +328,12 @@ class RoomSampler:
     Drawing is host work, about 2 ms a room and 0.6 s a texture bank on one core of the 2-core CPU
     (``benchmarks/bench_render.py``): at a GPU's pace it would hold every step up, so ``workers`` processes can draw
     ahead: :meth:`ahead` hands them the rooms of steps to come, and the texture banks of the next groups are made
-    there too. The rooms and banks are the same whichever process draws them (each a pure function of its key)."""
+    there too. The rooms and banks are the same whichever process draws them (each a pure function of its key), so
+    a worker that dies (killed, out of memory) costs speed, not the run: the sampler says so once on stderr and draws
+    the rest here."""
 
     BANKS_AHEAD = 1  # texture banks made in the workers beyond the one of the steps handed to them
+    POLL_S = 1.0  # how often a wait for the workers checks that they are all alive
 
     def __init__(self, seed: int, device: torch.device | str = "cpu", textures: str | None = None,
                  texture_steps: int = 8, workers: int = 0):
@@ -360,11 +366,47 @@ class RoomSampler:
         self._rooms.clear()
         self._bank_futures.clear()
 
+    def _result(self, future: Future):
+        """A worker's result. A worker killed while it sends one leaves the pool waiting for the rest of the message
+        for ever, where ``BrokenProcessPool`` never comes, so the wait checks every ``POLL_S`` that the workers live."""
+        while True:
+            try:
+                return future.result(timeout=self.POLL_S)
+            except FutureTimeout:
+                processes = getattr(self._executor, "_processes", None) or {}
+                if any(p.exitcode is not None for p in list(processes.values())):
+                    raise BrokenProcessPool("a room worker exited") from None
+
+    def _lost_workers(self, err: BaseException) -> None:
+        """A worker died and took the pool with it: say so once and draw everything here from now on (the same
+        rooms and banks, more slowly), so that a long run keeps training."""
+        print(f"warning: a room worker died ({err or type(err).__name__}); drawing the stream's rooms in the training "
+              "process from here on (the same rooms, more slowly)", file=sys.stderr)
+        if self._executor is not None:
+            # The pool's own thread may be stuck reading the dead worker's half-sent result: with every worker gone
+            # and this process's end of their result pipe closed, that read ends and the thread winds the pool up.
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                process.kill()
+            writer = getattr(getattr(self._executor, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                writer.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self.workers = 0
+        self._rooms.clear()
+        self._bank_futures.clear()
+
     def ahead(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> None:
         """Start drawing the rooms of these keys (one step's) in the worker processes, a task per worker, and the
         texture banks of their step's group and of the next (nothing without workers); :meth:`render` takes them."""
         if not self.workers or not keys:
             return
+        try:
+            self._submit(keys, Ks, H, W)
+        except BrokenProcessPool as err:
+            self._lost_workers(err)
+
+    def _submit(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> None:
         pool = self._pool()
         new = [(k, K, ident) for k, K in zip(keys, Ks) if (ident := _room_id(k, K, H, W)) not in self._rooms]
         for chunk in np.array_split(np.arange(len(new)), min(self.workers, len(new))) if new else []:  # one task each
@@ -383,7 +425,10 @@ class RoomSampler:
         group = self.banks.group_of(step)
         made = None
         if group != self.banks.group and group in self._bank_futures:
-            made = self._bank_futures.pop(group).result()
+            try:
+                made = self._result(self._bank_futures.pop(group))
+            except BrokenProcessPool as err:
+                self._lost_workers(err)
         for old in [g for g in self._bank_futures if g < group]:
             self._bank_futures.pop(old).cancel()
         bank = self.banks(step, made)
@@ -394,9 +439,16 @@ class RoomSampler:
     def _draw(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int):
         """The rooms of the keys as :func:`_draw_rooms` gives them: from the workers (all of them at once when not
         started ahead), or drawn here."""
-        if not self.workers:
-            return _draw_rooms(self.seed, keys, Ks, H, W)
-        self.ahead(keys, Ks, H, W)
+        if self.workers:
+            try:
+                return self._collect(keys, Ks, H, W)
+            except BrokenProcessPool as err:
+                self._lost_workers(err)
+        return _draw_rooms(self.seed, keys, Ks, H, W)
+
+    def _collect(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int):
+        """The rooms of the keys from the workers' tasks, in the keys' order."""
+        self._submit(keys, Ks, H, W)
         tasks: dict[int, tuple[Future, list[int], list[int]]] = {}  # a task's rooms: where in the batch, which rows
         for at, (k, K) in enumerate(zip(keys, Ks)):
             future, row = self._rooms.pop(_room_id(k, K, H, W))
@@ -407,7 +459,7 @@ class RoomSampler:
             self._rooms.pop(old)[0].cancel()
         parts, where = [], []
         for future, at, rows in tasks.values():
-            packed, R, C = future.result()
+            packed, R, C = self._result(future)
             parts.append(({k: v[rows] for k, v in packed.items()}, R[rows], C[rows]))
             where += at
         back = np.argsort(where)  # the keys' order
