@@ -485,3 +485,40 @@ def test_the_torch_renderer_agrees_with_the_numpy_caster():
         relative = np.abs(radiance[b].numpy() - ref_radiance) / np.maximum(ref_radiance, 1e-3)
         assert np.median(relative.max(-1)[interior]) < 1e-4  # and in fact the same shading, not just close
     assert kinds == {"Box", "Cylinder", "Sphere"}  # the check saw every kind of object
+
+
+def test_a_synthetic_pool_is_the_same_whatever_its_workers_do(capsys):
+    """A pool rendered by worker processes holds the frames rendered here; a worker that dies (killed, out of
+    memory) costs speed, not the pool: the other frames are rendered in this process, with one warning."""
+    import multiprocessing
+    import threading
+
+    from worldfromblur.data.pool import synthetic_pool
+
+    def frames(pool):
+        return pool.rgb, pool.depth, pool.K
+
+    here = frames(synthetic_pool(8, size=(32, 24), seed=6, progress=False))
+    assert all(torch.equal(a, b) for a, b in zip(here, frames(synthetic_pool(8, size=(32, 24), seed=6, progress=False,
+                                                                              workers=2))))
+    killed = []
+
+    def kill_a_worker():  # as soon as one is started, long before it can have rendered its frames
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)
+                killed.append(child.pid)
+                break
+            time.sleep(0.002)
+
+    capsys.readouterr()
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    try:
+        broken = frames(synthetic_pool(8, size=(32, 24), seed=6, progress=False, workers=2))
+    finally:
+        killer.join()
+    assert killed and all(torch.equal(a, b) for a, b in zip(here, broken))
+    assert capsys.readouterr().err.count("a pool-rendering worker died") == 1
+

@@ -24,7 +24,10 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +46,7 @@ from .rgbd.build import open_sequence, resize_depth, resize_rgb
 from .rgbd.readers import load_depth, load_rgb
 from .synthetic.engine import KEYS, SyntheticOptions, check_focal_range, check_seed, render_still
 from .synthetic.textures import TextureBanks, texture_photos
+from .workers import abandon, result
 
 POOL_FORMAT = "world-from-blur frame pool"
 POOL_VERSION = 1
@@ -169,6 +173,10 @@ def _synthetic_frame(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return render_still(_WORKER["seed"], index, _WORKER["opts"], _WORKER["banks"](index))
 
 
+def _synthetic_frames(index: range) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return [_synthetic_frame(i) for i in index]
+
+
 def synthetic_pool(num: int, size: tuple[int, int] = SYNTHETIC_SIZE, seed: int = 0, textures: str | None = None,
                    workers: int = 1, progress: bool = True, start: int = 0,
                    texture_rooms: int = TEXTURE_ROOMS, focal_range: list | None = None) -> FramePool:
@@ -207,15 +215,34 @@ def synthetic_pool(num: int, size: tuple[int, int] = SYNTHETIC_SIZE, seed: int =
             K = np.empty((N, 3, 3), np.float64)
         rgb[k], depth[k], K[k] = frame
 
-    if workers > 1 and len(index) >= 4 * workers:
-        ctx = multiprocessing.get_context("spawn")  # the caller may hold a CUDA context, which must not be forked
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_synthetic, initargs=init) as ex:
-            for k, frame in enumerate(tqdm(ex.map(_synthetic_frame, index, chunksize=16), **bar)):
-                store(k, frame)
-    else:
-        _init_synthetic(*init)
-        for k, i in enumerate(tqdm(index, **bar)):
-            store(k, _synthetic_frame(i))
+    done = 0
+    with tqdm(**bar) as progress_bar:
+        if workers > 1 and len(index) >= 4 * workers:
+            ctx = multiprocessing.get_context("spawn")  # the caller may hold a CUDA context, which must not be forked
+            ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_synthetic, initargs=init)
+            try:
+                tasks = deque(ex.submit(_synthetic_frames, index[a:a + 16]) for a in range(0, len(index), 16))
+                while tasks:  # in order; a task's frames are dropped once stored
+                    frames = result(tasks.popleft(), ex)
+                    for frame in frames:
+                        store(done, frame)
+                        done += 1
+                    progress_bar.update(len(frames))
+            except BrokenProcessPool as err:  # the frames are pure functions of their index: render the rest here
+                abandon(ex)
+                print(f"warning: a pool-rendering worker died ({err}); rendering the other {len(index) - done} "
+                      "frames in this process", file=sys.stderr)
+            except BaseException:
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
+            else:
+                ex.shutdown()
+        if done < len(index):
+            _init_synthetic(*init)
+            for i in index[done:]:
+                store(done, _synthetic_frame(i))
+                done += 1
+                progress_bar.update()
     return FramePool(torch.from_numpy(rgb), torch.from_numpy(depth), torch.from_numpy(K),
                      [f"synthetic-{seed}-{i:06d}" for i in index], ["synthetic"] * len(index))
 

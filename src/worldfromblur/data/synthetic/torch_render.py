@@ -15,7 +15,6 @@ import multiprocessing
 import sys
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from ...imaging import linear_to_srgb
+from ..workers import abandon, result
 from .engine import KEYS, check_seed, room_and_camera
 from .scene import _EPS, Box, Cylinder, Scene, Sphere
 from .textures import BANK_SIZE, Texture, TextureBanks, make_texture_bank, texture_photos
@@ -333,7 +333,6 @@ class RoomSampler:
     the rest here."""
 
     BANKS_AHEAD = 1  # texture banks made in the workers beyond the one of the steps handed to them
-    POLL_S = 1.0  # how often a wait for the workers checks that they are all alive
 
     def __init__(self, seed: int, device: torch.device | str = "cpu", textures: str | None = None,
                  texture_steps: int = 8, workers: int = 0):
@@ -366,31 +365,13 @@ class RoomSampler:
         self._rooms.clear()
         self._bank_futures.clear()
 
-    def _result(self, future: Future):
-        """A worker's result. A worker killed while it sends one leaves the pool waiting for the rest of the message
-        for ever, where ``BrokenProcessPool`` never comes, so the wait checks every ``POLL_S`` that the workers live."""
-        while True:
-            try:
-                return future.result(timeout=self.POLL_S)
-            except FutureTimeout:
-                processes = getattr(self._executor, "_processes", None) or {}
-                if any(p.exitcode is not None for p in list(processes.values())):
-                    raise BrokenProcessPool("a room worker exited") from None
-
     def _lost_workers(self, err: BaseException) -> None:
         """A worker died and took the pool with it: say so once and draw everything here from now on (the same
         rooms and banks, more slowly), so that a long run keeps training."""
         print(f"warning: a room worker died ({err or type(err).__name__}); drawing the stream's rooms in the training "
               "process from here on (the same rooms, more slowly)", file=sys.stderr)
         if self._executor is not None:
-            # The pool's own thread may be stuck reading the dead worker's half-sent result: with every worker gone
-            # and this process's end of their result pipe closed, that read ends and the thread winds the pool up.
-            for process in list(getattr(self._executor, "_processes", {}).values()):
-                process.kill()
-            writer = getattr(getattr(self._executor, "_result_queue", None), "_writer", None)
-            if writer is not None:
-                writer.close()
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            abandon(self._executor)
             self._executor = None
         self.workers = 0
         self._rooms.clear()
@@ -426,7 +407,7 @@ class RoomSampler:
         made = None
         if group != self.banks.group and group in self._bank_futures:
             try:
-                made = self._result(self._bank_futures.pop(group))
+                made = result(self._bank_futures.pop(group), self._executor)
             except BrokenProcessPool as err:
                 self._lost_workers(err)
         for old in [g for g in self._bank_futures if g < group]:
@@ -459,7 +440,7 @@ class RoomSampler:
             self._rooms.pop(old)[0].cancel()
         parts, where = [], []
         for future, at, rows in tasks.values():
-            packed, R, C = self._result(future)
+            packed, R, C = result(future, self._executor)
             parts.append(({k: v[rows] for k, v in packed.items()}, R[rows], C[rows]))
             where += at
         back = np.argsort(where)  # the keys' order
