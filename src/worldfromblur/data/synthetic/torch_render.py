@@ -374,8 +374,7 @@ class RoomSampler:
             abandon(self._executor)
             self._executor = None
         self.workers = 0
-        self._rooms.clear()
-        self._bank_futures.clear()
+        self.close()  # what is left of it: the tasks' bookkeeping
 
     def ahead(self, keys: list[tuple[int, ...]], Ks: list[np.ndarray], H: int, W: int) -> None:
         """Start drawing the rooms of these keys (one step's) in the worker processes, a task per worker, and the
